@@ -1,0 +1,3 @@
+"""zpop: a hosted-mail service on Twisted."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,280 @@
+"""The one frozen configuration object, read from an ini file and options.
+
+Every knob an operator may turn lives here, with its default, so the rest of
+zpop takes a ``Config`` and never reads files or the environment itself.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import datetime
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Listener names, in start-up order, with the default endpoint of each
+#: (unprivileged ports, so ``twistd -n zpop`` runs as any user).
+LISTENERS: dict[str, str] = {
+    "pop3s": "tcp:8995",
+    "pop3": "",
+    "smtps": "tcp:8465",
+    "submission": "tcp:8587",
+    "mx": "tcp:8025",
+}
+
+CONFIG_NAME = "zpop.ini"
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or malformed; the text names where."""
+
+
+@dataclass(frozen=True)
+class TLSCertificate:
+    """A certificate chain and its private key, both PEM files."""
+
+    chain: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything zpop needs to know at start-up, and nothing it can learn."""
+
+    data_dir: str = "zpop-data"
+    hostname: str = "localhost"
+    pop_personal_host: str = ""
+    pop_organization_host: str = ""
+    smtp_host: str = ""
+    listeners: Mapping[str, str] = field(default_factory=lambda: dict(LISTENERS))
+    tls_default: TLSCertificate | None = None
+    tls_by_host: Mapping[str, TLSCertificate] = field(default_factory=dict)
+    message_size_limit: int = 36 * 1024 * 1024
+    max_recipients: int = 100
+    pop_idle_timeout: float = 600.0
+    smtp_timeout: float = 300.0
+    max_line_length: int = 2048
+    default_plan: str = "free"
+    free_pop_cutoff: datetime.datetime | None = None
+    bcrypt_cost: int = 12
+    pop_lock_lease: float = 120.0
+    db_threads: int = 4
+    save_sent_copy: bool = True
+
+    def __post_init__(self) -> None:
+        # Host names default from the base host name, Zoho-style:
+        # pop.<base>, poppro.<base>, smtp.<base>.
+        for attr, prefix in (
+            ("pop_personal_host", "pop"),
+            ("pop_organization_host", "poppro"),
+            ("smtp_host", "smtp"),
+        ):
+            if not getattr(self, attr):
+                object.__setattr__(self, attr, f"{prefix}.{self.hostname}")
+
+    @property
+    def host_names(self) -> tuple[str, ...]:
+        """Every name clients may use for this server, for the certificate."""
+        names = [self.pop_personal_host, self.pop_organization_host, self.smtp_host]
+        names.append(self.hostname)
+        return tuple(dict.fromkeys(n.lower() for n in names))
+
+    def pop_host_for(self, organization: bool) -> str:
+        """The POP host name an account of this domain kind is told to use."""
+        return self.pop_organization_host if organization else self.pop_personal_host
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some fields changed (host names re-derived if unset)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "yes", "true", "on"):
+        return True
+    if lowered in ("0", "no", "false", "off"):
+        return False
+    raise ValueError("expected yes or no")
+
+
+def _parse_positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a positive whole number")
+    return value
+
+
+def _parse_size(text: str) -> int:
+    """Bytes, with an optional K, M or G suffix (powers of 1024)."""
+    stripped = text.strip().upper()
+    factor = 1
+    for suffix, mult in (("K", 1024), ("M", 1024**2), ("G", 1024**3)):
+        if stripped.endswith(suffix):
+            stripped, factor = stripped[:-1], mult
+            break
+    return _parse_positive_int(stripped) * factor
+
+
+def _parse_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+def _parse_date(text: str) -> datetime.datetime | None:
+    """An ISO date (UTC) or empty for "no cut-off"."""
+    if not text.strip():
+        return None
+    day = datetime.date.fromisoformat(text.strip())
+    return datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC)
+
+
+def _parse_host(text: str) -> str:
+    name = text.strip().lower().rstrip(".")
+    if not name or any(c.isspace() for c in name) or "/" in name:
+        raise ValueError("expected a host name")
+    return name
+
+
+def _parse_plan(text: str) -> str:
+    plan = text.strip().lower()
+    if plan not in ("free", "paid"):
+        raise ValueError("expected free or paid")
+    return plan
+
+
+def _parse_bcrypt_cost(text: str) -> int:
+    cost = int(text)
+    if not 4 <= cost <= 31:
+        raise ValueError("bcrypt cost must be between 4 and 31")
+    return cost
+
+
+# section -> key -> (Config field, parser)
+_SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], Any]]]] = {
+    "server": {
+        "data": ("data_dir", str),
+        "hostname": ("hostname", _parse_host),
+        "db_threads": ("db_threads", _parse_positive_int),
+    },
+    "hosts": {
+        "pop_personal": ("pop_personal_host", _parse_host),
+        "pop_organization": ("pop_organization_host", _parse_host),
+        "smtp": ("smtp_host", _parse_host),
+    },
+    "limits": {
+        "message_size": ("message_size_limit", _parse_size),
+        "recipients": ("max_recipients", _parse_positive_int),
+        "pop_idle_timeout": ("pop_idle_timeout", _parse_seconds),
+        "smtp_timeout": ("smtp_timeout", _parse_seconds),
+        "line_length": ("max_line_length", _parse_positive_int),
+        "pop_lock_lease": ("pop_lock_lease", _parse_seconds),
+    },
+    "accounts": {
+        "default_plan": ("default_plan", _parse_plan),
+        "free_pop_cutoff": ("free_pop_cutoff", _parse_date),
+        "bcrypt_cost": ("bcrypt_cost", _parse_bcrypt_cost),
+    },
+    "submission": {
+        "save_sent_copy": ("save_sent_copy", _parse_bool),
+    },
+}
+
+
+def _tls_section(
+    source: str, section: configparser.SectionProxy, base: str
+) -> TLSCertificate:
+    values = dict(section)
+    unknown = set(values) - {"certificate", "key"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(f"{source}: [{section.name}] {key}: unknown key")
+    chain = values.get("certificate", "").strip()
+    key = values.get("key", "").strip() or chain
+    if not chain:
+        raise ConfigError(f"{source}: [{section.name}] certificate: missing")
+    return TLSCertificate(
+        chain=os.path.join(base, chain), key=os.path.join(base, key)
+    )
+
+
+def load(path: str | None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read ``path`` (if given) and apply ``overrides`` (Config field names).
+
+    Relative paths in the file are relative to the file's directory.
+    """
+    values: dict[str, Any] = {}
+    listeners = dict(LISTENERS)
+    tls_default: TLSCertificate | None = None
+    tls_by_host: dict[str, TLSCertificate] = {}
+    if path is not None:
+        parser = configparser.ConfigParser(interpolation=None, default_section="")
+        try:
+            with open(path, encoding="utf-8") as f:
+                parser.read_file(f)
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}")
+        except (configparser.Error, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not a valid ini file: {e}")
+        base = os.path.dirname(os.path.abspath(path))
+        for name in parser.sections():
+            section = parser[name]
+            if name == "listeners":
+                for key, value in section.items():
+                    if key not in LISTENERS:
+                        raise ConfigError(f"{path}: [listeners] {key}: unknown key")
+                    listeners[key] = value.strip()
+                continue
+            if name == "tls":
+                tls_default = _tls_section(path, section, base)
+                continue
+            if name.startswith("tls:"):
+                host = name[4:].strip().lower()
+                tls_by_host[host] = _tls_section(path, section, base)
+                continue
+            schema = _SCHEMA.get(name)
+            if schema is None:
+                raise ConfigError(f"{path}: [{name}]: unknown section")
+            for key, text in section.items():
+                if key not in schema:
+                    raise ConfigError(f"{path}: [{name}] {key}: unknown key")
+                attr, parse = schema[key]
+                try:
+                    values[attr] = parse(text)
+                except ValueError as e:
+                    raise ConfigError(
+                        f"{path}: [{name}] {key}: bad value {text!r}: {e}"
+                    )
+                if attr == "data_dir":
+                    values[attr] = os.path.join(base, values[attr])
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key in LISTENERS:
+            listeners[key] = value
+        else:
+            values[key] = value
+    return Config(
+        listeners=listeners,
+        tls_default=tls_default,
+        tls_by_host=tls_by_host,
+        **values,
+    )
+
+
+def find_config_file(explicit: str | None, data_dir: str | None) -> str | None:
+    """The config file to read: the one given, else ``DATA/zpop.ini`` if any."""
+    if explicit:
+        return explicit
+    if data_dir is None:
+        return None
+    candidate = os.path.join(data_dir, CONFIG_NAME)
+    return candidate if os.path.exists(candidate) else None
+
+
+def default_data_dir() -> str:
+    """``$ZPOP_DATA`` or ``./zpop-data``, as DESIGN §3 says."""
+    return os.environ.get("ZPOP_DATA") or "zpop-data"

@@ -1,0 +1,103 @@
+"""Password material: bcrypt for people's passwords, keyed hashes for
+server-generated app-specific passwords, and the server key behind them.
+
+Kept apart from the checker (``zpop.auth``) because the ``zpop`` command
+needs the same functions to set passwords and create app passwords.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets as _random
+
+import bcrypt
+
+KEY_NAME = "server.key"
+
+#: No 0/O, 1/l/I: an app password is read off a screen and typed on a phone.
+APP_PASSWORD_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
+#: 16 characters of 32 symbols: 80 bits.
+APP_PASSWORD_LENGTH = 16
+
+# bcrypt looks at the first 72 bytes only; longer secrets are pre-hashed so
+# two passwords sharing a 72-byte prefix are not equal.
+_BCRYPT_MAX = 72
+
+
+def load_or_create_key(data_dir: str) -> bytes:
+    """The server's HMAC key, made once (mode 0600) in the data directory."""
+    path = os.path.join(data_dir, KEY_NAME)
+    try:
+        with open(path, "rb") as f:
+            key = f.read()
+    except FileNotFoundError:
+        key = _random.token_bytes(32)
+        tmp = f"{path}.new-{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            # Another process made it first: use theirs.
+            os.unlink(tmp)
+            return load_or_create_key(data_dir)
+        os.unlink(tmp)
+        return key
+    if len(key) < 32:
+        raise ValueError(f"{path} is damaged (too short): restore it from backup")
+    return key
+
+
+def _bcrypt_input(password: str) -> bytes:
+    raw = password.encode("utf-8")
+    if len(raw) > _BCRYPT_MAX:
+        raw = hashlib.sha256(raw).hexdigest().encode("ascii")
+    return raw
+
+
+def hash_password(password: str, cost: int) -> bytes:
+    """A bcrypt hash of a primary password; blocking (run it in a thread)."""
+    return bcrypt.hashpw(_bcrypt_input(password), bcrypt.gensalt(rounds=cost))
+
+
+def check_password(password: str, hashed: bytes) -> bool:
+    """Whether ``password`` matches a bcrypt hash; blocking."""
+    try:
+        return bcrypt.checkpw(_bcrypt_input(password), hashed)
+    except ValueError:
+        return False
+
+
+def generate_app_password() -> str:
+    """A new app-specific password, grouped in fours for reading."""
+    chars = "".join(
+        _random.choice(APP_PASSWORD_ALPHABET) for _ in range(APP_PASSWORD_LENGTH)
+    )
+    return " ".join(chars[i : i + 4] for i in range(0, APP_PASSWORD_LENGTH, 4))
+
+
+def normalize_app_password(text: str) -> str | None:
+    """The canonical form of a typed app password, or None if it can't be one.
+
+    Spaces and dashes are ignored and case folded, as people type them.
+    """
+    cleaned = "".join(c for c in text.lower() if c not in " -")
+    if len(cleaned) != APP_PASSWORD_LENGTH:
+        return None
+    if any(c not in APP_PASSWORD_ALPHABET for c in cleaned):
+        return None
+    return cleaned
+
+
+def app_password_digest(key: bytes, account_id: int, password: str) -> bytes | None:
+    """The keyed hash an app password is stored as, or None if malformed."""
+    canonical = normalize_app_password(password)
+    if canonical is None:
+        return None
+    message = f"{account_id}:{canonical}".encode("ascii")
+    return hmac.new(key, message, hashlib.sha256).digest()

@@ -1,0 +1,45 @@
+"""zpop's durable state: the Store API and its SQLite implementation."""
+
+from zpop.store.interface import (
+    DELETION_POLICIES,
+    FOLDERS,
+    PLANS,
+    POP_MODES,
+    SPAM_POLICIES,
+    Account,
+    AlreadyExists,
+    AppPassword,
+    Domain,
+    IStore,
+    Message,
+    NewMessage,
+    NotFound,
+    PopSettings,
+    SchemaError,
+    StoreError,
+)
+from zpop.store.sqlite import SQLiteStore, migrate
+
+DATABASE_NAME = "zpop.sqlite"
+
+__all__ = [
+    "DATABASE_NAME",
+    "DELETION_POLICIES",
+    "FOLDERS",
+    "PLANS",
+    "POP_MODES",
+    "SPAM_POLICIES",
+    "Account",
+    "AlreadyExists",
+    "AppPassword",
+    "Domain",
+    "IStore",
+    "Message",
+    "NewMessage",
+    "NotFound",
+    "PopSettings",
+    "SQLiteStore",
+    "SchemaError",
+    "StoreError",
+    "migrate",
+]

@@ -1,0 +1,735 @@
+"""The embedded store: SQLite in the data directory, SQL only in threads.
+
+Every public method hands a ``_thd_*`` function to the runner (a database
+thread pool in the server, the calling thread in the ``zpop`` command); the
+function opens its own transaction and commits before returning, so the
+Deferred fires only once the change is on disk (WAL, ``synchronous=FULL``).
+Each thread keeps its own connection: sqlite3 connections stay on the thread
+that made them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred
+from zope.interface import implementer
+
+from zpop.store.interface import (
+    Account,
+    AlreadyExists,
+    AppPassword,
+    Domain,
+    IStore,
+    Message,
+    NewMessage,
+    NotFound,
+    PopSettings,
+    SchemaError,
+    StoreError,
+)
+from zpop.threads import Runner
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT = 30.0
+
+
+def migrations() -> list[tuple[int, str]]:
+    """The numbered migration scripts shipped with zpop, in order."""
+    found = []
+    for entry in resources.files("zpop.store").joinpath("migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:3].isdigit():
+            found.append((int(name[:3]), entry.read_text(encoding="utf-8")))
+    found.sort()
+    for expected, (number, _) in enumerate(found, start=1):
+        if number != expected:
+            raise RuntimeError(f"migration {expected:03d} is missing")
+    return found
+
+
+def latest_version() -> int:
+    return len(migrations())
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+    )
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+    return conn
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'zpop_version'"
+    ).fetchone()
+    if row is None:
+        return 0
+    (version,) = conn.execute("SELECT version FROM zpop_version").fetchone()
+    return int(version)
+
+
+def _upgrade(conn: sqlite3.Connection, path: str, to_version: int | None = None) -> None:
+    """Apply the migrations the database lacks, each in its own transaction."""
+    scripts = migrations()
+    known = len(scripts)
+    current = _schema_version(conn)
+    if current > known:
+        raise SchemaError(
+            f"database at {path} is version {current}, this zpop knows up to "
+            f"{known}: upgrade zpop"
+        )
+    target = known if to_version is None else to_version
+    for number, script in scripts[current:target]:
+        bump = (
+            "CREATE TABLE zpop_version (version INTEGER NOT NULL);"
+            f"INSERT INTO zpop_version VALUES ({number});"
+            if number == 1
+            else f"UPDATE zpop_version SET version = {number};"
+        )
+        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\n{bump}\nCOMMIT;")
+
+
+def migrate(path: str, to_version: int | None = None) -> int:
+    """Create the database at ``path`` or bring it up to date; blocking.
+
+    A new database is built in a temporary file and renamed into place, so a
+    crash never leaves a half-made one. Returns the schema version.
+    """
+    if not os.path.exists(path):
+        tmp = f"{path}.new-{os.getpid()}"
+        for leftover in (tmp, tmp + "-wal", tmp + "-shm", tmp + "-journal"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+        conn = _connect(tmp)
+        try:
+            _upgrade(conn, path, to_version)
+            conn.execute("PRAGMA journal_mode = WAL")
+        finally:
+            conn.close()
+        os.replace(tmp, path)
+        _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    conn = _connect(path)
+    try:
+        try:
+            _upgrade(conn, path, to_version)
+        except sqlite3.DatabaseError as e:
+            raise SchemaError(f"{path} is not a zpop database: {e}")
+        return _schema_version(conn)
+    finally:
+        conn.close()
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_ACCOUNT_COLUMNS = """
+    a.id, a.address, d.name, d.organization, a.plan, a.created, a.password_hash,
+    a.federated, a.two_factor, a.pop_enabled, a.pop_mode, a.pop_enabled_at,
+    a.pop_start_uid, a.pop_spam, a.pop_deletion, a.generation, a.uid_validity
+"""
+_ACCOUNT_FROM = "accounts a JOIN domains d ON d.id = a.domain_id"
+
+_MESSAGE_COLUMNS = """
+    id, account_id, folder, uid, received, size, subject, seen, pop_removed
+"""
+
+
+def _account(row: tuple[Any, ...]) -> Account:
+    return Account(
+        id=row[0],
+        address=row[1],
+        domain=row[2],
+        organization=bool(row[3]),
+        plan=row[4],
+        created=row[5],
+        password_hash=None if row[6] is None else bytes(row[6]),
+        federated=bool(row[7]),
+        two_factor=bool(row[8]),
+        pop=PopSettings(
+            enabled=bool(row[9]),
+            mode=row[10],
+            enabled_at=row[11],
+            start_uid=row[12],
+            spam=row[13],
+            deletion=row[14],
+        ),
+        generation=row[15],
+        uid_validity=row[16],
+    )
+
+
+def _message(row: tuple[Any, ...]) -> Message:
+    return Message(
+        id=row[0],
+        account_id=row[1],
+        folder=row[2],
+        uid=row[3],
+        received=row[4],
+        size=row[5],
+        subject=row[6],
+        seen=bool(row[7]),
+        pop_removed=bool(row[8]),
+    )
+
+
+def _domain(row: tuple[Any, ...]) -> Domain:
+    return Domain(id=row[0], name=row[1], organization=bool(row[2]), created=row[3])
+
+
+def _app_password(row: tuple[Any, ...]) -> AppPassword:
+    return AppPassword(
+        id=row[0], account_id=row[1], label=row[2], created=row[3], last_used=row[4]
+    )
+
+
+@implementer(IStore)
+class SQLiteStore:
+    """IStore on one SQLite file, shared safely by the server and the CLI."""
+
+    def __init__(self, path: str, runner: Runner) -> None:
+        self.path = path
+        self._run = runner
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close every thread's connection; call once no call is running."""
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction, taken up front so it never deadlocks on upgrade."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: several SELECTs see one snapshot."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def _call(self, f: Callable[..., T], *args: Any) -> Deferred:
+        def guarded() -> T:
+            try:
+                return f(*args)
+            except sqlite3.Error as e:
+                raise StoreError(f"database error in {self.path}: {e}") from e
+
+        return self._run(guarded)
+
+    # -- helpers run inside a transaction ---------------------------------
+
+    @staticmethod
+    def _account_row(conn: sqlite3.Connection, address: str) -> Account:
+        row = conn.execute(
+            f"SELECT {_ACCOUNT_COLUMNS} FROM {_ACCOUNT_FROM} WHERE a.address = ?",
+            (address.lower(),),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no account {address.lower()}")
+        return _account(row)
+
+    def _update_account(self, address: str, assignments: str, *params: Any) -> Any:
+        def thd() -> Account:
+            with self._write() as conn:
+                account = self._account_row(conn, address)
+                conn.execute(
+                    f"UPDATE accounts SET {assignments}, generation = generation + 1"
+                    " WHERE id = ?",
+                    (*params, account.id),
+                )
+                return self._account_row(conn, address)
+
+        return self._call(thd)
+
+    # -- domains ------------------------------------------------------------
+
+    def add_domain(self, name: str, organization: bool, now: float) -> Deferred:
+        def thd() -> Domain:
+            with self._write() as conn:
+                try:
+                    conn.execute(
+                        "INSERT INTO domains (name, organization, created)"
+                        " VALUES (?, ?, ?)",
+                        (name.lower(), int(organization), now),
+                    )
+                except sqlite3.IntegrityError:
+                    raise AlreadyExists(f"domain {name.lower()} exists already")
+                return _domain(
+                    conn.execute(
+                        "SELECT id, name, organization, created FROM domains"
+                        " WHERE name = ?",
+                        (name.lower(),),
+                    ).fetchone()
+                )
+
+        return self._call(thd)
+
+    def get_domain(self, name: str) -> Deferred:
+        def thd() -> Domain:
+            with self._read() as conn:
+                row = conn.execute(
+                    "SELECT id, name, organization, created FROM domains"
+                    " WHERE name = ?",
+                    (name.lower(),),
+                ).fetchone()
+            if row is None:
+                raise NotFound(f"no hosted domain {name.lower()}")
+            return _domain(row)
+
+        return self._call(thd)
+
+    def list_domains(self) -> Deferred:
+        def thd() -> list[Domain]:
+            with self._read() as conn:
+                rows = conn.execute(
+                    "SELECT id, name, organization, created FROM domains ORDER BY name"
+                ).fetchall()
+            return [_domain(r) for r in rows]
+
+        return self._call(thd)
+
+    # -- accounts -----------------------------------------------------------
+
+    def add_account(
+        self,
+        address: str,
+        plan: str,
+        federated: bool,
+        password_hash: bytes | None,
+        now: float,
+    ) -> Deferred:
+        address = address.lower()
+        domain = address.rpartition("@")[2]
+
+        def thd() -> Account:
+            with self._write() as conn:
+                row = conn.execute(
+                    "SELECT id FROM domains WHERE name = ?", (domain,)
+                ).fetchone()
+                if row is None:
+                    raise NotFound(f"no hosted domain {domain}")
+                taken = conn.execute(
+                    "SELECT 1 FROM accounts WHERE address = ?"
+                    " UNION SELECT 1 FROM aliases WHERE alias = ?",
+                    (address, address),
+                ).fetchone()
+                if taken:
+                    raise AlreadyExists(f"address {address} is taken already")
+                conn.execute(
+                    "INSERT INTO accounts (address, domain_id, plan, created,"
+                    " password_hash, federated, uid_validity)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        address,
+                        row[0],
+                        plan,
+                        now,
+                        password_hash,
+                        int(federated),
+                        secrets.randbits(31),
+                    ),
+                )
+                return self._account_row(conn, address)
+
+        return self._call(thd)
+
+    def get_account(self, address: str) -> Deferred:
+        def thd() -> Account | None:
+            with self._read() as conn:
+                try:
+                    return self._account_row(conn, address)
+                except NotFound:
+                    return None
+
+        return self._call(thd)
+
+    def get_account_for_recipient(self, address: str) -> Deferred:
+        def thd() -> Account | None:
+            with self._read() as conn:
+                row = conn.execute(
+                    f"SELECT {_ACCOUNT_COLUMNS} FROM {_ACCOUNT_FROM}"
+                    " WHERE a.address = ?1 OR a.id ="
+                    " (SELECT account_id FROM aliases WHERE alias = ?1)",
+                    (address.lower(),),
+                ).fetchone()
+            return None if row is None else _account(row)
+
+        return self._call(thd)
+
+    def list_accounts(self) -> Deferred:
+        def thd() -> list[Account]:
+            with self._read() as conn:
+                rows = conn.execute(
+                    f"SELECT {_ACCOUNT_COLUMNS} FROM {_ACCOUNT_FROM}"
+                    " ORDER BY a.address"
+                ).fetchall()
+            return [_account(r) for r in rows]
+
+        return self._call(thd)
+
+    def delete_account(self, address: str) -> Deferred:
+        def thd() -> None:
+            with self._write() as conn:
+                account = self._account_row(conn, address)
+                conn.execute("DELETE FROM accounts WHERE id = ?", (account.id,))
+
+        return self._call(thd)
+
+    def set_password(self, address: str, password_hash: bytes | None) -> Deferred:
+        return self._update_account(address, "password_hash = ?", password_hash)
+
+    def set_two_factor(self, address: str, enabled: bool) -> Deferred:
+        return self._update_account(address, "two_factor = ?", int(enabled))
+
+    def enable_pop(self, address: str, mode: str, now: float) -> Deferred:
+        def thd() -> Account:
+            with self._write() as conn:
+                account = self._account_row(conn, address)
+                if mode == "all":
+                    start = "0"
+                    conn.execute(
+                        "UPDATE messages SET pop_removed = 0 WHERE account_id = ?",
+                        (account.id,),
+                    )
+                else:
+                    start = "next_uid"
+                conn.execute(
+                    "UPDATE accounts SET pop_enabled = 1, pop_mode = ?,"
+                    f" pop_enabled_at = ?, pop_start_uid = {start},"
+                    " generation = generation + 1 WHERE id = ?",
+                    (mode, now, account.id),
+                )
+                return self._account_row(conn, address)
+
+        return self._call(thd)
+
+    def disable_pop(self, address: str) -> Deferred:
+        return self._update_account(address, "pop_enabled = ?", 0)
+
+    def set_pop_spam(self, address: str, policy: str) -> Deferred:
+        return self._update_account(address, "pop_spam = ?", policy)
+
+    def set_pop_deletion(self, address: str, policy: str) -> Deferred:
+        return self._update_account(address, "pop_deletion = ?", policy)
+
+    # -- app-specific passwords ----------------------------------------------
+
+    def add_app_password(
+        self, address: str, label: str, digest: bytes, now: float
+    ) -> Deferred:
+        def thd() -> AppPassword:
+            with self._write() as conn:
+                account = self._account_row(conn, address)
+                cursor = conn.execute(
+                    "INSERT INTO app_passwords (account_id, label, digest, created)"
+                    " VALUES (?, ?, ?, ?)",
+                    (account.id, label, digest, now),
+                )
+                conn.execute(
+                    "UPDATE accounts SET generation = generation + 1 WHERE id = ?",
+                    (account.id,),
+                )
+                return AppPassword(
+                    id=int(cursor.lastrowid or 0),
+                    account_id=account.id,
+                    label=label,
+                    created=now,
+                    last_used=None,
+                )
+
+        return self._call(thd)
+
+    def list_app_passwords(self, address: str) -> Deferred:
+        def thd() -> list[AppPassword]:
+            with self._read() as conn:
+                account = self._account_row(conn, address)
+                rows = conn.execute(
+                    "SELECT id, account_id, label, created, last_used"
+                    " FROM app_passwords WHERE account_id = ? ORDER BY id",
+                    (account.id,),
+                ).fetchall()
+            return [_app_password(r) for r in rows]
+
+        return self._call(thd)
+
+    def revoke_app_password(self, address: str, password_id: int) -> Deferred:
+        def thd() -> None:
+            with self._write() as conn:
+                account = self._account_row(conn, address)
+                cursor = conn.execute(
+                    "DELETE FROM app_passwords WHERE id = ? AND account_id = ?",
+                    (password_id, account.id),
+                )
+                if cursor.rowcount != 1:
+                    raise NotFound(
+                        f"no app password {password_id} for {account.address}"
+                    )
+                conn.execute(
+                    "UPDATE accounts SET generation = generation + 1 WHERE id = ?",
+                    (account.id,),
+                )
+
+        return self._call(thd)
+
+    def use_app_password(self, account_id: int, digest: bytes, now: float) -> Deferred:
+        def thd() -> AppPassword | None:
+            with self._write() as conn:
+                row = conn.execute(
+                    "SELECT id, account_id, label, created, last_used"
+                    " FROM app_passwords WHERE account_id = ? AND digest = ?",
+                    (account_id, digest),
+                ).fetchone()
+                if row is None:
+                    return None
+                conn.execute(
+                    "UPDATE app_passwords SET last_used = ? WHERE id = ?",
+                    (now, row[0]),
+                )
+            return _app_password(row[:4] + (now,))
+
+        return self._call(thd)
+
+    # -- aliases --------------------------------------------------------------
+
+    def add_alias(self, address: str, alias: str) -> Deferred:
+        alias = alias.lower()
+
+        def thd() -> None:
+            with self._write() as conn:
+                account = self._account_row(conn, address)
+                domain = alias.rpartition("@")[2]
+                if conn.execute(
+                    "SELECT 1 FROM domains WHERE name = ?", (domain,)
+                ).fetchone() is None:
+                    raise NotFound(f"no hosted domain {domain}")
+                taken = conn.execute(
+                    "SELECT 1 FROM accounts WHERE address = ?"
+                    " UNION SELECT 1 FROM aliases WHERE alias = ?",
+                    (alias, alias),
+                ).fetchone()
+                if taken:
+                    raise AlreadyExists(f"address {alias} is taken already")
+                conn.execute(
+                    "INSERT INTO aliases (alias, account_id) VALUES (?, ?)",
+                    (alias, account.id),
+                )
+
+        return self._call(thd)
+
+    def list_aliases(self, address: str) -> Deferred:
+        def thd() -> list[str]:
+            with self._read() as conn:
+                account = self._account_row(conn, address)
+                rows = conn.execute(
+                    "SELECT alias FROM aliases WHERE account_id = ? ORDER BY alias",
+                    (account.id,),
+                ).fetchall()
+            return [r[0] for r in rows]
+
+        return self._call(thd)
+
+    # -- messages ---------------------------------------------------------------
+
+    def store_messages(self, account_id: int, messages: list[NewMessage]) -> Deferred:
+        def thd() -> list[Message]:
+            with self._write() as conn:
+                row = conn.execute(
+                    "SELECT next_uid FROM accounts WHERE id = ?", (account_id,)
+                ).fetchone()
+                if row is None:
+                    raise NotFound(f"no account with id {account_id}")
+                first_uid = row[0]
+                conn.execute(
+                    "UPDATE accounts SET next_uid = ? WHERE id = ?",
+                    (first_uid + len(messages), account_id),
+                )
+                stored = []
+                for uid, m in enumerate(messages, start=first_uid):
+                    cursor = conn.execute(
+                        "INSERT INTO messages (account_id, folder, uid, received,"
+                        " size, subject, seen) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            account_id,
+                            m.folder,
+                            uid,
+                            m.received,
+                            len(m.body),
+                            m.subject,
+                            int(m.seen),
+                        ),
+                    )
+                    message_id = int(cursor.lastrowid or 0)
+                    conn.execute(
+                        "INSERT INTO bodies (message_id, data) VALUES (?, ?)",
+                        (message_id, m.body),
+                    )
+                    stored.append(
+                        Message(
+                            id=message_id,
+                            account_id=account_id,
+                            folder=m.folder,
+                            uid=uid,
+                            received=m.received,
+                            size=len(m.body),
+                            subject=m.subject,
+                            seen=m.seen,
+                            pop_removed=False,
+                        )
+                    )
+                return stored
+
+        return self._call(thd)
+
+    def list_messages(self, account_id: int, folder: str | None = None) -> Deferred:
+        def thd() -> list[Message]:
+            query = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE account_id = ?"
+            params: tuple[Any, ...] = (account_id,)
+            if folder is not None:
+                query += " AND folder = ?"
+                params += (folder,)
+            with self._read() as conn:
+                rows = conn.execute(query + " ORDER BY uid", params).fetchall()
+            return [_message(r) for r in rows]
+
+        return self._call(thd)
+
+    def pop_messages(
+        self, account_id: int, folders: tuple[str, ...], min_uid: int
+    ) -> Deferred:
+        def thd() -> list[Message]:
+            marks = ", ".join("?" for _ in folders)
+            with self._read() as conn:
+                rows = conn.execute(
+                    f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+                    f" WHERE account_id = ? AND folder IN ({marks})"
+                    " AND pop_removed = 0 AND uid >= ? ORDER BY uid",
+                    (account_id, *folders, min_uid),
+                ).fetchall()
+            return [_message(r) for r in rows]
+
+        return self._call(thd)
+
+    def read_body(self, message_id: int, offset: int, length: int) -> Deferred:
+        def thd() -> bytes:
+            conn = self._conn()
+            try:
+                with conn.blobopen(
+                    "bodies", "data", message_id, readonly=True
+                ) as blob:
+                    blob.seek(offset)
+                    return blob.read(length)
+            except sqlite3.OperationalError as e:
+                if "no such rowid" in str(e):
+                    raise NotFound(f"message {message_id} no longer exists")
+                raise
+
+        return self._call(thd)
+
+    # -- POP sessions -------------------------------------------------------------
+
+    def acquire_pop_lock(
+        self, account_id: int, owner: str, now: float, lease: float
+    ) -> Deferred:
+        def thd() -> bool:
+            with self._write() as conn:
+                conn.execute(
+                    "DELETE FROM pop_locks WHERE account_id = ? AND expires <= ?",
+                    (account_id, now),
+                )
+                conn.execute(
+                    "INSERT OR IGNORE INTO pop_locks (account_id, owner, expires)"
+                    " VALUES (?, ?, ?)",
+                    (account_id, owner, now + lease),
+                )
+                row = conn.execute(
+                    "SELECT owner FROM pop_locks WHERE account_id = ?", (account_id,)
+                ).fetchone()
+            return row is not None and row[0] == owner
+
+        return self._call(thd)
+
+    def renew_pop_lock(
+        self, account_id: int, owner: str, now: float, lease: float
+    ) -> Deferred:
+        def thd() -> bool:
+            with self._write() as conn:
+                cursor = conn.execute(
+                    "UPDATE pop_locks SET expires = ? WHERE account_id = ?"
+                    " AND owner = ?",
+                    (now + lease, account_id, owner),
+                )
+            return cursor.rowcount == 1
+
+        return self._call(thd)
+
+    def release_pop_lock(self, account_id: int, owner: str) -> Deferred:
+        def thd() -> None:
+            with self._write() as conn:
+                conn.execute(
+                    "DELETE FROM pop_locks WHERE account_id = ? AND owner = ?",
+                    (account_id, owner),
+                )
+
+        return self._call(thd)
+
+    def finish_pop_session(
+        self, account_id: int, owner: str, message_ids: list[int], to_trash: bool
+    ) -> Deferred:
+        def thd() -> None:
+            with self._write() as conn:
+                cursor = conn.execute(
+                    "DELETE FROM pop_locks WHERE account_id = ? AND owner = ?",
+                    (account_id, owner),
+                )
+                if cursor.rowcount != 1:
+                    raise StoreError("the maildrop lock was lost")
+                folder = ", folder = 'Trash'" if to_trash else ""
+                conn.executemany(
+                    f"UPDATE messages SET pop_removed = 1{folder}"
+                    " WHERE id = ? AND account_id = ?",
+                    [(mid, account_id) for mid in message_ids],
+                )
+
+        return self._call(thd)
