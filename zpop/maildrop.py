@@ -1,0 +1,203 @@
+"""The POP view of an account: an IMailbox snapshot taken at login.
+
+What a POP session sees is decided once, at login, by the account's POP
+settings: the folders its spam policy names, minus messages that left the POP
+queue, minus (in ``new`` mode) mail stored before POP was enabled. Mail
+arriving during the session shows up at the next login. Deletions are kept
+in memory and applied, all or nothing, by ``sync`` at QUIT.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.mail.pop3 import IMailbox
+from zope.interface import implementer
+
+from zpop.store import Account, IStore, Message, StoreError
+
+log = Logger()
+
+SPAM_FOLDERS = {
+    "exclude": ("Inbox",),
+    "include": ("Inbox", "Spam"),
+    "only": ("Spam",),
+}
+
+#: How much of a body one read fetches: large enough that a 20 MB RETR is a
+#: few hundred database calls, small enough that memory stays flat.
+CHUNK_SIZE = 256 * 1024
+
+
+def pop_folders(account: Account) -> tuple[str, ...]:
+    """The folders POP offers under the account's spam policy."""
+    return SPAM_FOLDERS[account.pop.spam]
+
+
+def pop_start_uid(account: Account) -> int:
+    """The lowest uid POP offers: everything in ``all`` mode."""
+    return account.pop.start_uid if account.pop.mode == "new" else 0
+
+
+def offered(account: Account, message: Message) -> bool:
+    """Whether the next POP session of ``account`` would offer ``message``."""
+    return (
+        account.pop.enabled
+        and not message.pop_removed
+        and message.folder in pop_folders(account)
+        and message.uid >= pop_start_uid(account)
+    )
+
+
+def uidl(account: Account, message: Message) -> str:
+    """A UIDL unique in the account forever: uid-validity and uid."""
+    return f"{account.uid_validity:x}-{message.uid}"
+
+
+class BodyReader:
+    """A file-like view of one stored body whose ``read`` returns Deferreds."""
+
+    def __init__(self, store: IStore, message_id: int) -> None:
+        self._store = store
+        self._message_id = message_id
+        self._offset = 0
+
+    def read(self, size: int = CHUNK_SIZE) -> Deferred:
+        d = self._store.read_body(self._message_id, self._offset, size)
+
+        def advance(data: bytes) -> bytes:
+            self._offset += len(data)
+            return data
+
+        return d.addCallback(advance)
+
+
+class LockLost(StoreError):
+    """Another session took the maildrop over: this one must not commit."""
+
+
+@implementer(IMailbox)
+class Maildrop:
+    """IMailbox over a snapshot of an account's POP queue.
+
+    Holds the account's maildrop lock for the session and renews its lease
+    every third of it, so a crashed process's lock expires on its own.
+    """
+
+    def __init__(
+        self,
+        store: IStore,
+        account: Account,
+        messages: list[Message],
+        lock_owner: str,
+        clock: IReactorTime,
+        lease: float,
+    ) -> None:
+        self.account = account
+        self._store = store
+        self._messages = messages
+        self._deleted: set[int] = set()
+        self._owner = lock_owner
+        self._clock = clock
+        self._lease = lease
+        self._released = False
+        self.lock_lost = False
+        self._heartbeat = LoopingCall(self._renew)
+        self._heartbeat.clock = clock
+        self._heartbeat.start(lease / 3, now=False).addErrback(
+            lambda f: log.failure("maildrop lock heartbeat", f)
+        )
+
+    def _renew(self) -> Deferred:
+        d = self._store.renew_pop_lock(
+            self.account.id, self._owner, self._clock.seconds(), self._lease
+        )
+
+        def renewed(held: bool) -> None:
+            if not held:
+                self.lock_lost = True
+                log.warn(
+                    "maildrop lock of {address} was lost",
+                    address=self.account.address,
+                )
+                self._stop_heartbeat()
+
+        def failed(failure: Any) -> None:
+            # A busy database now and then must not end the session; the
+            # lease is three renewals long.
+            log.failure("renewing the maildrop lock", failure)
+
+        return d.addCallbacks(renewed, failed)
+
+    def _stop_heartbeat(self) -> None:
+        if self._heartbeat.running:
+            self._heartbeat.stop()
+
+    def _message(self, index: int) -> Message:
+        if not 0 <= index < len(self._messages):
+            raise ValueError(f"no message {index + 1}")
+        return self._messages[index]
+
+    # IMailbox: message numbers are 0-based here; deleted messages list as 0.
+
+    def listMessages(self, index: int | None = None) -> Any:
+        if index is None:
+            return [
+                0 if i in self._deleted else m.size
+                for i, m in enumerate(self._messages)
+            ]
+        message = self._message(index)
+        return 0 if index in self._deleted else message.size
+
+    def getMessage(self, index: int) -> BodyReader:
+        message = self._message(index)
+        if index in self._deleted:
+            raise ValueError(f"message {index + 1} is deleted")
+        return BodyReader(self._store, message.id)
+
+    def getUidl(self, index: int) -> str:
+        return uidl(self.account, self._message(index))
+
+    def deleteMessage(self, index: int) -> None:
+        self._message(index)
+        self._deleted.add(index)
+
+    def undeleteMessages(self) -> None:
+        self._deleted.clear()
+
+    def sync(self) -> Deferred:
+        """Apply the deletions and release the lock in one transaction."""
+        self._stop_heartbeat()
+        if self.lock_lost:
+            return fail(LockLost("the maildrop lock was lost"))
+        # finish_pop_session releases the lock when it commits; a logout
+        # racing with it must not release it first.
+        self._released = True
+        ids = [self._messages[i].id for i in sorted(self._deleted)]
+        d = self._store.finish_pop_session(
+            self.account.id,
+            self._owner,
+            ids,
+            self.account.pop.deletion == "delete",
+        )
+
+        def failed(failure: Any) -> Any:
+            self._released = False
+            self.release()
+            return failure
+
+        return d.addErrback(failed)
+
+    def release(self) -> Deferred | None:
+        """End the session without applying anything (logout or dropped)."""
+        self._stop_heartbeat()
+        if self._released:
+            return None
+        self._released = True
+        d = self._store.release_pop_lock(self.account.id, self._owner)
+        d.addErrback(lambda f: log.failure("releasing the maildrop lock", f))
+        return d

@@ -1,0 +1,723 @@
+"""POP3 (RFC 1939, 2449, 2595, 3206, 5034) on twisted.mail's POP3 protocol.
+
+Upstream ``twisted.mail.pop3.POP3`` supplies the shape (state machine,
+``do_*`` dispatch, TimeoutMixin, blocking further commands while one is
+pending). zpop replaces what upstream gets wrong; each override says what
+upstream lacks.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import LoginFailed
+from twisted.cred.portal import Portal
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IPullProducer, IReactorTime
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.mail import pop3
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from zpop import tls
+from zpop.auth import LoginRefused
+from zpop.config import Config
+from zpop.realm import Session
+
+log = Logger()
+
+CHUNK_SIZE = 256 * 1024
+#: Bytes a client may pipeline while a command is pending before zpop stops
+#: reading from its socket (back-pressure instead of an unbounded buffer).
+PIPELINE_LIMIT = 64 * 1024
+#: Over-long lines tolerated in one session before it is closed.
+MAX_LONG_LINES = 3
+#: Failed logins in one session before it is closed.
+MAX_LOGIN_FAILURES = 3
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_NUMBER = re.compile(rb"^[0-9]{1,10}$")
+
+# Commands each state accepts; other known commands get a state error.
+_AUTHORIZATION = {"CAPA", "USER", "PASS", "AUTH", "STLS", "QUIT"}
+_TRANSACTION = {
+    "CAPA", "STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "QUIT", "TOP", "UIDL",
+}
+# (least, most) arguments; PASS takes the rest of the line as one argument.
+_ARITY = {
+    "CAPA": (0, 0), "USER": (1, 1), "PASS": (1, 1), "AUTH": (0, 2),
+    "STLS": (0, 0), "QUIT": (0, 0), "STAT": (0, 0), "LIST": (0, 1),
+    "RETR": (1, 1), "DELE": (1, 1), "NOOP": (0, 0), "RSET": (0, 0),
+    "TOP": (2, 2), "UIDL": (0, 1),
+}
+
+
+class Refusal(Exception):
+    """The one error type handlers raise: rendered as ``-ERR [code] text``."""
+
+    def __init__(self, text: str, code: str | None = None) -> None:
+        super().__init__(text)
+        self.text = text
+        self.code = code
+
+    def render(self) -> bytes:
+        prefix = f"[{self.code}] " if self.code else ""
+        return f"-ERR {prefix}{self.text}".encode()
+
+
+class _BodyTransform:
+    """Stream a body as POP3 sends it: CRLF line ends, dot-stuffed.
+
+    Holds the state that crosses chunk boundaries (a CR that may be half of
+    a CRLF, whether the next byte starts a line), so any chunking gives the
+    same bytes. With ``lines`` set it sends the header and that many body
+    lines (TOP).
+    """
+
+    def __init__(self, lines: int | None = None) -> None:
+        self._pending_cr = False
+        self._line_start = True
+        self._lines_left = lines
+        self._in_header = lines is not None
+        self._tail = b""
+        self.done = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.done:
+            return b""
+        if self._pending_cr:
+            chunk = b"\r" + chunk
+            self._pending_cr = False
+        if chunk.endswith(b"\r"):
+            chunk = chunk[:-1]
+            self._pending_cr = True
+        return self._emit(_LINE_END.sub(b"\r\n", chunk))
+
+    def finish(self) -> bytes:
+        """The bytes that end the body, including the terminating dot line."""
+        tail = b""
+        if self._pending_cr and not self.done:
+            tail = self._emit(b"\r\n")
+        if not self._line_start:
+            tail += b"\r\n"
+        return tail + b".\r\n"
+
+    def _emit(self, data: bytes) -> bytes:
+        if self._lines_left is not None:
+            data = self._limit(data)
+        if not data:
+            return data
+        out = data.replace(b"\n.", b"\n..")
+        if self._line_start and data[:1] == b".":
+            out = b"." + out
+        self._line_start = data.endswith(b"\n")
+        return out
+
+    def _limit(self, data: bytes) -> bytes:
+        position = 0
+        if self._in_header:
+            joined = self._tail + data
+            end = joined.find(b"\r\n\r\n")
+            if end < 0:
+                self._tail = joined[-3:]
+                return data
+            position = end + 4 - len(self._tail)
+            self._in_header = False
+        assert self._lines_left is not None
+        while self._lines_left > 0:
+            newline = data.find(b"\n", position)
+            if newline < 0:
+                return data
+            position = newline + 1
+            self._lines_left -= 1
+        self.done = True
+        return data[:position]
+
+
+@implementer(IPullProducer)
+class _BodyProducer:
+    """Sends one message body with back-pressure: one chunk per request.
+
+    Upstream reads the whole message file through FileSender synchronously;
+    zpop's bodies come from the store through Deferreds, a chunk at a time.
+    """
+
+    def __init__(
+        self, transport: Any, reader: Any, transform: _BodyTransform
+    ) -> None:
+        self._transport = transport
+        self._reader = reader
+        self._transform = transform
+        self._reading = False
+        self._stopped = False
+        self.sent = 0
+        self.done: Deferred = Deferred()
+
+    def start(self) -> Deferred:
+        self._transport.registerProducer(self, False)
+        return self.done
+
+    def resumeProducing(self) -> None:
+        if self._reading or self._stopped:
+            return
+        self._reading = True
+        d = maybeDeferred(self._reader.read, CHUNK_SIZE)
+        d.addCallbacks(self._received, self._failed)
+
+    def _received(self, data: bytes) -> None:
+        self._reading = False
+        if self._stopped:
+            return
+        self.sent += len(data)
+        out = self._transform.feed(data) if data else b""
+        if not data or self._transform.done:
+            self._finish(out + self._transform.finish())
+        elif out:
+            self._transport.write(out)
+        else:
+            # Nothing to send yet (a lone CR held back): ask again.
+            self.resumeProducing()
+
+    def _finish(self, tail: bytes) -> None:
+        self._stopped = True
+        self._transport.write(tail)
+        self._transport.unregisterProducer()
+        self.done.callback(self.sent)
+
+    def _failed(self, failure: Failure) -> None:
+        self._reading = False
+        if self._stopped:
+            return
+        self._stopped = True
+        self._transport.unregisterProducer()
+        self.done.errback(failure)
+
+    def stopProducing(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self.done.errback(Failure(ConnectionError("connection lost")))
+
+
+class POP3Server(pop3.POP3):
+    """A POP3 server session, plaintext+STLS or inside implicit TLS."""
+
+    portal: Portal
+    config: Config
+    clock: IReactorTime
+    #: The context factory for STLS, or None where STLS is not offered.
+    stls_context: Any = None
+    implicit_tls = False
+
+    def connectionMade(self) -> None:
+        # Upstream greets with an APOP timestamp, which invites a login whose
+        # secret must be stored in plaintext; zpop offers no APOP.
+        self.timeOut = self.config.pop_idle_timeout
+        self.callLater = self.clock.callLater
+        self._buffer = b""
+        self._discarding = False
+        self._long_lines = 0
+        self._login_failures = 0
+        self._processing = False
+        self._reading_paused = False
+        self._closing = False
+        self._disconnected = False
+        self._tls_active = self.implicit_tls
+        self._sasl: Callable[[bytes], Any] | None = None
+        self._account = "-"
+        self._retrieved = 0
+        self._retrieved_bytes = 0
+        self._deleted = 0
+        self._tls_version: str | None = None
+        self._ended = "dropped"
+        self._started = time.monotonic()
+        peer = self.transport.getPeer()
+        self._client = getattr(peer, "host", str(peer))
+        self.successResponse(f"{self.config.hostname} zpop POP3 server ready")
+        self.setTimeout(self.timeOut)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[override]
+        self._disconnected = True
+        self.setTimeout(None)
+        if self._onLogout is not None:
+            self._onLogout()
+            self._onLogout = None
+        log.info(
+            "logout {account} client={client} tls={tls_version}"
+            " retrieved={retrieved} bytes={octets} deleted={deleted} ended={ended}",
+            account=self._account,
+            client=self._client,
+            tls_version=self._tls_version or "none",
+            retrieved=self._retrieved,
+            octets=self._retrieved_bytes,
+            deleted=self._deleted if self._ended == "quit" else 0,
+            ended=self._ended,
+        )
+
+    def timeoutConnection(self) -> None:
+        self._ended = "timeout"
+        self._close(b"-ERR [SYS/TEMP] Idle for too long, closing the connection")
+
+    def successResponse(self, message: Any = "") -> None:
+        if isinstance(message, str):
+            message = message.encode("utf-8")
+        self.transport.write(b"+OK " + message + b"\r\n" if message else b"+OK\r\n")
+
+    def _reply(self, line: bytes) -> None:
+        self.transport.write(line + b"\r\n")
+
+    def _close(self, line: bytes) -> None:
+        if not self._closing:
+            self._closing = True
+            self._reply(line)
+            self.transport.loseConnection()
+
+    # -- input: upstream's LineOnlyReceiver drops the connection on a long
+    # line and buffers pipelined commands without bound while one is busy.
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self._buffer += data
+        self._process()
+
+    def _process(self) -> None:
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            while self.blocked is None and not self._closing:
+                newline = self._buffer.find(b"\n")
+                if self._discarding:
+                    if newline < 0:
+                        self._buffer = b""
+                        break
+                    self._buffer = self._buffer[newline + 1 :]
+                    self._discarding = False
+                    continue
+                if newline < 0:
+                    if len(self._buffer) > self.config.max_line_length:
+                        self._buffer = b""
+                        self._discarding = True
+                        self._line_too_long()
+                    break
+                line = self._buffer[:newline].rstrip(b"\r")
+                self._buffer = self._buffer[newline + 1 :]
+                if len(line) > self.config.max_line_length:
+                    self._line_too_long()
+                    continue
+                self.lineReceived(line)
+        finally:
+            self._processing = False
+        if self.blocked is not None and len(self._buffer) > PIPELINE_LIMIT:
+            if not self._reading_paused:
+                self._reading_paused = True
+                self.transport.pauseProducing()
+
+    def _line_too_long(self) -> None:
+        self._long_lines += 1
+        if self._long_lines >= MAX_LONG_LINES:
+            self._ended = "abuse"
+            self._close(b"-ERR Too many over-long lines, closing the connection")
+        else:
+            self._reply(b"-ERR Line too long")
+
+    def _longOperation(self, d: Deferred) -> Deferred:
+        # Upstream never unblocks if the operation fails; every zpop
+        # operation ends in _unblock, and its errors are rendered first.
+        self.setTimeout(None)
+        self.blocked = []
+        d.addErrback(self._render_failure)
+        d.addBoth(self._unblock)
+        return d
+
+    def _unblock(self, _: object) -> None:
+        self.blocked = None
+        if self._disconnected:
+            return
+        self.setTimeout(self.timeOut)
+        if self._reading_paused:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+        self._process()
+
+    def _render_failure(self, failure: Failure) -> None:
+        if self._disconnected:
+            return
+        if failure.check(Refusal):
+            self._reply(failure.value.render())
+            return
+        log.failure(
+            "POP3 command failed for {account} from {client}",
+            failure,
+            account=self._account,
+            client=self._client,
+        )
+        self._reply(b"-ERR [SYS/TEMP] Temporary server error, try again later")
+
+    def lineReceived(self, line: bytes) -> None:
+        self.resetTimeout()
+        if self._sasl is not None:
+            exchange, self._sasl = self._sasl, None
+            self._run(exchange, line)
+            return
+        self.state_COMMAND(line)
+
+    def _run(self, handler: Callable[..., Any], *args: Any) -> None:
+        """Call a handler; render a Refusal; wait for a Deferred or coroutine."""
+        try:
+            result = handler(*args)
+        except Refusal as refusal:
+            self._reply(refusal.render())
+            return
+        except Exception:
+            self._render_failure(Failure())
+            return
+        if isinstance(result, Coroutine):
+            result = Deferred.fromCoroutine(result)
+        if isinstance(result, Deferred):
+            self._longOperation(result)
+
+    def state_COMMAND(self, line: bytes) -> None:
+        # Upstream splits on single spaces, feeds arguments to handlers
+        # unchecked and answers errors with Python exception names.
+        word, _, rest = line.partition(b" ")
+        name = word.decode("ascii", "replace").upper()
+        if name not in _ARITY:
+            printable = name.isalpha() and len(name) <= 8
+            self._reply(
+                b"-ERR Unknown command" + (b": " + name.encode() if printable else b"")
+            )
+            return
+        allowed = _TRANSACTION if self.mbox is not None else _AUTHORIZATION
+        if name not in allowed:
+            if self.mbox is None:
+                self._reply(b"-ERR Log in first")
+            else:
+                self._reply(b"-ERR Already logged in")
+            return
+        args = [rest] if name == "PASS" and rest else rest.split()
+        least, most = _ARITY[name]
+        if not least <= len(args) <= most:
+            self._reply(self._usage(name))
+            return
+        self._run(getattr(self, "do_" + name), *args)
+
+    @staticmethod
+    def _usage(name: str) -> bytes:
+        usage = {
+            "USER": "USER name",
+            "PASS": "PASS password",
+            "AUTH": "AUTH [mechanism [initial-response]]",
+            "LIST": "LIST [message]",
+            "UIDL": "UIDL [message]",
+            "RETR": "RETR message",
+            "DELE": "DELE message",
+            "TOP": "TOP message lines",
+        }.get(name, f"{name} with no arguments")
+        return f"-ERR Wrong arguments, usage: {usage}".encode()
+
+    # -- authorization --------------------------------------------------
+
+    def _password_allowed(self) -> bool:
+        return self._tls_active
+
+    def listCapabilities(self) -> list[bytes]:
+        # Upstream lists joke capabilities, misspells PIPELINING and offers
+        # USER before TLS.
+        caps = [b"TOP", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING"]
+        if self._password_allowed():
+            caps += [b"USER", b"SASL PLAIN LOGIN"]
+        elif self.stls_context is not None and self.mbox is None:
+            caps.append(b"STLS")
+        caps.append(b"IMPLEMENTATION zpop")
+        return caps
+
+    def do_CAPA(self) -> None:
+        lines = [b"+OK Capability list follows", *self.listCapabilities(), b"."]
+        self.transport.write(b"\r\n".join(lines) + b"\r\n")
+
+    def _require_tls(self) -> None:
+        if not self._password_allowed():
+            raise Refusal("Log in only over TLS: issue STLS first", "AUTH")
+
+    def do_STLS(self) -> None:
+        if self._tls_active:
+            raise Refusal("TLS is already active")
+        if self.stls_context is None:
+            raise Refusal("STLS is not offered here")
+        self.successResponse("Begin TLS negotiation now")
+        # RFC 2595: anything pipelined after STLS in plaintext is discarded,
+        # never executed inside TLS; the login state starts over.
+        self._buffer = b""
+        self._userIs = None
+        self.transport.startTLS(self.stls_context)
+        self._tls_active = True
+
+    def do_USER(self, user: bytes) -> None:
+        self._require_tls()
+        self._userIs = user
+        self.successResponse("Send your password")
+
+    def do_PASS(self, password: bytes) -> Deferred:
+        self._require_tls()
+        if self._userIs is None:
+            raise Refusal("Send USER first")
+        user, self._userIs = self._userIs, None
+        return self._login(user, password)
+
+    def do_AUTH(self, mechanism: bytes | None = None, initial: bytes | None = None) -> None:
+        self._require_tls()
+        if mechanism is None:
+            self.transport.write(b"+OK Mechanisms follow\r\nPLAIN\r\nLOGIN\r\n.\r\n")
+            return
+        name = mechanism.upper()
+        if name == b"PLAIN":
+            if initial is None:
+                self._challenge(b"", self._sasl_plain)
+            else:
+                self._run(self._sasl_plain, initial)
+        elif name == b"LOGIN":
+            if initial is None:
+                self._challenge(b"Username:", self._sasl_login_user)
+            else:
+                self._run(self._sasl_login_user, initial)
+        else:
+            raise Refusal("Unsupported authentication mechanism: use PLAIN or LOGIN")
+
+    def _challenge(self, text: bytes, next_step: Callable[[bytes], Any]) -> None:
+        self._reply(b"+ " + binascii.b2a_base64(text, newline=False))
+        self._sasl = next_step
+
+    @staticmethod
+    def _sasl_decode(line: bytes) -> bytes:
+        if line.strip() == b"*":
+            raise Refusal("Authentication cancelled")
+        if line == b"=":
+            return b""
+        try:
+            return binascii.a2b_base64(line, strict_mode=True)
+        except binascii.Error:
+            raise Refusal("Invalid base64 in authentication response")
+
+    def _sasl_plain(self, line: bytes) -> Deferred:
+        parts = self._sasl_decode(line).split(b"\0")
+        if len(parts) != 3 or not parts[1]:
+            raise Refusal("Malformed PLAIN response", "AUTH")
+        authzid, authcid, password = parts
+        if authzid and authzid.lower() != authcid.lower():
+            raise Refusal("Logging in as another user is not allowed", "AUTH")
+        return self._login(authcid, password)
+
+    def _sasl_login_user(self, line: bytes) -> None:
+        user = self._sasl_decode(line)
+        if not user:
+            raise Refusal("Malformed LOGIN response", "AUTH")
+        self._challenge(b"Password:", lambda reply: self._sasl_login_password(user, reply))
+
+    def _sasl_login_password(self, user: bytes, line: bytes) -> Deferred:
+        return self._login(user, self._sasl_decode(line))
+
+    def _login(self, user: bytes, password: bytes) -> Deferred:
+        self._tls_version = tls.tls_version(self.transport)
+        session = Session(
+            client=self._client, server_name=tls.server_name(self.transport)
+        )
+        d = self.portal.login(UsernamePassword(user, password), session, pop3.IMailbox)
+        d.addCallbacks(self._logged_in, self._login_failed, callbackArgs=(user,))
+        return d
+
+    def _logged_in(
+        self, result: tuple[Any, Any, Callable[[], Any]], user: bytes
+    ) -> Deferred | None:
+        _, maildrop, logout = result
+        if self._disconnected:
+            logout()
+            return None
+        self.mbox = maildrop
+        self._onLogout = logout
+        self._account = user.decode("utf-8", "replace").lower()
+        return Deferred.fromCoroutine(self._stat_reply("Logged in,"))
+
+    def _login_failed(self, failure: Failure) -> None:
+        if failure.check(LoginRefused):
+            refusal = Refusal(failure.value.text, failure.value.code)
+        elif failure.check(LoginFailed):
+            refusal = Refusal("Authentication failed", "AUTH")
+        else:
+            log.failure("login from {client}", failure, client=self._client)
+            refusal = Refusal("Temporary server error, try again later", "SYS/TEMP")
+        log.info(
+            "login failed from {client}: {reason}",
+            client=self._client,
+            reason=refusal.text,
+        )
+        self._login_failures += 1
+        if self._login_failures >= MAX_LOGIN_FAILURES:
+            self._ended = "login-failures"
+            self._close(refusal.render())
+            return
+        raise refusal
+
+    # -- transaction --------------------------------------------------------
+
+    async def _sizes(self) -> list[int]:
+        return await maybeDeferred(self.mbox.listMessages)
+
+    async def _stat_reply(self, prefix: str) -> None:
+        sizes = [s for s in await self._sizes() if s]
+        self.successResponse(f"{prefix} {len(sizes)} messages ({sum(sizes)} octets)".lstrip())
+
+    def do_STAT(self) -> Any:
+        async def stat() -> None:
+            sizes = [s for s in await self._sizes() if s]
+            self.successResponse(f"{len(sizes)} {sum(sizes)}")
+
+        return stat()
+
+    async def _number(self, argument: bytes) -> tuple[int, int]:
+        """A message number the client sent, as (0-based index, size)."""
+        if not _NUMBER.match(argument):
+            raise Refusal("Invalid message number: use a positive whole number")
+        number = int(argument)
+        try:
+            size = await maybeDeferred(self.mbox.listMessages, number - 1)
+        except (ValueError, IndexError):
+            size = None
+        if number < 1 or size is None:
+            raise Refusal(f"No such message: {number}")
+        if not size:
+            raise Refusal(f"Message {number} is deleted")
+        return number - 1, size
+
+    async def _listing(self, line: Callable[[int, int], bytes]) -> None:
+        sizes = await self._sizes()
+        shown = [line(i, s) for i, s in enumerate(sizes) if s]
+        self.transport.write(b"+OK\r\n" + b"".join(shown) + b".\r\n")
+
+    def do_LIST(self, argument: bytes | None = None) -> Any:
+        if argument is None:
+            return self._listing(lambda i, size: b"%d %d\r\n" % (i + 1, size))
+
+        async def one() -> None:
+            index, size = await self._number(argument)
+            self.successResponse(f"{index + 1} {size}")
+
+        return one()
+
+    def do_UIDL(self, argument: bytes | None = None) -> Any:
+        def uid(index: int) -> str:
+            value = self.mbox.getUidl(index)
+            return value.decode("ascii") if isinstance(value, bytes) else str(value)
+        if argument is None:
+            return self._listing(lambda i, size: f"{i + 1} {uid(i)}\r\n".encode())
+
+        async def one() -> None:
+            index, _ = await self._number(argument)
+            self.successResponse(f"{index + 1} {uid(index)}")
+
+        return one()
+
+    async def _send(self, argument: bytes, lines: int | None) -> None:
+        index, size = await self._number(argument)
+        reader = await maybeDeferred(self.mbox.getMessage, index)
+        if lines is None:
+            self.successResponse(f"{size} octets")
+        else:
+            self.successResponse("Top of message follows")
+        producer = _BodyProducer(self.transport, reader, _BodyTransform(lines))
+        sent = await producer.start()
+        if lines is None:
+            self._retrieved += 1
+            self._retrieved_bytes += sent
+
+    def do_RETR(self, argument: bytes) -> Any:
+        return self._send(argument, None)
+
+    def do_TOP(self, argument: bytes, lines: bytes) -> Any:
+        if not _NUMBER.match(lines):
+            raise Refusal("Invalid line count: use a whole number of lines")
+        return self._send(argument, int(lines))
+
+    def do_DELE(self, argument: bytes) -> Any:
+        async def dele() -> None:
+            index, _ = await self._number(argument)
+            await maybeDeferred(self.mbox.deleteMessage, index)
+            self._deleted += 1
+            self.successResponse(f"Message {index + 1} deleted")
+
+        return dele()
+
+    def do_NOOP(self) -> None:
+        self.successResponse()
+
+    def do_RSET(self) -> Any:
+        self.mbox.undeleteMessages()
+        self._deleted = 0
+        return self._stat_reply("Maildrop has")
+
+    def do_QUIT(self) -> Any:
+        # Upstream replies +OK before (and whether or not) the mailbox saved
+        # the deletions; zpop replies only once they are durable.
+        if self.mbox is None:
+            self._ended = "quit"
+            self._close(b"+OK Bye")
+            return None
+        deleted = self._deleted
+        d = maybeDeferred(self.mbox.sync)
+
+        def synced(_: object) -> None:
+            self._ended = "quit"
+            self._close(f"+OK Bye, {deleted} messages deleted".encode())
+
+        def failed(failure: Failure) -> None:
+            log.failure(
+                "applying POP deletions for {account}", failure, account=self._account
+            )
+            self._ended = "quit-failed"
+            self._close(
+                b"-ERR [SYS/TEMP] Could not apply the deletions; nothing was deleted"
+            )
+
+        return d.addCallbacks(synced, failed)
+
+    # Upstream answers APOP, RPOP and LAST; zpop does not know them, and
+    # _ARITY keeps them from dispatch.
+
+    def stopProducing(self) -> None:
+        self.transport.loseConnection()
+
+
+class POP3Factory(Factory):
+    """Builds POP3 sessions for one listener."""
+
+    protocol = POP3Server
+
+    def __init__(
+        self,
+        portal: Portal,
+        config: Config,
+        clock: IReactorTime,
+        implicit_tls: bool,
+        stls_context: Any = None,
+    ) -> None:
+        self.portal = portal
+        self.config = config
+        self.clock = clock
+        self.implicit_tls = implicit_tls
+        self.stls_context = stls_context
+
+    def buildProtocol(self, addr: Any) -> POP3Server:
+        proto = POP3Server()
+        proto.factory = self
+        proto.portal = self.portal
+        proto.config = self.config
+        proto.clock = self.clock
+        proto.implicit_tls = self.implicit_tls
+        proto.stls_context = None if self.implicit_tls else self.stls_context
+        return proto

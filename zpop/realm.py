@@ -1,0 +1,99 @@
+"""The realm: what a verified login gets, per protocol.
+
+For POP3 that is a Maildrop snapshot, after the account-state checks that
+may only be told once the secret was verified: the right host name for the
+account's domain kind, the Free-plan cut-off, POP enabled, and no other POP
+session holding the maildrop.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import IRealm
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.mail.pop3 import IMailbox
+from zope.interface import implementer
+
+from zpop.auth import LoginRefused
+from zpop.config import Config
+from zpop.maildrop import Maildrop, pop_folders, pop_start_uid
+from zpop.store import Account, IStore
+
+
+@dataclass(frozen=True)
+class Session:
+    """What the protocol knows about the connection, passed as the mind."""
+
+    client: str
+    #: The TLS SNI name the client asked for, lower-case, or None.
+    server_name: str | None = None
+
+
+def free_plan_blocked(account: Account, config: Config) -> bool:
+    """Free-plan accounts created on or after the cut-off get no POP."""
+    cutoff = config.free_pop_cutoff
+    return (
+        account.plan == "free"
+        and cutoff is not None
+        and account.created >= cutoff.timestamp()
+    )
+
+
+def pop_refusal(account: Account, config: Config, server_name: str | None) -> str | None:
+    """Why this account may not use POP on this connection, or None."""
+    if server_name == config.pop_personal_host and account.organization:
+        return f"Organization accounts use {config.pop_organization_host}"
+    if server_name == config.pop_organization_host and not account.organization:
+        return f"Personal accounts use {config.pop_personal_host}"
+    if free_plan_blocked(account, config):
+        return "POP access is not available on the Free plan"
+    if not account.pop.enabled:
+        return "POP access is disabled for this account"
+    return None
+
+
+@implementer(IRealm)
+class Realm:
+    def __init__(self, store: IStore, config: Config, clock: IReactorTime) -> None:
+        self._store = store
+        self._config = config
+        self._clock = clock
+
+    def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Deferred:
+        if IMailbox in interfaces:
+            return Deferred.fromCoroutine(self._maildrop(avatarId, mind))
+        raise NotImplementedError("zpop serves only IMailbox avatars so far")
+
+    async def _maildrop(self, address: str, session: Session | None) -> Any:
+        account: Account | None = await self._store.get_account(address)
+        if account is None:
+            # Deleted between the password check and now.
+            raise UnauthorizedLogin()
+        refusal = pop_refusal(
+            account, self._config, session.server_name if session else None
+        )
+        if refusal is not None:
+            raise LoginRefused("AUTH", refusal)
+        owner = uuid.uuid4().hex
+        lease = self._config.pop_lock_lease
+        held = await self._store.acquire_pop_lock(
+            account.id, owner, self._clock.seconds(), lease
+        )
+        if not held:
+            raise LoginRefused(
+                "IN-USE", "Another POP session is already using this mailbox"
+            )
+        try:
+            messages = await self._store.pop_messages(
+                account.id, pop_folders(account), pop_start_uid(account)
+            )
+        except BaseException:
+            await self._store.release_pop_lock(account.id, owner)
+            raise
+        maildrop = Maildrop(self._store, account, messages, owner, self._clock, lease)
+        return (IMailbox, maildrop, maildrop.release)

@@ -1,0 +1,70 @@
+"""A real SQLite store for in-memory tests: synchronous, in a temp dir."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from zpop import passwords
+from zpop.store import Account, NewMessage, SQLiteStore, migrate
+from zpop.threads import run_synchronously
+
+KEY = b"k" * 32
+COST = 4
+
+
+def result(d: Deferred) -> Any:
+    """The result of an already-fired Deferred; raises its failure."""
+    box: list[Any] = []
+    d.addBoth(box.append)
+    if not box:
+        raise AssertionError(f"{d!r} has not fired")
+    if isinstance(box[0], Failure):
+        box[0].raiseException()
+    return box[0]
+
+
+def make_store(directory: str) -> SQLiteStore:
+    """A migrated SQLiteStore under ``directory`` with two hosted domains."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "zpop.sqlite")
+    migrate(path)
+    store = SQLiteStore(path, run_synchronously)
+    result(store.add_domain("example.com", False, 0.0))
+    result(store.add_domain("corp.example", True, 0.0))
+    return store
+
+
+def add_account(
+    store: SQLiteStore,
+    address: str,
+    password: str | None = "primary-secret",
+    plan: str = "paid",
+    federated: bool = False,
+    created: float = 1.0,
+) -> Account:
+    hashed = None if password is None else passwords.hash_password(password, COST)
+    return result(store.add_account(address, plan, federated, hashed, created))
+
+
+def add_app_password(store: SQLiteStore, account: Account, label: str = "phone") -> str:
+    secret = passwords.generate_app_password()
+    digest = passwords.app_password_digest(KEY, account.id, secret)
+    assert digest is not None
+    result(store.add_app_password(account.address, label, digest, 5.0))
+    return secret
+
+
+def deliver(store: SQLiteStore, account: Account, *subjects: str, folder: str = "Inbox") -> None:
+    result(
+        store.store_messages(
+            account.id,
+            [
+                NewMessage(folder, f"Subject: {s}\r\n\r\n{s}\r\n".encode(), s, 10.0)
+                for s in subjects
+            ],
+        )
+    )
