@@ -87,6 +87,14 @@ class Config:
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed (host names re-derived if unset)."""
+        for attr, prefix in (
+            ("pop_personal_host", "pop"),
+            ("pop_organization_host", "poppro"),
+            ("smtp_host", "smtp"),
+        ):
+            derived = f"{prefix}.{self.hostname}"
+            if attr not in changes and getattr(self, attr) == derived:
+                changes[attr] = ""
         return dataclasses.replace(self, **changes)
 
 
@@ -100,7 +108,10 @@ def _parse_bool(text: str) -> bool:
 
 
 def _parse_positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value <= 0:
         raise ValueError("must be a positive whole number")
     return value
@@ -114,12 +125,20 @@ def _parse_size(text: str) -> int:
         if stripped.endswith(suffix):
             stripped, factor = stripped[:-1], mult
             break
-    return _parse_positive_int(stripped) * factor
+    try:
+        return _parse_positive_int(stripped) * factor
+    except ValueError:
+        raise ValueError(
+            "must be a positive number of bytes, optionally followed by K, M or G"
+        ) from None
 
 
 def _parse_seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
         raise ValueError("must be a positive number of seconds")
     return value
 
@@ -128,7 +147,12 @@ def _parse_date(text: str) -> datetime.datetime | None:
     """An ISO date (UTC) or empty for "no cut-off"."""
     if not text.strip():
         return None
-    day = datetime.date.fromisoformat(text.strip())
+    try:
+        day = datetime.date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            "must be a date like 2024-06-30, or empty for no cut-off"
+        ) from None
     return datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC)
 
 
@@ -147,7 +171,10 @@ def _parse_plan(text: str) -> str:
 
 
 def _parse_bcrypt_cost(text: str) -> int:
-    cost = int(text)
+    try:
+        cost = int(text)
+    except ValueError:
+        cost = 0
     if not 4 <= cost <= 31:
         raise ValueError("bcrypt cost must be between 4 and 31")
     return cost
@@ -217,6 +244,16 @@ def load(path: str | None, overrides: Mapping[str, Any] | None = None) -> Config
                 parser.read_file(f)
         except OSError as e:
             raise ConfigError(f"cannot read config file {path}: {e.strerror}")
+        except configparser.MissingSectionHeaderError as e:
+            raise ConfigError(
+                f"{path}: line {e.lineno}: not a valid ini file:"
+                " text before the first [section]"
+            )
+        except configparser.ParsingError as e:
+            raise ConfigError(
+                f"{path}: line {e.errors[0][0]}: not a valid ini file:"
+                " expected key = value"
+            )
         except (configparser.Error, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: not a valid ini file: {e}")
         base = os.path.dirname(os.path.abspath(path))

@@ -64,9 +64,13 @@ def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(
         path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
     )
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -112,15 +116,24 @@ def migrate(path: str, to_version: int | None = None) -> int:
         for leftover in (tmp, tmp + "-wal", tmp + "-shm", tmp + "-journal"):
             if os.path.exists(leftover):
                 os.unlink(leftover)
-        conn = _connect(tmp)
         try:
-            _upgrade(conn, path, to_version)
-            conn.execute("PRAGMA journal_mode = WAL")
-        finally:
-            conn.close()
+            conn = _connect(tmp)
+            try:
+                _upgrade(conn, path, to_version)
+                conn.execute("PRAGMA journal_mode = WAL")
+            finally:
+                conn.close()
+        except BaseException:
+            for leftover in (tmp, tmp + "-wal", tmp + "-shm", tmp + "-journal"):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
+            raise
         os.replace(tmp, path)
         _fsync_dir(os.path.dirname(os.path.abspath(path)))
-    conn = _connect(path)
+    try:
+        conn = _connect(path)
+    except sqlite3.DatabaseError as e:
+        raise SchemaError(f"{path} is not a zpop database: {e}")
     try:
         try:
             _upgrade(conn, path, to_version)
@@ -658,6 +671,8 @@ class SQLiteStore:
                 with conn.blobopen(
                     "bodies", "data", message_id, readonly=True
                 ) as blob:
+                    if offset >= len(blob):
+                        return b""
                     blob.seek(offset)
                     return blob.read(length)
             except sqlite3.OperationalError as e:

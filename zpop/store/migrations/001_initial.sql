@@ -46,8 +46,10 @@ CREATE TABLE aliases (
 );
 CREATE INDEX aliases_account ON aliases (account_id);
 
+-- AUTOINCREMENT: a message id is never reused, so a session holding an old
+-- id can never read another message.
 CREATE TABLE messages (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     account_id INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
     folder TEXT NOT NULL CHECK (folder IN ('Inbox', 'Spam', 'Sent', 'Trash')),
     uid INTEGER NOT NULL,

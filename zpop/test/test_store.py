@@ -1,0 +1,1152 @@
+"""The Store API: a conformance suite for every IStore, run on SQLiteStore
+synchronously and through a real thread pool, plus SQLite's own promises
+(migrations, pragmas, sharing one file between processes)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from typing import TYPE_CHECKING, Any, cast
+
+from twisted.internet import defer
+from twisted.internet import reactor as _global_reactor
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
+
+from zpop.store import sqlite as sqlite_module
+from zpop.store.interface import (
+    Account,
+    AlreadyExists,
+    AppPassword,
+    Domain,
+    IStore,
+    Message,
+    NewMessage,
+    NotFound,
+    PopSettings,
+    SchemaError,
+    StoreError,
+)
+from zpop.store.sqlite import SQLiteStore, latest_version, migrate, migrations
+from zpop.threads import ThreadPoolService, run_synchronously
+
+NOW = 1_700_000_000.0
+
+#: The real reactor, for the tests that run real threads.
+REACTOR = cast(IReactorFromThreads, _global_reactor)
+
+
+def _new(
+    folder: str = "Inbox", body: bytes = b"Subject: hi\r\n\r\nhello\r\n", **kw: Any
+) -> NewMessage:
+    return NewMessage(
+        folder=folder,
+        body=body,
+        subject=kw.get("subject", "hi"),
+        received=kw.get("received", NOW),
+        seen=kw.get("seen", False),
+    )
+
+
+if TYPE_CHECKING:
+    _MixinBase = SynchronousTestCase
+else:
+    _MixinBase = object
+
+
+class StoreConformanceMixin(_MixinBase):
+    """Tests any IStore must pass, using nothing but the IStore API.
+
+    Mix into a SynchronousTestCase whose ``make_store`` returns a store whose
+    Deferreds have fired by the time the call returns.
+    """
+
+    def make_store(self) -> Any:
+        raise NotImplementedError("make_store")
+
+    # -- helpers ----------------------------------------------------------
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.store = self.make_store()
+
+    def ok(self, d: defer.Deferred) -> Any:
+        return self.successResultOf(d)
+
+    def fails(self, d: defer.Deferred, exc_type: type[Exception]) -> Exception:
+        failure = self.failureResultOf(d, exc_type)
+        return failure.value
+
+    def account(
+        self, address: str = "bob@example.com", organization: bool = False
+    ) -> Account:
+        domain = address.rpartition("@")[2].lower()
+        if domain not in [d.name for d in self.ok(self.store.list_domains())]:
+            self.ok(self.store.add_domain(domain, organization, NOW))
+        return self.ok(self.store.add_account(address, "paid", False, None, NOW))
+
+    def get(self, address: str = "bob@example.com") -> Account:
+        account = self.ok(self.store.get_account(address))
+        self.assertIsNotNone(account)
+        return account
+
+    # -- the interface ----------------------------------------------------
+
+    def test_provides_istore(self) -> None:
+        """The store provides every IStore method and attribute."""
+        self.assertTrue(verifyObject(IStore, self.store))
+
+    # -- domains ----------------------------------------------------------
+
+    def test_add_domain(self) -> None:
+        """add_domain fires with the new Domain, its name lower-cased."""
+        domain = self.ok(self.store.add_domain("Example.COM", True, NOW))
+        self.assertEqual(
+            (domain.name, domain.organization, domain.created),
+            ("example.com", True, NOW),
+        )
+        self.assertIsInstance(domain, Domain)
+
+    def test_add_domain_duplicate(self) -> None:
+        """A domain that exists in any case fails AlreadyExists."""
+        self.ok(self.store.add_domain("example.com", False, NOW))
+        error = self.fails(
+            self.store.add_domain("EXAMPLE.com", True, NOW), AlreadyExists
+        )
+        self.assertEqual(str(error), "domain example.com exists already")
+        self.assertEqual(len(self.ok(self.store.list_domains())), 1)
+
+    def test_get_domain_any_case(self) -> None:
+        """get_domain finds a domain by any case of its name."""
+        added = self.ok(self.store.add_domain("example.com", False, NOW))
+        self.assertEqual(self.ok(self.store.get_domain("ExAmPlE.CoM")), added)
+
+    def test_get_domain_unknown(self) -> None:
+        """get_domain of a domain that is not hosted fails NotFound."""
+        error = self.fails(self.store.get_domain("Nowhere.example"), NotFound)
+        self.assertEqual(str(error), "no hosted domain nowhere.example")
+
+    def test_list_domains_by_name(self) -> None:
+        """list_domains lists every domain sorted by name, not by creation."""
+        for name in ("zeta.example", "alpha.example", "mid.example"):
+            self.ok(self.store.add_domain(name, name == "mid.example", NOW))
+        domains = self.ok(self.store.list_domains())
+        self.assertEqual(
+            [(d.name, d.organization) for d in domains],
+            [("alpha.example", False), ("mid.example", True), ("zeta.example", False)],
+        )
+
+    def test_list_domains_empty(self) -> None:
+        """A new store hosts no domain."""
+        self.assertEqual(self.ok(self.store.list_domains()), [])
+
+    # -- accounts ---------------------------------------------------------
+
+    def test_add_account(self) -> None:
+        """add_account fires with the whole new Account, POP off by default."""
+        self.ok(self.store.add_domain("corp.example", True, NOW))
+        account = self.ok(
+            self.store.add_account("Ann@Corp.Example", "free", True, b"$2b$hash", NOW)
+        )
+        self.assertIsInstance(account, Account)
+        self.assertEqual(
+            (
+                account.address,
+                account.domain,
+                account.organization,
+                account.plan,
+                account.created,
+                account.password_hash,
+                account.federated,
+                account.two_factor,
+                account.pop,
+            ),
+            (
+                "ann@corp.example",
+                "corp.example",
+                True,
+                "free",
+                NOW,
+                b"$2b$hash",
+                True,
+                False,
+                PopSettings(
+                    enabled=False,
+                    mode=None,
+                    enabled_at=None,
+                    start_uid=0,
+                    spam="exclude",
+                    deletion="keep",
+                ),
+            ),
+        )
+        self.assertIsInstance(account.uid_validity, int)
+        self.assertEqual(self.get("ann@corp.example"), account)
+
+    def test_add_account_unknown_domain(self) -> None:
+        """An account in a domain that is not hosted fails NotFound."""
+        error = self.fails(
+            self.store.add_account("bob@Nowhere.example", "free", False, None, NOW),
+            NotFound,
+        )
+        self.assertEqual(str(error), "no hosted domain nowhere.example")
+        self.assertEqual(self.ok(self.store.list_accounts()), [])
+
+    def test_add_account_duplicate(self) -> None:
+        """An address taken by an account (in any case) fails AlreadyExists."""
+        self.account("bob@example.com")
+        error = self.fails(
+            self.store.add_account("BOB@example.com", "free", False, None, NOW),
+            AlreadyExists,
+        )
+        self.assertEqual(str(error), "address bob@example.com is taken already")
+
+    def test_add_account_taken_by_alias(self) -> None:
+        """An address that is another account's alias fails AlreadyExists."""
+        self.account("bob@example.com")
+        self.ok(self.store.add_alias("bob@example.com", "sales@example.com"))
+        error = self.fails(
+            self.store.add_account("Sales@example.com", "free", False, None, NOW),
+            AlreadyExists,
+        )
+        self.assertEqual(str(error), "address sales@example.com is taken already")
+
+    def test_get_account_any_case(self) -> None:
+        """get_account finds an account by any case of its address."""
+        account = self.account("Bob@Example.com")
+        self.assertEqual(account.address, "bob@example.com")
+        self.assertEqual(self.get("BOB@EXAMPLE.COM"), account)
+
+    def test_get_account_unknown(self) -> None:
+        """get_account of an unknown address fires with None, not an error."""
+        self.account("bob@example.com")
+        self.assertIsNone(self.ok(self.store.get_account("eve@example.com")))
+
+    def test_get_account_for_recipient(self) -> None:
+        """A recipient resolves to the account by its address or an alias."""
+        bob = self.account("bob@example.com")
+        self.account("ann@example.com")
+        self.ok(self.store.add_alias("bob@example.com", "Sales@Example.com"))
+        for recipient in ("bob@example.com", "BOB@example.com", "sales@EXAMPLE.com"):
+            self.assertEqual(
+                self.ok(self.store.get_account_for_recipient(recipient)), bob
+            )
+        self.assertIsNone(
+            self.ok(self.store.get_account_for_recipient("eve@example.com"))
+        )
+
+    def test_list_accounts_by_address(self) -> None:
+        """list_accounts lists every account sorted by address."""
+        for address in ("zed@b.example", "amy@b.example", "bob@a.example"):
+            self.account(address)
+        self.assertEqual(
+            [a.address for a in self.ok(self.store.list_accounts())],
+            ["amy@b.example", "bob@a.example", "zed@b.example"],
+        )
+
+    def test_delete_account(self) -> None:
+        """delete_account removes the account; other accounts stay."""
+        self.account("bob@example.com")
+        ann = self.account("ann@example.com")
+        self.assertIsNone(self.ok(self.store.delete_account("Bob@example.com")))
+        self.assertIsNone(self.ok(self.store.get_account("bob@example.com")))
+        self.assertEqual(self.ok(self.store.list_accounts()), [ann])
+
+    def test_delete_account_unknown(self) -> None:
+        """Deleting an unknown account fails NotFound."""
+        error = self.fails(self.store.delete_account("eve@example.com"), NotFound)
+        self.assertEqual(str(error), "no account eve@example.com")
+
+    def test_delete_account_cascades(self) -> None:
+        """Deleting an account removes its messages, app passwords and aliases."""
+        bob = self.account("bob@example.com")
+        stored = self.ok(self.store.store_messages(bob.id, [_new(), _new("Spam")]))
+        self.ok(self.store.add_app_password("bob@example.com", "phone", b"d" * 32, NOW))
+        self.ok(self.store.add_alias("bob@example.com", "sales@example.com"))
+        self.ok(self.store.delete_account("bob@example.com"))
+        self.assertEqual(self.ok(self.store.list_messages(bob.id)), [])
+        for message in stored:
+            self.fails(self.store.read_body(message.id, 0, 10), NotFound)
+        self.assertIsNone(self.ok(self.store.use_app_password(bob.id, b"d" * 32, NOW)))
+        self.assertIsNone(
+            self.ok(self.store.get_account_for_recipient("sales@example.com"))
+        )
+        # The alias and the address are free again.
+        again = self.ok(
+            self.store.add_account("bob@example.com", "free", False, None, NOW)
+        )
+        self.assertEqual(self.ok(self.store.list_aliases(again.address)), [])
+        self.assertEqual(self.ok(self.store.list_app_passwords(again.address)), [])
+        self.assertEqual(self.ok(self.store.list_messages(again.id)), [])
+        self.ok(self.store.add_alias("bob@example.com", "sales@example.com"))
+
+    def test_set_password(self) -> None:
+        """set_password sets and clears the primary password hash."""
+        self.account("bob@example.com")
+        account = self.ok(self.store.set_password("Bob@example.com", b"$2b$new"))
+        self.assertEqual(account.password_hash, b"$2b$new")
+        self.assertEqual(self.get().password_hash, b"$2b$new")
+        account = self.ok(self.store.set_password("bob@example.com", None))
+        self.assertIsNone(account.password_hash)
+        self.assertIsNone(self.get().password_hash)
+
+    def test_set_two_factor(self) -> None:
+        """set_two_factor turns two-factor authentication on and off."""
+        self.account("bob@example.com")
+        self.assertTrue(
+            self.ok(self.store.set_two_factor("bob@example.com", True)).two_factor
+        )
+        self.assertTrue(self.get().two_factor)
+        self.assertFalse(
+            self.ok(self.store.set_two_factor("bob@example.com", False)).two_factor
+        )
+        self.assertFalse(self.get().two_factor)
+
+    def test_changes_to_unknown_account(self) -> None:
+        """Every per-address change to an unknown account fails NotFound."""
+        self.account("bob@example.com")
+        calls = [
+            self.store.set_password("eve@example.com", b"x"),
+            self.store.set_two_factor("eve@example.com", True),
+            self.store.enable_pop("eve@example.com", "all", NOW),
+            self.store.disable_pop("eve@example.com"),
+            self.store.set_pop_spam("eve@example.com", "include"),
+            self.store.set_pop_deletion("eve@example.com", "delete"),
+            self.store.add_app_password("eve@example.com", "x", b"e" * 32, NOW),
+            self.store.list_app_passwords("eve@example.com"),
+            self.store.revoke_app_password("eve@example.com", 1),
+            self.store.add_alias("eve@example.com", "x@example.com"),
+            self.store.list_aliases("eve@example.com"),
+        ]
+        for d in calls:
+            error = self.fails(d, NotFound)
+            self.assertEqual(str(error), "no account eve@example.com")
+
+    def test_generation_bumps_on_every_change(self) -> None:
+        """Every credential or settings change raises the account's generation."""
+        address = "bob@example.com"
+        seen = [self.account(address).generation]
+        self.ok(self.store.add_domain("other.example", False, NOW))
+
+        def changed(result: Any) -> None:
+            generation = self.get(address).generation
+            if isinstance(result, Account):
+                self.assertEqual(result.generation, generation)
+            self.assertGreater(generation, seen[-1])
+            seen.append(generation)
+
+        changed(self.ok(self.store.set_password(address, b"$2b$x")))
+        changed(self.ok(self.store.set_password(address, None)))
+        changed(self.ok(self.store.set_two_factor(address, True)))
+        changed(self.ok(self.store.set_two_factor(address, False)))
+        changed(self.ok(self.store.enable_pop(address, "all", NOW)))
+        changed(self.ok(self.store.enable_pop(address, "new", NOW)))
+        changed(self.ok(self.store.disable_pop(address)))
+        changed(self.ok(self.store.set_pop_spam(address, "include")))
+        changed(self.ok(self.store.set_pop_deletion(address, "delete")))
+        app = self.ok(self.store.add_app_password(address, "phone", b"a" * 32, NOW))
+        changed(app)
+        changed(self.ok(self.store.revoke_app_password(address, app.id)))
+
+    # -- POP settings -----------------------------------------------------
+
+    def test_enable_pop_all(self) -> None:
+        """Enabling in all mode records mode and time and offers every message."""
+        bob = self.account()
+        self.ok(self.store.store_messages(bob.id, [_new(), _new()]))
+        account = self.ok(self.store.enable_pop("bob@example.com", "all", NOW + 5))
+        self.assertEqual(
+            account.pop,
+            PopSettings(
+                enabled=True,
+                mode="all",
+                enabled_at=NOW + 5,
+                start_uid=0,
+                spam="exclude",
+                deletion="keep",
+            ),
+        )
+        self.assertEqual(self.get().pop, account.pop)
+        offered = self.ok(
+            self.store.pop_messages(bob.id, ("Inbox",), account.pop.start_uid)
+        )
+        self.assertEqual(len(offered), 2)
+
+    def test_enable_pop_all_requeues_removed(self) -> None:
+        """Enabling in all mode puts messages a client deleted back in the queue."""
+        bob = self.account()
+        self.ok(self.store.enable_pop("bob@example.com", "all", NOW))
+        first, second = self.ok(self.store.store_messages(bob.id, [_new(), _new()]))
+        self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "s1", NOW, 60)))
+        self.ok(self.store.finish_pop_session(bob.id, "s1", [first.id], False))
+        self.assertEqual(
+            [m.id for m in self.ok(self.store.pop_messages(bob.id, ("Inbox",), 0))],
+            [second.id],
+        )
+        account = self.ok(self.store.enable_pop("bob@example.com", "all", NOW + 10))
+        offered = self.ok(
+            self.store.pop_messages(bob.id, ("Inbox",), account.pop.start_uid)
+        )
+        self.assertEqual([m.id for m in offered], [first.id, second.id])
+        self.assertEqual([m.pop_removed for m in offered], [False, False])
+
+    def test_enable_pop_new(self) -> None:
+        """Enabling in new mode offers only messages stored after enabling."""
+        bob = self.account()
+        self.ok(self.store.store_messages(bob.id, [_new(), _new()]))
+        account = self.ok(self.store.enable_pop("bob@example.com", "new", NOW))
+        self.assertEqual(
+            (account.pop.enabled, account.pop.mode, account.pop.enabled_at),
+            (True, "new", NOW),
+        )
+        self.assertEqual(
+            self.ok(self.store.pop_messages(bob.id, ("Inbox",), account.pop.start_uid)),
+            [],
+        )
+        later = self.ok(self.store.store_messages(bob.id, [_new(), _new()]))
+        self.assertEqual(
+            self.ok(self.store.pop_messages(bob.id, ("Inbox",), account.pop.start_uid)),
+            later,
+        )
+
+    def test_enable_pop_new_again_moves_start(self) -> None:
+        """Re-enabling in new mode moves the start to mail stored from then on."""
+        bob = self.account()
+        first = self.ok(self.store.enable_pop("bob@example.com", "new", NOW))
+        self.ok(self.store.store_messages(bob.id, [_new()]))
+        again = self.ok(self.store.enable_pop("bob@example.com", "new", NOW + 60))
+        self.assertGreater(again.pop.start_uid, first.pop.start_uid)
+        self.assertEqual(again.pop.enabled_at, NOW + 60)
+        self.assertEqual(
+            self.ok(self.store.pop_messages(bob.id, ("Inbox",), again.pop.start_uid)),
+            [],
+        )
+        latest = self.ok(self.store.store_messages(bob.id, [_new()]))
+        self.assertEqual(
+            self.ok(self.store.pop_messages(bob.id, ("Inbox",), again.pop.start_uid)),
+            latest,
+        )
+
+    def test_enable_pop_all_after_new_offers_everything(self) -> None:
+        """Switching from new to all mode offers the older mail again."""
+        bob = self.account()
+        old = self.ok(self.store.store_messages(bob.id, [_new()]))
+        self.ok(self.store.enable_pop("bob@example.com", "new", NOW))
+        new = self.ok(self.store.store_messages(bob.id, [_new()]))
+        account = self.ok(self.store.enable_pop("bob@example.com", "all", NOW))
+        self.assertEqual(account.pop.start_uid, 0)
+        self.assertEqual(
+            self.ok(self.store.pop_messages(bob.id, ("Inbox",), account.pop.start_uid)),
+            old + new,
+        )
+
+    def test_disable_pop(self) -> None:
+        """disable_pop turns POP access off and leaves the policies alone."""
+        self.account()
+        self.ok(self.store.enable_pop("bob@example.com", "all", NOW))
+        self.ok(self.store.set_pop_spam("bob@example.com", "only"))
+        account = self.ok(self.store.disable_pop("bob@example.com"))
+        self.assertEqual((account.pop.enabled, account.pop.spam), (False, "only"))
+        self.assertEqual(self.get().pop, account.pop)
+
+    def test_pop_policies(self) -> None:
+        """Every spam and deletion policy is stored and read back."""
+        self.account()
+        for policy in ("include", "only", "exclude"):
+            account = self.ok(self.store.set_pop_spam("bob@example.com", policy))
+            self.assertEqual(account.pop.spam, policy)
+            self.assertEqual(self.get().pop.spam, policy)
+        for policy in ("delete", "keep"):
+            account = self.ok(self.store.set_pop_deletion("bob@example.com", policy))
+            self.assertEqual(account.pop.deletion, policy)
+            self.assertEqual(self.get().pop.deletion, policy)
+
+    # -- app-specific passwords -------------------------------------------
+
+    def test_app_passwords(self) -> None:
+        """App passwords are added, listed oldest first and revoked one by one."""
+        bob = self.account()
+        phone = self.ok(
+            self.store.add_app_password("Bob@example.com", "phone", b"p" * 32, NOW)
+        )
+        laptop = self.ok(
+            self.store.add_app_password("bob@example.com", "laptop", b"l" * 32, NOW + 1)
+        )
+        self.assertEqual(phone, AppPassword(phone.id, bob.id, "phone", NOW, None))
+        self.assertEqual(
+            self.ok(self.store.list_app_passwords("bob@example.com")), [phone, laptop]
+        )
+        self.assertIsNone(
+            self.ok(self.store.revoke_app_password("bob@example.com", phone.id))
+        )
+        self.assertEqual(
+            self.ok(self.store.list_app_passwords("bob@example.com")), [laptop]
+        )
+        self.assertIsNone(self.ok(self.store.use_app_password(bob.id, b"p" * 32, NOW)))
+
+    def test_revoke_app_password_of_another_account(self) -> None:
+        """Revoking another account's app password fails NotFound and keeps it."""
+        self.account("bob@example.com")
+        self.account("ann@example.com")
+        anns = self.ok(
+            self.store.add_app_password("ann@example.com", "phone", b"a" * 32, NOW)
+        )
+        error = self.fails(
+            self.store.revoke_app_password("bob@example.com", anns.id), NotFound
+        )
+        self.assertEqual(str(error), f"no app password {anns.id} for bob@example.com")
+        self.assertEqual(
+            self.ok(self.store.list_app_passwords("ann@example.com")), [anns]
+        )
+
+    def test_revoke_unknown_app_password(self) -> None:
+        """Revoking an id that does not exist fails NotFound."""
+        self.account()
+        self.fails(self.store.revoke_app_password("bob@example.com", 4242), NotFound)
+        self.assertEqual(self.ok(self.store.list_app_passwords("bob@example.com")), [])
+
+    def test_use_app_password(self) -> None:
+        """A matching digest fires with the record and records its last use."""
+        bob = self.account()
+        added = self.ok(
+            self.store.add_app_password("bob@example.com", "phone", b"p" * 32, NOW)
+        )
+        used = self.ok(self.store.use_app_password(bob.id, b"p" * 32, NOW + 30))
+        self.assertEqual(used, AppPassword(added.id, bob.id, "phone", NOW, NOW + 30))
+        self.assertEqual(
+            self.ok(self.store.list_app_passwords("bob@example.com")), [used]
+        )
+
+    def test_use_app_password_wrong(self) -> None:
+        """A wrong digest, or another account's, fires None and records nothing."""
+        bob = self.account("bob@example.com")
+        self.account("ann@example.com")
+        added = self.ok(
+            self.store.add_app_password("bob@example.com", "phone", b"p" * 32, NOW)
+        )
+        self.ok(self.store.add_app_password("ann@example.com", "pad", b"a" * 32, NOW))
+        self.assertIsNone(self.ok(self.store.use_app_password(bob.id, b"x" * 32, NOW)))
+        self.assertIsNone(self.ok(self.store.use_app_password(bob.id, b"a" * 32, NOW)))
+        self.assertEqual(
+            self.ok(self.store.list_app_passwords("bob@example.com")), [added]
+        )
+
+    # -- aliases ------------------------------------------------------------
+
+    def test_aliases(self) -> None:
+        """Aliases are stored lower-case and listed sorted."""
+        self.account()
+        self.ok(self.store.add_domain("other.example", False, NOW))
+        for alias in ("Zed@example.com", "info@Other.example", "abc@example.com"):
+            self.ok(self.store.add_alias("bob@example.com", alias))
+        self.assertEqual(
+            self.ok(self.store.list_aliases("BOB@example.com")),
+            ["abc@example.com", "info@other.example", "zed@example.com"],
+        )
+
+    def test_alias_taken(self) -> None:
+        """An alias taken by an account or another alias fails AlreadyExists."""
+        self.account("bob@example.com")
+        self.account("ann@example.com")
+        self.ok(self.store.add_alias("bob@example.com", "sales@example.com"))
+        for taken in ("Ann@example.com", "SALES@example.com"):
+            error = self.fails(
+                self.store.add_alias("ann@example.com", taken), AlreadyExists
+            )
+            self.assertEqual(str(error), f"address {taken.lower()} is taken already")
+        self.assertEqual(self.ok(self.store.list_aliases("ann@example.com")), [])
+
+    def test_alias_unknown_domain(self) -> None:
+        """An alias in a domain that is not hosted fails NotFound."""
+        self.account()
+        error = self.fails(
+            self.store.add_alias("bob@example.com", "bob@elsewhere.example"), NotFound
+        )
+        self.assertEqual(str(error), "no hosted domain elsewhere.example")
+
+    # -- messages -----------------------------------------------------------
+
+    def test_store_messages(self) -> None:
+        """store_messages keeps order, sizes are len(body), uids increase."""
+        bob = self.account()
+        news = [
+            _new("Inbox", b"one\r\n", subject="1", received=NOW + 3),
+            _new("Spam", b"", subject="2", received=NOW + 1, seen=True),
+            _new("Sent", b"three three\r\n", subject="3", received=NOW + 2),
+        ]
+        stored = self.ok(self.store.store_messages(bob.id, news))
+        self.assertEqual(
+            [
+                (m.account_id, m.folder, m.size, m.subject, m.received, m.seen)
+                for m in stored
+            ],
+            [
+                (bob.id, "Inbox", 5, "1", NOW + 3, False),
+                (bob.id, "Spam", 0, "2", NOW + 1, True),
+                (bob.id, "Sent", 13, "3", NOW + 2, False),
+            ],
+        )
+        self.assertEqual([m.pop_removed for m in stored], [False] * 3)
+        uids = [m.uid for m in stored]
+        self.assertEqual(uids, sorted(set(uids)))
+        self.assertTrue(all(isinstance(m, Message) for m in stored))
+        self.assertEqual(self.ok(self.store.list_messages(bob.id)), stored)
+
+    def test_store_no_messages(self) -> None:
+        """Storing an empty batch stores nothing."""
+        bob = self.account()
+        self.assertEqual(self.ok(self.store.store_messages(bob.id, [])), [])
+        self.assertEqual(self.ok(self.store.list_messages(bob.id)), [])
+
+    def test_uids_increase_across_batches(self) -> None:
+        """Uids keep increasing from batch to batch."""
+        bob = self.account()
+        uids: list[int] = []
+        for _ in range(3):
+            stored = self.ok(self.store.store_messages(bob.id, [_new(), _new()]))
+            uids.extend(m.uid for m in stored)
+        self.assertEqual(uids, sorted(set(uids)))
+        self.assertEqual(len(uids), 6)
+
+    def test_uids_per_account(self) -> None:
+        """One account's mail does not touch another's messages."""
+        bob = self.account("bob@example.com")
+        ann = self.account("ann@example.com")
+        bobs = self.ok(self.store.store_messages(bob.id, [_new()]))
+        anns = self.ok(self.store.store_messages(ann.id, [_new(), _new()]))
+        self.assertEqual(self.ok(self.store.list_messages(bob.id)), bobs)
+        self.assertEqual(self.ok(self.store.list_messages(ann.id)), anns)
+
+    def test_uids_not_reused_after_pop_removal(self) -> None:
+        """After a POP session removed every message, new mail gets higher uids."""
+        bob = self.account()
+        stored = self.ok(self.store.store_messages(bob.id, [_new(), _new()]))
+        self.ok(self.store.acquire_pop_lock(bob.id, "s1", NOW, 60))
+        self.ok(
+            self.store.finish_pop_session(bob.id, "s1", [m.id for m in stored], True)
+        )
+        later = self.ok(self.store.store_messages(bob.id, [_new()]))
+        self.assertGreater(later[0].uid, max(m.uid for m in stored))
+
+    def test_list_messages_by_folder(self) -> None:
+        """list_messages with a folder lists only that folder, oldest first."""
+        bob = self.account()
+        stored = self.ok(
+            self.store.store_messages(
+                bob.id, [_new("Inbox"), _new("Spam"), _new("Inbox"), _new("Trash")]
+            )
+        )
+        self.assertEqual(
+            self.ok(self.store.list_messages(bob.id, "Inbox")), [stored[0], stored[2]]
+        )
+        self.assertEqual(self.ok(self.store.list_messages(bob.id, "Spam")), [stored[1]])
+        self.assertEqual(self.ok(self.store.list_messages(bob.id, "Sent")), [])
+
+    def test_pop_messages_filters(self) -> None:
+        """pop_messages offers the given folders, not removed, from min_uid on."""
+        bob = self.account()
+        inbox1, spam1, sent, inbox2, spam2, inbox3 = self.ok(
+            self.store.store_messages(
+                bob.id,
+                [
+                    _new("Inbox", received=NOW + 9),
+                    _new("Spam"),
+                    _new("Sent"),
+                    _new("Inbox", received=NOW + 1),
+                    _new("Spam"),
+                    _new("Inbox"),
+                ],
+            )
+        )
+        self.ok(self.store.acquire_pop_lock(bob.id, "s1", NOW, 60))
+        self.ok(self.store.finish_pop_session(bob.id, "s1", [inbox2.id], False))
+
+        def offered(folders: tuple[str, ...], min_uid: int) -> list[int]:
+            return [
+                m.id for m in self.ok(self.store.pop_messages(bob.id, folders, min_uid))
+            ]
+
+        self.assertEqual(offered(("Inbox",), 0), [inbox1.id, inbox3.id])
+        self.assertEqual(
+            offered(("Inbox", "Spam"), 0), [inbox1.id, spam1.id, spam2.id, inbox3.id]
+        )
+        self.assertEqual(offered(("Spam",), 0), [spam1.id, spam2.id])
+        self.assertEqual(offered(("Inbox", "Spam"), spam2.uid), [spam2.id, inbox3.id])
+        self.assertEqual(offered(("Inbox",), inbox3.uid + 1), [])
+        self.assertNotIn(sent.id, offered(("Inbox", "Spam", "Trash"), 0))
+
+    def test_read_body_in_chunks(self) -> None:
+        """Reading a body in chunks gives back exactly the stored octets."""
+        bob = self.account()
+        body = bytes(range(256)) * 40 + b"\r\n.\r\nend\r\n"
+        (message,) = self.ok(self.store.store_messages(bob.id, [_new(body=body)]))
+        self.assertEqual(message.size, len(body))
+        chunks = []
+        offset = 0
+        while True:
+            chunk = self.ok(self.store.read_body(message.id, offset, 1000))
+            if not chunk:
+                break
+            self.assertLessEqual(len(chunk), 1000)
+            chunks.append(chunk)
+            offset += len(chunk)
+        self.assertEqual(b"".join(chunks), body)
+        self.assertEqual(len(chunks), 11)
+
+    def test_read_body_ranges(self) -> None:
+        """read_body returns the asked range, short at the end, b'' past it."""
+        bob = self.account()
+        (message,) = self.ok(
+            self.store.store_messages(bob.id, [_new(body=b"0123456789")])
+        )
+        self.assertEqual(self.ok(self.store.read_body(message.id, 0, 4)), b"0123")
+        self.assertEqual(self.ok(self.store.read_body(message.id, 3, 4)), b"3456")
+        self.assertEqual(self.ok(self.store.read_body(message.id, 8, 4)), b"89")
+        self.assertEqual(self.ok(self.store.read_body(message.id, 10, 4)), b"")
+        self.assertEqual(self.ok(self.store.read_body(message.id, 11, 4)), b"")
+        self.assertEqual(self.ok(self.store.read_body(message.id, 500, 4)), b"")
+
+    def test_read_empty_body(self) -> None:
+        """An empty body reads as b''."""
+        bob = self.account()
+        (message,) = self.ok(self.store.store_messages(bob.id, [_new(body=b"")]))
+        self.assertEqual(self.ok(self.store.read_body(message.id, 0, 100)), b"")
+
+    def test_read_body_gone(self) -> None:
+        """Reading the body of a message that no longer exists fails NotFound."""
+        bob = self.account()
+        (message,) = self.ok(self.store.store_messages(bob.id, [_new()]))
+        self.ok(self.store.delete_account("bob@example.com"))
+        error = self.fails(self.store.read_body(message.id, 0, 100), NotFound)
+        self.assertEqual(str(error), f"message {message.id} no longer exists")
+
+    # -- POP locks ------------------------------------------------------------
+
+    def test_lock_one_owner(self) -> None:
+        """One owner holds the lock; a second owner is refused meanwhile."""
+        bob = self.account()
+        self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60)))
+        self.assertFalse(
+            self.ok(self.store.acquire_pop_lock(bob.id, "b", NOW + 59, 60))
+        )
+        self.assertTrue(self.ok(self.store.renew_pop_lock(bob.id, "a", NOW + 59, 60)))
+
+    def test_lock_per_account(self) -> None:
+        """Locks of different accounts do not interfere."""
+        bob = self.account("bob@example.com")
+        ann = self.account("ann@example.com")
+        self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60)))
+        self.assertTrue(self.ok(self.store.acquire_pop_lock(ann.id, "b", NOW, 60)))
+
+    def test_lock_expired_taken_over(self) -> None:
+        """An expired lease is taken over; the old owner can no longer renew."""
+        bob = self.account()
+        self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60)))
+        self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "b", NOW + 61, 60)))
+        self.assertFalse(self.ok(self.store.renew_pop_lock(bob.id, "a", NOW + 62, 60)))
+        self.assertFalse(
+            self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW + 62, 60))
+        )
+
+    def test_lock_renew_extends(self) -> None:
+        """Renewing extends the lease from the renewal time."""
+        bob = self.account()
+        self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 10))
+        self.assertTrue(self.ok(self.store.renew_pop_lock(bob.id, "a", NOW + 8, 10)))
+        self.assertFalse(
+            self.ok(self.store.acquire_pop_lock(bob.id, "b", NOW + 15, 10))
+        )
+        self.assertTrue(
+            self.ok(self.store.acquire_pop_lock(bob.id, "b", NOW + 18.5, 10))
+        )
+
+    def test_lock_renew_non_owner(self) -> None:
+        """Renewing a lock one does not hold fires False and changes nothing."""
+        bob = self.account()
+        self.assertFalse(self.ok(self.store.renew_pop_lock(bob.id, "a", NOW, 60)))
+        self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 10))
+        self.assertFalse(self.ok(self.store.renew_pop_lock(bob.id, "b", NOW + 5, 60)))
+        self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "c", NOW + 10, 60)))
+
+    def test_lock_release(self) -> None:
+        """Releasing frees the lock; a non-owner's release is a no-op."""
+        bob = self.account()
+        self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60))
+        self.assertIsNone(self.ok(self.store.release_pop_lock(bob.id, "b")))
+        self.assertFalse(self.ok(self.store.acquire_pop_lock(bob.id, "b", NOW, 60)))
+        self.assertIsNone(self.ok(self.store.release_pop_lock(bob.id, "a")))
+        self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "b", NOW, 60)))
+
+    def test_finish_keep(self) -> None:
+        """Finishing with keep removes messages from POP but leaves their folder."""
+        bob = self.account()
+        stored = self.ok(
+            self.store.store_messages(bob.id, [_new("Inbox"), _new("Spam"), _new()])
+        )
+        self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60))
+        self.assertIsNone(
+            self.ok(
+                self.store.finish_pop_session(
+                    bob.id, "a", [stored[0].id, stored[1].id], False
+                )
+            )
+        )
+        self.assertEqual(
+            [
+                (m.id, m.folder, m.pop_removed)
+                for m in self.ok(self.store.list_messages(bob.id))
+            ],
+            [
+                (stored[0].id, "Inbox", True),
+                (stored[1].id, "Spam", True),
+                (stored[2].id, "Inbox", False),
+            ],
+        )
+        self.assertEqual(
+            self.ok(self.store.pop_messages(bob.id, ("Inbox", "Spam"), 0)),
+            [stored[2]],
+        )
+        # The session's lock is released.
+        self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "b", NOW, 60)))
+
+    def test_finish_to_trash(self) -> None:
+        """Finishing with to_trash moves the deleted messages to Trash."""
+        bob = self.account()
+        stored = self.ok(self.store.store_messages(bob.id, [_new("Inbox"), _new()]))
+        self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60))
+        self.ok(self.store.finish_pop_session(bob.id, "a", [stored[1].id], True))
+        self.assertEqual(
+            [
+                (m.id, m.folder, m.pop_removed)
+                for m in self.ok(self.store.list_messages(bob.id))
+            ],
+            [(stored[0].id, "Inbox", False), (stored[1].id, "Trash", True)],
+        )
+        self.assertEqual(
+            self.ok(self.store.read_body(stored[1].id, 0, 1000)), _new().body
+        )
+
+    def test_finish_ignores_other_accounts_messages(self) -> None:
+        """A session's deletions never touch another account's messages."""
+        bob = self.account("bob@example.com")
+        ann = self.account("ann@example.com")
+        anns = self.ok(self.store.store_messages(ann.id, [_new()]))
+        self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60))
+        self.ok(self.store.finish_pop_session(bob.id, "a", [anns[0].id], True))
+        self.assertEqual(self.ok(self.store.list_messages(ann.id)), anns)
+
+    def test_finish_by_non_owner(self) -> None:
+        """Finishing without holding the lock fails StoreError, applying nothing."""
+        bob = self.account()
+        stored = self.ok(self.store.store_messages(bob.id, [_new()]))
+        self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60))
+        error = self.fails(
+            self.store.finish_pop_session(bob.id, "b", [stored[0].id], True),
+            StoreError,
+        )
+        self.assertEqual(str(error), "the maildrop lock was lost")
+        self.assertEqual(self.ok(self.store.list_messages(bob.id)), stored)
+        self.assertTrue(self.ok(self.store.renew_pop_lock(bob.id, "a", NOW, 60)))
+
+    def test_finish_without_any_lock(self) -> None:
+        """Finishing a session that never held the lock fails StoreError."""
+        bob = self.account()
+        stored = self.ok(self.store.store_messages(bob.id, [_new()]))
+        self.fails(
+            self.store.finish_pop_session(bob.id, "a", [stored[0].id], False),
+            StoreError,
+        )
+        self.assertEqual(self.ok(self.store.list_messages(bob.id)), stored)
+
+    def test_finish_after_takeover(self) -> None:
+        """A session whose lease was taken over applies nothing at QUIT."""
+        bob = self.account()
+        stored = self.ok(self.store.store_messages(bob.id, [_new(), _new()]))
+        self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60))
+        self.ok(self.store.acquire_pop_lock(bob.id, "b", NOW + 120, 60))
+        self.fails(
+            self.store.finish_pop_session(bob.id, "a", [m.id for m in stored], True),
+            StoreError,
+        )
+        self.assertEqual(self.ok(self.store.list_messages(bob.id)), stored)
+        # The new owner still holds its lock.
+        self.assertTrue(self.ok(self.store.renew_pop_lock(bob.id, "b", NOW + 130, 60)))
+
+
+def _fresh_database(case: SynchronousTestCase) -> str:
+    directory = case.mktemp()
+    os.makedirs(directory)
+    path = os.path.join(directory, "zpop.sqlite")
+    migrate(path)
+    return path
+
+
+def _schema(path: str) -> list[tuple[str, str, str]]:
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL"
+        ).fetchall()
+    finally:
+        conn.close()
+    return sorted(rows)
+
+
+class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
+    """The conformance suite on SQLiteStore, called on this thread."""
+
+    def make_store(self) -> SQLiteStore:
+        store = SQLiteStore(_fresh_database(self), run_synchronously)
+        self.addCleanup(store.close)
+        return store
+
+    def test_uids_not_reused_after_messages_deleted(self) -> None:
+        """Uids of deleted messages are never handed out again."""
+        bob = self.account()
+        stored = self.ok(self.store.store_messages(bob.id, [_new(), _new()]))
+        conn = sqlite3.connect(self.store.path)
+        conn.execute("PRAGMA foreign_keys = ON")
+        with conn:
+            conn.execute("DELETE FROM messages WHERE account_id = ?", (bob.id,))
+        conn.close()
+        self.assertEqual(self.ok(self.store.list_messages(bob.id)), [])
+        later = self.ok(self.store.store_messages(bob.id, [_new()]))
+        self.assertGreater(later[0].uid, max(m.uid for m in stored))
+
+    def test_connection_pragmas(self) -> None:
+        """Store connections use WAL, synchronous=FULL and foreign keys."""
+        self.account()
+        conn = self.store._conn()
+        self.assertEqual(
+            (
+                conn.execute("PRAGMA journal_mode").fetchone()[0],
+                conn.execute("PRAGMA synchronous").fetchone()[0],
+                conn.execute("PRAGMA foreign_keys").fetchone()[0],
+            ),
+            ("wal", 2, 1),
+        )
+
+    def test_database_error_becomes_store_error(self) -> None:
+        """A database failure surfaces as StoreError naming the file."""
+        bob = self.account()
+        conn = sqlite3.connect(self.store.path)
+        with conn:
+            conn.execute("DROP TABLE bodies")
+        conn.close()
+        error = self.fails(self.store.store_messages(bob.id, [_new()]), StoreError)
+        self.assertEqual(
+            str(error),
+            f"database error in {self.store.path}: no such table: bodies",
+        )
+        self.assertEqual(self.ok(self.store.list_messages(bob.id)), [])
+
+    def test_two_stores_share_a_file(self) -> None:
+        """Two stores on one file (server and CLI) see each other's writes."""
+        other = SQLiteStore(self.store.path, run_synchronously)
+        self.addCleanup(other.close)
+        bob = self.account()
+        self.assertEqual(self.ok(other.get_account("bob@example.com")), bob)
+        changed = self.ok(other.enable_pop("bob@example.com", "all", NOW))
+        self.assertEqual(self.get(), changed)
+        stored = self.ok(other.store_messages(bob.id, [_new()]))
+        self.assertEqual(self.ok(self.store.list_messages(bob.id)), stored)
+        self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60)))
+        self.assertFalse(self.ok(other.acquire_pop_lock(bob.id, "b", NOW, 60)))
+
+    def test_waits_for_a_busy_writer(self) -> None:
+        """A write waits while another connection holds the write lock."""
+        self.account()
+        locked = threading.Event()
+        released = []
+
+        def hold() -> None:
+            conn = sqlite3.connect(self.store.path, isolation_level=None)
+            conn.execute("BEGIN IMMEDIATE")
+            locked.set()
+            time.sleep(0.3)
+            released.append(time.monotonic())
+            conn.execute("COMMIT")
+            conn.close()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        self.addCleanup(holder.join)
+        self.assertTrue(locked.wait(10))
+        start = time.monotonic()
+        account = self.ok(self.store.set_two_factor("bob@example.com", True))
+        finished = time.monotonic()
+        holder.join()
+        self.assertTrue(account.two_factor)
+        self.assertGreaterEqual(finished, released[0])
+        self.assertGreater(finished - start, 0.1)
+
+
+class MigrationTests(SynchronousTestCase):
+    """Creating and upgrading the SQLite database."""
+
+    def directory(self) -> str:
+        directory = self.mktemp()
+        os.makedirs(directory)
+        return directory
+
+    def test_migrations_numbered(self) -> None:
+        """Migrations are numbered 1..latest, in order."""
+        numbers = [number for number, _ in migrations()]
+        self.assertEqual(numbers, list(range(1, latest_version() + 1)))
+        self.assertGreaterEqual(latest_version(), 1)
+
+    def test_creates_atomically(self) -> None:
+        """migrate creates the database, WAL, leaving no temporary file."""
+        directory = self.directory()
+        path = os.path.join(directory, "zpop.sqlite")
+        self.assertEqual(migrate(path), latest_version())
+        self.assertEqual(os.listdir(directory), ["zpop.sqlite"])
+        conn = sqlite3.connect(path)
+        try:
+            self.assertEqual(
+                (
+                    conn.execute("PRAGMA journal_mode").fetchone()[0],
+                    conn.execute("SELECT version FROM zpop_version").fetchall(),
+                ),
+                ("wal", [(latest_version(),)]),
+            )
+        finally:
+            conn.close()
+
+    def test_replaces_stale_temporary_file(self) -> None:
+        """A temporary file left by an earlier crash does not stop creation."""
+        directory = self.directory()
+        path = os.path.join(directory, "zpop.sqlite")
+        with open(f"{path}.new-{os.getpid()}", "wb") as f:
+            f.write(b"half a database")
+        self.assertEqual(migrate(path), latest_version())
+        self.assertEqual(os.listdir(directory), ["zpop.sqlite"])
+
+    def test_failed_creation_leaves_nothing(self) -> None:
+        """A creation that fails leaves neither a database nor a temporary file."""
+        directory = self.directory()
+        path = os.path.join(directory, "zpop.sqlite")
+        self.patch(sqlite_module, "migrations", lambda: [(1, "CREATE TABLE broken (;")])
+        self.assertRaises((sqlite3.Error, StoreError), migrate, path)
+        self.assertEqual(os.listdir(directory), [])
+
+    def test_migrate_is_idempotent(self) -> None:
+        """Migrating an up-to-date database changes nothing."""
+        path = os.path.join(self.directory(), "zpop.sqlite")
+        migrate(path)
+        before = _schema(path)
+        self.assertEqual(migrate(path), latest_version())
+        self.assertEqual(_schema(path), before)
+
+    def test_upgraded_equals_fresh(self) -> None:
+        """An upgraded database has the same schema as a fresh one."""
+        fresh = os.path.join(self.directory(), "zpop.sqlite")
+        migrate(fresh)
+        expected = _schema(fresh)
+        self.assertNotEqual(expected, [])
+        for k in range(latest_version()):
+            path = os.path.join(self.directory(), "zpop.sqlite")
+            self.assertEqual(migrate(path, to_version=k), k)
+            self.assertEqual(migrate(path), latest_version())
+            self.assertEqual(_schema(path), expected, f"upgraded from version {k}")
+
+    def test_newer_version_refused(self) -> None:
+        """A database newer than this zpop is refused, naming the fix."""
+        path = os.path.join(self.directory(), "zpop.sqlite")
+        migrate(path)
+        conn = sqlite3.connect(path)
+        with conn:
+            conn.execute("UPDATE zpop_version SET version = ?", (latest_version() + 1,))
+        conn.close()
+        error = self.assertRaises(SchemaError, migrate, path)
+        self.assertEqual(
+            str(error),
+            f"database at {path} is version {latest_version() + 1}, this zpop"
+            f" knows up to {latest_version()}: upgrade zpop",
+        )
+
+    def test_not_a_database_refused(self) -> None:
+        """A file that is not an SQLite database is refused with SchemaError."""
+        path = os.path.join(self.directory(), "zpop.sqlite")
+        with open(path, "wb") as f:
+            f.write(b"this is not a database\n" * 200)
+        error = self.assertRaises(SchemaError, migrate, path)
+        self.assertEqual(
+            str(error), f"{path} is not a zpop database: file is not a database"
+        )
+
+
+class ThreadedSQLiteStoreTests(TestCase):
+    """SQLiteStore through a real thread pool, with the real reactor."""
+
+    def setUp(self) -> None:
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, "zpop.sqlite")
+        migrate(path)
+        self.pool = ThreadPoolService(REACTOR, "zpop-test-db", 3)
+        self.pool.startService()
+        self.store = SQLiteStore(path, self.pool)
+        # Cleanups run last-in first-out: stop the pool, then close.
+        self.addCleanup(self.store.close)
+        self.addCleanup(self.pool.stopService)
+
+    @defer.inlineCallbacks
+    def test_accounts_and_errors(self) -> Any:
+        """Adding, reading and refusing accounts works through the pool."""
+        self.assertTrue(verifyObject(IStore, self.store))
+        yield self.store.add_domain("example.com", False, NOW)
+        bob = yield self.store.add_account("Bob@example.com", "paid", False, None, NOW)
+        self.assertEqual((yield self.store.get_account("bob@example.com")), bob)
+        error = yield self.assertFailure(
+            self.store.add_account("bob@example.com", "paid", False, None, NOW),
+            AlreadyExists,
+        )
+        self.assertEqual(str(error), "address bob@example.com is taken already")
+        yield self.assertFailure(
+            self.store.add_account("x@nowhere.example", "paid", False, None, NOW),
+            NotFound,
+        )
+
+    @defer.inlineCallbacks
+    def test_pop_session(self) -> Any:
+        """Storing, reading and a whole POP session work through the pool."""
+        yield self.store.add_domain("example.com", False, NOW)
+        bob = yield self.store.add_account("bob@example.com", "paid", False, None, NOW)
+        yield self.store.enable_pop("bob@example.com", "all", NOW)
+        body = b"x" * 5000
+        stored = yield self.store.store_messages(bob.id, [_new(body=body), _new()])
+        self.assertTrue((yield self.store.acquire_pop_lock(bob.id, "a", NOW, 60)))
+        self.assertFalse((yield self.store.acquire_pop_lock(bob.id, "b", NOW, 60)))
+        chunks = yield defer.gatherResults(
+            [
+                self.store.read_body(stored[0].id, offset, 1024)
+                for offset in range(0, 5000, 1024)
+            ]
+        )
+        self.assertEqual(b"".join(chunks), body)
+        yield self.store.finish_pop_session(bob.id, "a", [stored[0].id], True)
+        offered = yield self.store.pop_messages(bob.id, ("Inbox",), 0)
+        self.assertEqual(offered, [stored[1]])
+
+    @defer.inlineCallbacks
+    def test_connections_per_thread(self) -> Any:
+        """Concurrent calls run on pool threads, each with its own connection."""
+        yield self.store.add_domain("example.com", False, NOW)
+        results = yield defer.gatherResults(
+            [
+                self.store.add_account(f"u{i}@example.com", "free", False, None, NOW)
+                for i in range(20)
+            ]
+        )
+        self.assertEqual(len({a.id for a in results}), 20)
+        listed = yield self.store.list_accounts()
+        self.assertEqual(len(listed), 20)
+        # The reactor thread never opened a connection; the pool threads did,
+        # at most one each.
+        self.assertIsNone(getattr(self.store._local, "conn", None))
+        self.assertGreaterEqual(len(self.store._connections), 1)
+        self.assertLessEqual(len(self.store._connections), 3)

@@ -1,0 +1,157 @@
+"""Runners: the synchronous one for the CLI and unit tests, and thread pools
+that start and stop with the service tree."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, cast
+
+from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.internet import reactor as _global_reactor
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from zpop.threads import ThreadPoolService, run_synchronously
+
+#: The real reactor, for the tests that run real threads.
+REACTOR = cast(IReactorFromThreads, _global_reactor)
+
+
+class BoomError(Exception):
+    """The error the functions under test raise."""
+
+
+def _describe(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+    return (threading.current_thread(), args, kwargs)
+
+
+def _fail(message: str) -> None:
+    raise BoomError(message)
+
+
+class RunSynchronouslyTests(SynchronousTestCase):
+    """run_synchronously calls the function at once, on this thread."""
+
+    def test_result(self) -> None:
+        """It fires with the result, computed on the calling thread, args passed."""
+        d = run_synchronously(_describe, 1, 2, key="value")
+        self.assertEqual(
+            self.successResultOf(d),
+            (threading.current_thread(), (1, 2), {"key": "value"}),
+        )
+
+    def test_called_before_returning(self) -> None:
+        """The function has run by the time run_synchronously returns."""
+        calls: list[str] = []
+        d = run_synchronously(calls.append, "ran")
+        self.assertEqual(calls, ["ran"])
+        self.assertIsNone(self.successResultOf(d))
+
+    def test_failure(self) -> None:
+        """An exception becomes a fired failed Deferred, not a raise."""
+        d = run_synchronously(_fail, "broken")
+        failure = self.failureResultOf(d, BoomError)
+        self.assertEqual(str(failure.value), "broken")
+
+    def test_deferred_result(self) -> None:
+        """A function returning a fired Deferred gives that Deferred's result."""
+        d = run_synchronously(defer.succeed, "inner")
+        self.assertEqual(self.successResultOf(d), "inner")
+
+
+class ThreadPoolServiceLifecycleTests(SynchronousTestCase):
+    """The pool's life follows the service's."""
+
+    def test_configuration(self) -> None:
+        """The service is named, and its pool is bounded by the given size."""
+        service = ThreadPoolService(REACTOR, "db", 3)
+        self.assertEqual(
+            (service.name, service.pool.name, service.pool.min, service.pool.max),
+            ("db", "db", 1, 3),
+        )
+
+    def test_starts_and_stops_with_service(self) -> None:
+        """Starting the service starts the pool; stopping it joins the threads."""
+        service = ThreadPoolService(REACTOR, "zpop-test-lifecycle", 2)
+        self.assertFalse(service.pool.started)
+        service.startService()
+
+        def stop() -> None:
+            if service.running:
+                service.stopService()
+
+        self.addCleanup(stop)
+        self.assertEqual(
+            (bool(service.running), service.pool.started, service.pool.joined),
+            (True, True, False),
+        )
+        service.stopService()
+        self.assertEqual(
+            (
+                bool(service.running),
+                service.pool.started,
+                service.pool.joined,
+                [t for t in service.pool.threads if t.is_alive()],
+            ),
+            (False, False, True, []),
+        )
+
+    def test_starts_and_stops_in_a_tree(self) -> None:
+        """As a child of a service tree, the pool starts and stops with the tree."""
+        tree = MultiService()
+        service = ThreadPoolService(REACTOR, "zpop-test-tree", 2)
+        service.setServiceParent(tree)
+        self.assertIs(tree.getServiceNamed("zpop-test-tree"), service)
+        tree.startService()
+        self.addCleanup(lambda: tree.running and tree.stopService())
+        self.assertTrue(service.pool.started)
+        self.successResultOf(defer.maybeDeferred(tree.stopService))
+        self.assertEqual((service.pool.started, service.pool.joined), (False, True))
+
+
+class ThreadPoolServiceTests(TestCase):
+    """Calling the service runs the function on a pool thread."""
+
+    def setUp(self) -> None:
+        self.service = ThreadPoolService(REACTOR, "zpop-test-pool", 2)
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+
+    @defer.inlineCallbacks
+    def test_runs_off_the_reactor_thread(self) -> Any:
+        """The function runs on one of the pool's threads, with its arguments."""
+        here = threading.current_thread()
+        thread, args, kwargs = yield self.service(_describe, 1, key="value")
+        self.assertIsNot(thread, here)
+        self.assertIn(thread, self.service.pool.threads)
+        self.assertEqual((args, kwargs), ((1,), {"key": "value"}))
+
+    @defer.inlineCallbacks
+    def test_result_arrives_on_the_reactor_thread(self) -> Any:
+        """The Deferred fires on the reactor thread, not on the pool thread."""
+        here = threading.current_thread()
+        fired_on = []
+        d = self.service(_describe)
+        d.addCallback(lambda result: fired_on.append(threading.current_thread()))
+        yield d
+        self.assertEqual(fired_on, [here])
+
+    @defer.inlineCallbacks
+    def test_failure(self) -> Any:
+        """An exception in the pool fails the Deferred with that exception."""
+        error = yield self.assertFailure(self.service(_fail, "broken"), BoomError)
+        self.assertEqual(str(error), "broken")
+
+    @defer.inlineCallbacks
+    def test_concurrent_calls(self) -> Any:
+        """Several calls run at once, on at most ``size`` threads."""
+        barrier = threading.Barrier(2, timeout=10)
+
+        def meet() -> threading.Thread:
+            barrier.wait()
+            return threading.current_thread()
+
+        threads = yield defer.gatherResults([self.service(meet), self.service(meet)])
+        self.assertEqual(len(set(threads)), 2)
+        self.assertLessEqual(len(self.service.pool.threads), 2)
