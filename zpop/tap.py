@@ -1,0 +1,318 @@
+"""``twistd zpop``: command-line options and the one service tree.
+
+Options only convert and validate strings; ``makeService`` builds the data
+directory, database, TLS policy, thread pools and listeners::
+
+    zpop (MultiService)
+    +-- db          ThreadPoolService: SQLite calls
+    +-- hashing     ThreadPoolService: bcrypt
+    +-- pop3s ...   one listener per enabled endpoint, in LISTENERS order
+
+A listener that cannot bind aborts start-up (``twistd`` exits 1 naming the
+port) instead of leaving a half-started daemon.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.application import service
+from twisted.application.internet import StreamServerEndpointService
+from twisted.cred.portal import Portal
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
+from twisted.logger import Logger
+from twisted.python import usage
+from zope.interface import implementer
+
+from zpop import config as zconfig
+from zpop.auth import AccountChecker
+from zpop.config import LISTENERS, Config, ConfigError
+from zpop.passwords import load_or_create_key
+from zpop.placeholder import smtp_refusal_factory
+from zpop.pop3 import POP3Factory
+from zpop.realm import Realm
+from zpop.store import DATABASE_NAME, IStore, SchemaError, SQLiteStore, migrate
+from zpop.threads import Runner, ThreadPoolService
+from zpop.tls import ServerTLS, TLSConfigError
+
+log = Logger()
+
+#: listener name -> (protocol, how TLS is applied). Implicit listeners are
+#: wrapped in TLS here; the others start TLS in the protocol (STLS/STARTTLS).
+LISTENER_KINDS: dict[str, tuple[str, str]] = {
+    "pop3s": ("POP3", "implicit"),
+    "pop3": ("POP3", "STLS"),
+    "smtps": ("SMTP", "implicit"),
+    "submission": ("SMTP", "STARTTLS"),
+    "mx": ("SMTP", "STARTTLS"),
+}
+
+HASHING_THREADS = 2
+
+_HELP = {
+    "pop3s": "POP3 over implicit TLS (production: tcp:995)",
+    "pop3": "POP3 with STLS; empty (default) disables it (production: tcp:110)",
+    "smtps": "SMTP submission over implicit TLS (production: tcp:465)",
+    "submission": "SMTP submission with STARTTLS (production: tcp:587)",
+    "mx": "inbound SMTP (MX) with STARTTLS (production: tcp:25)",
+}
+
+
+class StartupError(SystemExit):
+    """Start-up cannot go on; ``twistd``/``twist`` exit 1 printing the text.
+
+    A ``SystemExit`` so the operator sees one ``zpop: error: ...`` line, not
+    a traceback: it is raised from ``makeService``, before any pid file or
+    listener exists.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"zpop: error: {message}")
+        self.message = message
+
+
+class ListenError(Exception):
+    """A listener could not bind; the text names the listener and the port.
+
+    An ``Exception`` (not ``SystemExit``) because ``twistd`` reports these
+    from ``privilegedStartService`` through its daemon status pipe.
+    """
+
+
+def validate_endpoint(description: str) -> None:
+    """Raise ``ValueError`` if ``description`` is not a usable server endpoint.
+
+    Parses like ``serverFromString`` without making an endpoint. ``ssl:`` is
+    refused: zpop applies TLS itself, from the ``[tls]`` section.
+    """
+    args, _ = endpoints._parse(description)
+    if not args or not args[0]:
+        raise ValueError("no endpoint type")
+    if args[0].lower() == "ssl":
+        raise ValueError("use tcp:, zpop applies TLS itself from the [tls] section")
+    try:
+        kind, pargs, kwargs = endpoints._parseServer(description, None)
+    except (ValueError, TypeError, KeyError, IndexError) as e:
+        raise ValueError(str(e) or e.__class__.__name__)
+    if kind == "TCP" and not 0 <= pargs[0] <= 65535:
+        raise ValueError(f"port {pargs[0]} out of range 0-65535")
+
+
+class Options(usage.Options):
+    """``twistd zpop`` options; ``self.config`` is the resulting ``Config``."""
+
+    synopsis = "[--config FILE] [--data DIR] [--pop3s ENDPOINT] ..."
+    longdesc = (
+        "Hosted mail: POP3 over TLS, SMTP submission and MX. Listener options "
+        "take Twisted endpoint strings (tcp:995, tcp:port=995:interface=\\:\\:); "
+        "an empty string disables a listener. Defaults come from the config "
+        "file, else unprivileged ports 8995/8465/8587/8025."
+    )
+    optParameters = [  # noqa: N815 - usage.Options API
+        ["config", None, None, "config file (default: DATA/zpop.ini if present)"],
+        ["data", None, None, "data directory (default: $ZPOP_DATA or ./zpop-data)"],
+    ] + [[name, None, None, _HELP[name]] for name in LISTENERS]
+
+    config: Config
+
+    def postOptions(self) -> None:
+        data = self["data"]
+        path = zconfig.find_config_file(
+            self["config"], data if data is not None else zconfig.default_data_dir()
+        )
+        overrides: dict[str, Any] = {n: self[n] for n in LISTENERS}
+        try:
+            cfg = zconfig.load(path, overrides)
+        except ConfigError as e:
+            raise usage.UsageError(str(e))
+        if data is not None:
+            data_dir = data
+        elif cfg.data_dir == Config.data_dir:
+            # The file did not say (load() makes file paths absolute).
+            data_dir = zconfig.default_data_dir()
+        else:
+            data_dir = cfg.data_dir
+        listeners = {n: e.strip() for n, e in cfg.listeners.items()}
+        for name, description in listeners.items():
+            if not description:
+                continue
+            try:
+                validate_endpoint(description)
+            except ValueError as e:
+                where = (
+                    f"--{name}"
+                    if self[name] is not None
+                    else (f"{path}: [listeners] {name}")
+                )
+                raise usage.UsageError(
+                    f"{where}: invalid endpoint {description!r}: {e}"
+                )
+        self.config = cfg.replace(
+            data_dir=os.path.abspath(data_dir), listeners=listeners
+        )
+
+
+@dataclass(frozen=True)
+class Services:
+    """What protocol factories may use; built once by ``makeService``."""
+
+    config: Config
+    store: IStore
+    hashing: Runner
+    server_key: bytes
+    tls: ServerTLS
+    reactor: Any
+    #: One portal (shared checker and realm) for every protocol.
+    portal: Portal
+
+
+def protocol_factory(name: str, services: Services) -> IProtocolFactory:
+    """The plaintext protocol factory for listener ``name``.
+
+    Implicit TLS is added by ``makeService``; STLS/STARTTLS is the
+    protocol's job (``services.tls.start_tls(transport)``).
+    """
+    if name not in LISTENER_KINDS:
+        raise ValueError(f"unknown listener {name!r}")
+    cfg = services.config
+    if name in ("pop3s", "pop3"):
+        implicit = name == "pop3s"
+        return POP3Factory(
+            services.portal, cfg, services.reactor, implicit, services.tls
+        )
+    # SMTP goes here: submission for "smtps"/"submission", MX for "mx".
+    return smtp_refusal_factory(services.reactor, cfg.smtp_timeout)
+
+
+@implementer(IStreamServerEndpoint)
+class _ReportingEndpoint:
+    """An endpoint that logs the address it really bound (port 0 works)
+    and turns a bind failure into a ``ListenError`` naming the listener."""
+
+    def __init__(
+        self, name: str, description: str, inner: IStreamServerEndpoint
+    ) -> None:
+        self._name = name
+        self._description = description
+        self._inner = inner
+
+    def listen(self, factory: IProtocolFactory) -> Deferred:
+        protocol, tls_mode = LISTENER_KINDS[self._name]
+
+        def listening(port: Any) -> Any:
+            address = port.getHost()
+            where = (
+                f"{address.host}:{address.port}"
+                if hasattr(address, "port")
+                else str(getattr(address, "name", address))
+            )
+            log.info(
+                "listener {name}: {protocol} on {address}, TLS {tls_mode}",
+                name=self._name,
+                protocol=protocol,
+                address=where,
+                tls_mode=tls_mode,
+            )
+            return port
+
+        def failed(failure: Any) -> Any:
+            failure.trap(CannotListenError)
+            error = failure.value
+            reason = getattr(error.socketError, "strerror", None) or str(
+                error.socketError
+            )
+            message = (
+                f"zpop: error: listener {self._name} cannot listen on "
+                f"{error.interface or '*'}:{error.port} "
+                f"({self._description}): {reason}"
+            )
+            log.critical("{message}", message=message)
+            raise ListenError(message)
+
+        return self._inner.listen(factory).addCallbacks(listening, failed)
+
+
+def listener_service(
+    name: str, description: str, factory: IProtocolFactory, reactor: Any
+) -> StreamServerEndpointService:
+    """``strports.service(description, factory)`` that also reports its port.
+
+    Same construction and fail-fast flag as ``strports.service``.
+    """
+    endpoint = endpoints.serverFromString(reactor, description)
+    svc = StreamServerEndpointService(
+        _ReportingEndpoint(name, description, endpoint), factory
+    )
+    svc._raiseSynchronously = True
+    svc.setName(name)
+    return svc
+
+
+def makeService(options: Options, reactor: Any = None) -> service.MultiService:
+    """The zpop service tree for parsed ``options``."""
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    cfg = options.config
+    data_dir = cfg.data_dir
+    try:
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise StartupError(f"cannot create data directory {data_dir}: {e.strerror}")
+    log.info("data directory {data_dir}", data_dir=data_dir)
+    db_path = os.path.join(data_dir, DATABASE_NAME)
+    try:
+        version = migrate(db_path)
+    except SchemaError as e:
+        raise StartupError(str(e))
+    except OSError as e:
+        raise StartupError(f"cannot open database {db_path}: {e.strerror}")
+    log.info(
+        "database {path} at schema version {version}", path=db_path, version=version
+    )
+    try:
+        server_key = load_or_create_key(data_dir)
+    except (OSError, ValueError) as e:
+        raise StartupError(f"server key in {data_dir}: {e}")
+    try:
+        tls = ServerTLS.from_config(cfg, data_dir)
+    except TLSConfigError as e:
+        raise StartupError(str(e))
+    except OSError as e:
+        raise StartupError(f"TLS: {e}")
+    log.info("TLS: {source}", source=tls.source)
+    for host, source in sorted(tls.host_sources.items()):
+        log.info("TLS for {host}: {source}", host=host, source=source)
+
+    top = service.MultiService()
+    top.setName("zpop")
+    db = ThreadPoolService(reactor, "db", cfg.db_threads)
+    db.setServiceParent(top)
+    hashing = ThreadPoolService(reactor, "hashing", HASHING_THREADS)
+    hashing.setServiceParent(top)
+    store = SQLiteStore(db_path, db)
+    checker = AccountChecker(store, server_key, hashing, reactor, cfg.bcrypt_cost)
+    services = Services(
+        config=cfg,
+        store=store,
+        hashing=hashing,
+        server_key=server_key,
+        tls=tls,
+        reactor=reactor,
+        portal=Portal(Realm(store, cfg, reactor), [checker]),
+    )
+    for name in LISTENERS:
+        description = cfg.listeners.get(name, "")
+        if not description:
+            continue
+        factory = protocol_factory(name, services)
+        if LISTENER_KINDS[name][1] == "implicit":
+            factory = tls.wrap(factory, reactor)
+        listener_service(name, description, factory, reactor).setServiceParent(top)
+    return top
