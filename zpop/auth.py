@@ -52,8 +52,7 @@ class AppPasswordRequired(LoginRefused):
     def __init__(self) -> None:
         super().__init__(
             "AUTH",
-            "Application-specific password required"
-            " (two-factor authentication is on)",
+            "Application-specific password required (two-factor authentication is on)",
         )
 
 

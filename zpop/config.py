@@ -223,9 +223,7 @@ def _tls_section(
     key = values.get("key", "").strip() or chain
     if not chain:
         raise ConfigError(f"{source}: [{section.name}] certificate: missing")
-    return TLSCertificate(
-        chain=os.path.join(base, chain), key=os.path.join(base, key)
-    )
+    return TLSCertificate(chain=os.path.join(base, chain), key=os.path.join(base, key))
 
 
 def load(path: str | None, overrides: Mapping[str, Any] | None = None) -> Config:

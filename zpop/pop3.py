@@ -47,14 +47,33 @@ _NUMBER = re.compile(rb"^[0-9]{1,10}$")
 # Commands each state accepts; other known commands get a state error.
 _AUTHORIZATION = {"CAPA", "USER", "PASS", "AUTH", "STLS", "QUIT"}
 _TRANSACTION = {
-    "CAPA", "STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "QUIT", "TOP", "UIDL",
+    "CAPA",
+    "STAT",
+    "LIST",
+    "RETR",
+    "DELE",
+    "NOOP",
+    "RSET",
+    "QUIT",
+    "TOP",
+    "UIDL",
 }
 # (least, most) arguments; PASS takes the rest of the line as one argument.
 _ARITY = {
-    "CAPA": (0, 0), "USER": (1, 1), "PASS": (1, 1), "AUTH": (0, 2),
-    "STLS": (0, 0), "QUIT": (0, 0), "STAT": (0, 0), "LIST": (0, 1),
-    "RETR": (1, 1), "DELE": (1, 1), "NOOP": (0, 0), "RSET": (0, 0),
-    "TOP": (2, 2), "UIDL": (0, 1),
+    "CAPA": (0, 0),
+    "USER": (1, 1),
+    "PASS": (1, 1),
+    "AUTH": (0, 2),
+    "STLS": (0, 0),
+    "QUIT": (0, 0),
+    "STAT": (0, 0),
+    "LIST": (0, 1),
+    "RETR": (1, 1),
+    "DELE": (1, 1),
+    "NOOP": (0, 0),
+    "RSET": (0, 0),
+    "TOP": (2, 2),
+    "UIDL": (0, 1),
 }
 
 
@@ -148,9 +167,7 @@ class _BodyProducer:
     zpop's bodies come from the store through Deferreds, a chunk at a time.
     """
 
-    def __init__(
-        self, transport: Any, reader: Any, transform: _BodyTransform
-    ) -> None:
+    def __init__(self, transport: Any, reader: Any, transform: _BodyTransform) -> None:
         self._transport = transport
         self._reader = reader
         self._transform = transform
@@ -207,7 +224,14 @@ class _BodyProducer:
 class POP3Server(pop3.POP3):
     """A POP3 server session, plaintext+STLS or inside implicit TLS."""
 
-    portal: Portal
+    # Upstream declares these None at class level; zpop sets them all.
+    portal: Any
+    transport: Any
+    mbox: Any
+    blocked: Any
+    _userIs: Any
+    _onLogout: Any
+    timeOut: Any
     config: Config
     clock: IReactorTime
     #: The context factory for STLS, or None where STLS is not offered.
@@ -218,7 +242,7 @@ class POP3Server(pop3.POP3):
         # Upstream greets with an APOP timestamp, which invites a login whose
         # secret must be stored in plaintext; zpop offers no APOP.
         self.timeOut = self.config.pop_idle_timeout
-        self.callLater = self.clock.callLater
+        self.callLater = self.clock.callLater  # type: ignore[method-assign,assignment]
         self._buffer = b""
         self._discarding = False
         self._long_lines = 0
@@ -241,7 +265,7 @@ class POP3Server(pop3.POP3):
         self.successResponse(f"{self.config.hostname} zpop POP3 server ready")
         self.setTimeout(self.timeOut)
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[override]
+    def connectionLost(self, reason: Failure | None = None) -> None:  # type: ignore[override]
         self._disconnected = True
         self.setTimeout(None)
         if self._onLogout is not None:
@@ -471,7 +495,9 @@ class POP3Server(pop3.POP3):
         user, self._userIs = self._userIs, None
         return self._login(user, password)
 
-    def do_AUTH(self, mechanism: bytes | None = None, initial: bytes | None = None) -> None:
+    def do_AUTH(
+        self, mechanism: bytes | None = None, initial: bytes | None = None
+    ) -> None:
         self._require_tls()
         if mechanism is None:
             self.transport.write(b"+OK Mechanisms follow\r\nPLAIN\r\nLOGIN\r\n.\r\n")
@@ -518,7 +544,9 @@ class POP3Server(pop3.POP3):
         user = self._sasl_decode(line)
         if not user:
             raise Refusal("Malformed LOGIN response", "AUTH")
-        self._challenge(b"Password:", lambda reply: self._sasl_login_password(user, reply))
+        self._challenge(
+            b"Password:", lambda reply: self._sasl_login_password(user, reply)
+        )
 
     def _sasl_login_password(self, user: bytes, line: bytes) -> Deferred:
         return self._login(user, self._sasl_decode(line))
@@ -571,7 +599,9 @@ class POP3Server(pop3.POP3):
 
     async def _stat_reply(self, prefix: str) -> None:
         sizes = [s for s in await self._sizes() if s]
-        self.successResponse(f"{prefix} {len(sizes)} messages ({sum(sizes)} octets)".lstrip())
+        self.successResponse(
+            f"{prefix} {len(sizes)} messages ({sum(sizes)} octets)".lstrip()
+        )
 
     def do_STAT(self) -> Any:
         async def stat() -> None:
@@ -614,6 +644,7 @@ class POP3Server(pop3.POP3):
         def uid(index: int) -> str:
             value = self.mbox.getUidl(index)
             return value.decode("ascii") if isinstance(value, bytes) else str(value)
+
         if argument is None:
             return self._listing(lambda i, size: f"{i + 1} {uid(i)}\r\n".encode())
 
@@ -696,8 +727,6 @@ class POP3Server(pop3.POP3):
 class POP3Factory(Factory):
     """Builds POP3 sessions for one listener."""
 
-    protocol = POP3Server
-
     def __init__(
         self,
         portal: Portal,
@@ -712,9 +741,9 @@ class POP3Factory(Factory):
         self.implicit_tls = implicit_tls
         self.stls_context = stls_context
 
-    def buildProtocol(self, addr: Any) -> POP3Server:
+    def buildProtocol(self, addr: Any) -> POP3Server:  # type: ignore[override]
         proto = POP3Server()
-        proto.factory = self
+        proto.factory = self  # type: ignore[assignment]
         proto.portal = self.portal
         proto.config = self.config
         proto.clock = self.clock

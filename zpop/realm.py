@@ -44,7 +44,9 @@ def free_plan_blocked(account: Account, config: Config) -> bool:
     )
 
 
-def pop_refusal(account: Account, config: Config, server_name: str | None) -> str | None:
+def pop_refusal(
+    account: Account, config: Config, server_name: str | None
+) -> str | None:
     """Why this account may not use POP on this connection, or None."""
     if server_name == config.pop_personal_host and account.organization:
         return f"Organization accounts use {config.pop_organization_host}"

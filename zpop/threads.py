@@ -32,7 +32,7 @@ class ThreadPoolService(Service):
     """
 
     def __init__(self, reactor: IReactorFromThreads, name: str, size: int) -> None:
-        self.name = name
+        self.setName(name)
         self._reactor = reactor
         self.pool = ThreadPool(minthreads=1, maxthreads=size, name=name)
 

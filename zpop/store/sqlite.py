@@ -84,7 +84,9 @@ def _schema_version(conn: sqlite3.Connection) -> int:
     return int(version)
 
 
-def _upgrade(conn: sqlite3.Connection, path: str, to_version: int | None = None) -> None:
+def _upgrade(
+    conn: sqlite3.Connection, path: str, to_version: int | None = None
+) -> None:
     """Apply the migrations the database lacks, each in its own transaction."""
     scripts = migrations()
     known = len(scripts)
@@ -415,8 +417,7 @@ class SQLiteStore:
         def thd() -> list[Account]:
             with self._read() as conn:
                 rows = conn.execute(
-                    f"SELECT {_ACCOUNT_COLUMNS} FROM {_ACCOUNT_FROM}"
-                    " ORDER BY a.address"
+                    f"SELECT {_ACCOUNT_COLUMNS} FROM {_ACCOUNT_FROM} ORDER BY a.address"
                 ).fetchall()
             return [_account(r) for r in rows]
 
@@ -553,9 +554,12 @@ class SQLiteStore:
             with self._write() as conn:
                 account = self._account_row(conn, address)
                 domain = alias.rpartition("@")[2]
-                if conn.execute(
-                    "SELECT 1 FROM domains WHERE name = ?", (domain,)
-                ).fetchone() is None:
+                if (
+                    conn.execute(
+                        "SELECT 1 FROM domains WHERE name = ?", (domain,)
+                    ).fetchone()
+                    is None
+                ):
                     raise NotFound(f"no hosted domain {domain}")
                 taken = conn.execute(
                     "SELECT 1 FROM accounts WHERE address = ?"
@@ -668,9 +672,7 @@ class SQLiteStore:
         def thd() -> bytes:
             conn = self._conn()
             try:
-                with conn.blobopen(
-                    "bodies", "data", message_id, readonly=True
-                ) as blob:
+                with conn.blobopen("bodies", "data", message_id, readonly=True) as blob:
                     if offset >= len(blob):
                         return b""
                     blob.seek(offset)

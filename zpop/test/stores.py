@@ -58,7 +58,9 @@ def add_app_password(store: SQLiteStore, account: Account, label: str = "phone")
     return secret
 
 
-def deliver(store: SQLiteStore, account: Account, *subjects: str, folder: str = "Inbox") -> None:
+def deliver(
+    store: SQLiteStore, account: Account, *subjects: str, folder: str = "Inbox"
+) -> None:
     result(
         store.store_messages(
             account.id,

@@ -12,7 +12,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from zpop.auth import AccountChecker, AppPasswordRequired, FullAddressRequired
-from zpop.test.stores import COST, KEY, add_account, add_app_password, make_store, result
+from zpop.test.stores import (
+    COST,
+    KEY,
+    add_account,
+    add_app_password,
+    make_store,
+    result,
+)
 from zpop.threads import run_synchronously
 
 
@@ -44,7 +51,9 @@ class CheckerTests(SynchronousTestCase):
 
     def test_primary_password(self) -> None:
         """The primary password logs in while two-factor is off; any case of address."""
-        self.assertEqual(self.check("Alice@Example.COM", "primary-secret"), "alice@example.com")
+        self.assertEqual(
+            self.check("Alice@Example.COM", "primary-secret"), "alice@example.com"
+        )
         self.assertEqual(self.bcrypt_calls, ["check_password"])
 
     def test_wrong_password_and_unknown_user_alike(self) -> None:
@@ -64,18 +73,22 @@ class CheckerTests(SynchronousTestCase):
         self.assertRaises(UnauthorizedLogin, self.check, b"\xff@example.com", "x")
 
     def test_two_factor_needs_app_password(self) -> None:
-        """With two-factor on, a correct primary password says an app password is needed."""
+        """Two-factor on: a correct primary password asks for an app password."""
         result(self.store.set_two_factor("alice@example.com", True))
         with self.assertRaises(AppPasswordRequired) as caught:
             self.check("alice@example.com", "primary-secret")
         self.assertEqual(
             (caught.exception.code, caught.exception.text),
-            ("AUTH", "Application-specific password required (two-factor authentication is on)"),
+            (
+                "AUTH",
+                "Application-specific password required"
+                " (two-factor authentication is on)",
+            ),
         )
         self.assertRaises(UnauthorizedLogin, self.check, "alice@example.com", "wrong")
 
     def test_app_password(self) -> None:
-        """An app password works with two-factor on, typed in any case and spacing, and records its use."""
+        """An app password works with two-factor on, typed loosely; use is recorded."""
         result(self.store.set_two_factor("alice@example.com", True))
         secret = add_app_password(self.store, self.alice)
         typed = secret.upper().replace(" ", "-")
@@ -112,5 +125,9 @@ class CheckerTests(SynchronousTestCase):
         from zpop import passwords
 
         add_account(self.store, "fed@example.com", password=None, federated=True)
-        result(self.store.set_password("fed@example.com", passwords.hash_password("new-secret", COST)))
+        result(
+            self.store.set_password(
+                "fed@example.com", passwords.hash_password("new-secret", COST)
+            )
+        )
         self.assertEqual(self.check("fed@example.com", "new-secret"), "fed@example.com")

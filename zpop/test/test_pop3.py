@@ -66,7 +66,9 @@ class MemoryMailbox:
         if self.fail_listing:
             raise RuntimeError("disk on fire")
         if index is None:
-            return [0 if i in self.deleted else len(b) for i, b in enumerate(self.bodies)]
+            return [
+                0 if i in self.deleted else len(b) for i, b in enumerate(self.bodies)
+            ]
         self._check(index)
         return 0 if index in self.deleted else len(self.bodies[index])
 
@@ -179,7 +181,10 @@ class ProtocolMixin:
         """Run due calls and pump the body producer until nothing moves."""
         for _ in range(100000):
             moved = False
-            if any(c.getTime() <= self.clock.seconds() for c in self.clock.getDelayedCalls()):
+            if any(
+                c.getTime() <= self.clock.seconds()
+                for c in self.clock.getDelayedCalls()
+            ):
                 self.clock.advance(0)
                 moved = True
             producer = self.transport.producer
@@ -244,7 +249,9 @@ class ProtocolMixin:
             b"+OK Begin TLS negotiation now\r\n",
         )
         self.assertIs(self.transport.tls_started_with, context)
-        self.assertEqual(self.send(b"PASS " + PASSWORD + b"\r\n"), b"-ERR Send USER first\r\n")
+        self.assertEqual(
+            self.send(b"PASS " + PASSWORD + b"\r\n"), b"-ERR Send USER first\r\n"
+        )
         self.assertIn(b"USER\r\n", self.send(b"CAPA\r\n"))
         self.assertEqual(self.send(b"STLS\r\n"), b"-ERR TLS is already active\r\n")
 
@@ -256,15 +263,20 @@ class ProtocolMixin:
 
     def test_user_pass(self) -> None:
         """USER and PASS log in and report the maildrop size."""
-        self.assertEqual(self.send(b"USER " + USER + b"\r\n"), b"+OK Send your password\r\n")
         self.assertEqual(
-            self.send(b"PASS " + PASSWORD + b"\r\n"), b"+OK Logged in, 3 messages (%d octets)\r\n" % sum(map(len, MESSAGES))
+            self.send(b"USER " + USER + b"\r\n"), b"+OK Send your password\r\n"
+        )
+        self.assertEqual(
+            self.send(b"PASS " + PASSWORD + b"\r\n"),
+            b"+OK Logged in, 3 messages (%d octets)\r\n" % sum(map(len, MESSAGES)),
         )
 
     def test_password_with_spaces(self) -> None:
         """PASS takes the rest of the line, spaces included."""
         self.send(b"USER " + USER + b"\r\n")
-        self.assertTrue(self.send(b"PASS correct horse\r\n").startswith(b"+OK Logged in"))
+        self.assertTrue(
+            self.send(b"PASS correct horse\r\n").startswith(b"+OK Logged in")
+        )
 
     def test_wrong_password(self) -> None:
         """A wrong password gets [AUTH]; the third failure closes the session."""
@@ -275,12 +287,16 @@ class ProtocolMixin:
             )
             self.assertFalse(self.transport.disconnecting)
         self.send(b"USER nobody@example.com\r\n")
-        self.assertEqual(self.send(b"PASS nope\r\n"), b"-ERR [AUTH] Authentication failed\r\n")
+        self.assertEqual(
+            self.send(b"PASS nope\r\n"), b"-ERR [AUTH] Authentication failed\r\n"
+        )
         self.assertTrue(self.transport.disconnecting)
 
     def test_realm_refusal(self) -> None:
         """A refusal from the realm is shown with its response code."""
-        self.realm.refusal = LoginRefused("IN-USE", "Another POP session is already using this mailbox")
+        self.realm.refusal = LoginRefused(
+            "IN-USE", "Another POP session is already using this mailbox"
+        )
         self.send(b"USER " + USER + b"\r\n")
         self.assertEqual(
             self.send(b"PASS " + PASSWORD + b"\r\n"),
@@ -294,7 +310,9 @@ class ProtocolMixin:
     def test_auth_plain_initial(self) -> None:
         """AUTH PLAIN with an initial response logs in."""
         token = base64.b64encode(b"\0" + USER + b"\0" + PASSWORD)
-        self.assertTrue(self.send(b"AUTH PLAIN " + token + b"\r\n").startswith(b"+OK Logged in, 3"))
+        self.assertTrue(
+            self.send(b"AUTH PLAIN " + token + b"\r\n").startswith(b"+OK Logged in, 3")
+        )
 
     def test_auth_plain_continuation(self) -> None:
         """AUTH PLAIN without initial response sends an empty challenge."""
@@ -311,7 +329,7 @@ class ProtocolMixin:
         )
 
     def test_auth_plain_malformed(self) -> None:
-        """Bad base64, a bad PLAIN message, '=' and '*' each get -ERR; the session goes on."""
+        """Bad base64, bad PLAIN, '=' and '*' each get -ERR; the session goes on."""
         self.assertEqual(
             self.send(b"AUTH PLAIN !!!\r\n"),
             b"-ERR Invalid base64 in authentication response\r\n",
@@ -320,7 +338,9 @@ class ProtocolMixin:
             self.send(b"AUTH PLAIN " + base64.b64encode(b"no nuls") + b"\r\n"),
             b"-ERR [AUTH] Malformed PLAIN response\r\n",
         )
-        self.assertEqual(self.send(b"AUTH PLAIN =\r\n"), b"-ERR [AUTH] Malformed PLAIN response\r\n")
+        self.assertEqual(
+            self.send(b"AUTH PLAIN =\r\n"), b"-ERR [AUTH] Malformed PLAIN response\r\n"
+        )
         self.send(b"AUTH PLAIN\r\n")
         self.assertEqual(self.send(b"*\r\n"), b"-ERR Authentication cancelled\r\n")
         self.assertEqual(self.send(b"NOOP\r\n"), b"-ERR Log in first\r\n")
@@ -328,7 +348,9 @@ class ProtocolMixin:
     def test_auth_login(self) -> None:
         """AUTH LOGIN asks for user name and password in base64."""
         self.assertEqual(self.send(b"AUTH LOGIN\r\n"), b"+ VXNlcm5hbWU6\r\n")
-        self.assertEqual(self.send(base64.b64encode(USER) + b"\r\n"), b"+ UGFzc3dvcmQ6\r\n")
+        self.assertEqual(
+            self.send(base64.b64encode(USER) + b"\r\n"), b"+ UGFzc3dvcmQ6\r\n"
+        )
         self.assertTrue(
             self.send(base64.b64encode(PASSWORD) + b"\r\n").startswith(b"+OK Logged in")
         )
@@ -336,12 +358,15 @@ class ProtocolMixin:
     def test_auth_login_initial(self) -> None:
         """AUTH LOGIN with the user name as initial response asks for the password."""
         self.assertEqual(
-            self.send(b"AUTH LOGIN " + base64.b64encode(USER) + b"\r\n"), b"+ UGFzc3dvcmQ6\r\n"
+            self.send(b"AUTH LOGIN " + base64.b64encode(USER) + b"\r\n"),
+            b"+ UGFzc3dvcmQ6\r\n",
         )
 
     def test_auth_mechanisms(self) -> None:
         """AUTH alone lists the mechanisms; an unknown one is refused."""
-        self.assertEqual(self.send(b"AUTH\r\n"), b"+OK Mechanisms follow\r\nPLAIN\r\nLOGIN\r\n.\r\n")
+        self.assertEqual(
+            self.send(b"AUTH\r\n"), b"+OK Mechanisms follow\r\nPLAIN\r\nLOGIN\r\n.\r\n"
+        )
         self.assertEqual(
             self.send(b"AUTH CRAM-MD5\r\n"),
             b"-ERR Unsupported authentication mechanism: use PLAIN or LOGIN\r\n",
@@ -353,7 +378,8 @@ class ProtocolMixin:
         """Unknown commands, APOP, RPOP and LAST included, get -ERR."""
         for command in (b"FOO", b"APOP", b"RPOP", b"LAST"):
             self.assertEqual(
-                self.send(command + b" x\r\n"), b"-ERR Unknown command: " + command + b"\r\n"
+                self.send(command + b" x\r\n"),
+                b"-ERR Unknown command: " + command + b"\r\n",
             )
         self.assertEqual(self.send(b"\xff\xfe\r\n"), b"-ERR Unknown command\r\n")
         self.assertEqual(self.send(b"\r\n"), b"-ERR Unknown command\r\n")
@@ -367,15 +393,28 @@ class ProtocolMixin:
 
     def test_arity(self) -> None:
         """Missing and extra arguments get a usage line."""
-        self.assertEqual(self.send(b"USER\r\n"), b"-ERR Wrong arguments, usage: USER name\r\n")
-        self.assertEqual(self.send(b"USER a b\r\n"), b"-ERR Wrong arguments, usage: USER name\r\n")
         self.assertEqual(
-            self.send(b"CAPA x\r\n"), b"-ERR Wrong arguments, usage: CAPA with no arguments\r\n"
+            self.send(b"USER\r\n"), b"-ERR Wrong arguments, usage: USER name\r\n"
+        )
+        self.assertEqual(
+            self.send(b"USER a b\r\n"), b"-ERR Wrong arguments, usage: USER name\r\n"
+        )
+        self.assertEqual(
+            self.send(b"CAPA x\r\n"),
+            b"-ERR Wrong arguments, usage: CAPA with no arguments\r\n",
         )
         self.login()
-        self.assertEqual(self.send(b"RETR\r\n"), b"-ERR Wrong arguments, usage: RETR message\r\n")
-        self.assertEqual(self.send(b"TOP 1\r\n"), b"-ERR Wrong arguments, usage: TOP message lines\r\n")
-        self.assertEqual(self.send(b"LIST 1 2\r\n"), b"-ERR Wrong arguments, usage: LIST [message]\r\n")
+        self.assertEqual(
+            self.send(b"RETR\r\n"), b"-ERR Wrong arguments, usage: RETR message\r\n"
+        )
+        self.assertEqual(
+            self.send(b"TOP 1\r\n"),
+            b"-ERR Wrong arguments, usage: TOP message lines\r\n",
+        )
+        self.assertEqual(
+            self.send(b"LIST 1 2\r\n"),
+            b"-ERR Wrong arguments, usage: LIST [message]\r\n",
+        )
 
     def test_case_insensitive(self) -> None:
         """Command names are case-insensitive."""
@@ -385,11 +424,15 @@ class ProtocolMixin:
     def test_long_line(self) -> None:
         """An over-long line gets -ERR and the session goes on; a third closes it."""
         limit = self.config.max_line_length
-        self.assertEqual(self.send(b"X" * (limit + 1) + b"\r\n"), b"-ERR Line too long\r\n")
+        self.assertEqual(
+            self.send(b"X" * (limit + 1) + b"\r\n"), b"-ERR Line too long\r\n"
+        )
         self.assertEqual(self.send(b"CAPA\r\n")[:3], b"+OK")
         self.assertEqual(self.send(b"Y" * (limit * 3)), b"-ERR Line too long\r\n")
         self.assertEqual(self.proto._buffer, b"")
-        self.assertEqual(self.send(b"more garbage\r\nNOOP\r\n"), b"-ERR Log in first\r\n")
+        self.assertEqual(
+            self.send(b"more garbage\r\nNOOP\r\n"), b"-ERR Log in first\r\n"
+        )
         self.assertEqual(
             self.send(b"Z" * (limit + 1) + b"\n"),
             b"-ERR Too many over-long lines, closing the connection\r\n",
@@ -418,13 +461,18 @@ class ProtocolMixin:
         self.login()
         invalid = b"-ERR Invalid message number: use a positive whole number\r\n"
         for command in (b"LIST", b"UIDL", b"RETR", b"DELE"):
-            self.assertEqual(self.send(command + b" 0\r\n"), b"-ERR No such message: 0\r\n")
-            self.assertEqual(self.send(command + b" 4\r\n"), b"-ERR No such message: 4\r\n")
+            self.assertEqual(
+                self.send(command + b" 0\r\n"), b"-ERR No such message: 0\r\n"
+            )
+            self.assertEqual(
+                self.send(command + b" 4\r\n"), b"-ERR No such message: 4\r\n"
+            )
             for bad in (b"-1", b"abc", b"1.5", b"+1", b"99999999999", b"\xff"):
                 self.assertEqual(self.send(command + b" " + bad + b"\r\n"), invalid)
         self.assertEqual(self.send(b"TOP x 1\r\n"), invalid)
         self.assertEqual(
-            self.send(b"TOP 1 -1\r\n"), b"-ERR Invalid line count: use a whole number of lines\r\n"
+            self.send(b"TOP 1 -1\r\n"),
+            b"-ERR Invalid line count: use a whole number of lines\r\n",
         )
 
     def test_retr(self) -> None:
@@ -507,7 +555,8 @@ class ProtocolMixin:
         self.login()
         self.mailbox.fail_listing = True
         self.assertEqual(
-            self.send(b"STAT\r\n"), b"-ERR [SYS/TEMP] Temporary server error, try again later\r\n"
+            self.send(b"STAT\r\n"),
+            b"-ERR [SYS/TEMP] Temporary server error, try again later\r\n",
         )
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.mailbox.fail_listing = False
@@ -536,7 +585,13 @@ class ProtocolMixin:
         self.assertEqual(len(lines), 1)
         event = lines[0]
         self.assertEqual(
-            (event["account"], event["retrieved"], event["octets"], event["deleted"], event["ended"]),
+            (
+                event["account"],
+                event["retrieved"],
+                event["octets"],
+                event["deleted"],
+                event["ended"],
+            ),
             ("alice@example.com", 2, len(MESSAGES[0]) + len(MESSAGES[1]), 1, "quit"),
         )
 
@@ -580,7 +635,9 @@ class AsynchronousMailboxTests(ProtocolMixin, SynchronousTestCase):
         self.assertEqual(self.transport.producerState, "paused")
         self.settle()
         self.assertEqual(self.transport.producerState, "producing")
-        self.assertEqual(self.transport.value().count(b"+OK\r\n"), PIPELINE_LIMIT // 6 + 1)
+        self.assertEqual(
+            self.transport.value().count(b"+OK\r\n"), PIPELINE_LIMIT // 6 + 1
+        )
 
 
 class BodyTransformTests(SynchronousTestCase):
@@ -612,7 +669,9 @@ class BodyTransformTests(SynchronousTestCase):
                 b"A: 1\r\nB: 2\r\n\r\n..one\r\ntwo\r\n.\r\n",
                 step,
             )
-            self.assertEqual(self.transform(body, step, 0), b"A: 1\r\nB: 2\r\n\r\n.\r\n")
+            self.assertEqual(
+                self.transform(body, step, 0), b"A: 1\r\nB: 2\r\n\r\n.\r\n"
+            )
 
     def test_chunked_retr(self) -> None:
         """RETR through a mailbox that returns a few bytes per read is intact."""

@@ -15,6 +15,7 @@ from zope.interface.verify import verifyObject
 from zpop.auth import LoginRefused
 from zpop.config import Config
 from zpop.realm import Realm, Session
+from zpop.store import StoreError
 from zpop.test.stores import add_account, deliver, make_store, result
 
 CONFIG = Config(
@@ -41,7 +42,9 @@ class RealmTests(SynchronousTestCase):
         self.addCleanup(maildrop.release)
         return maildrop
 
-    def refusal(self, address: str = "alice@example.com", sni: str | None = None) -> tuple[str, str]:
+    def refusal(
+        self, address: str = "alice@example.com", sni: str | None = None
+    ) -> tuple[str, str]:
         d = self.realm.requestAvatar(address, Session("127.0.0.1", sni), IMailbox)
         failure = self.failureResultOf(d, LoginRefused)
         return failure.value.code, failure.value.text
@@ -64,7 +67,9 @@ class RealmTests(SynchronousTestCase):
 
     def test_disabled(self) -> None:
         """POP is off by default: a login is refused with [AUTH]."""
-        self.assertEqual(self.refusal(), ("AUTH", "POP access is disabled for this account"))
+        self.assertEqual(
+            self.refusal(), ("AUTH", "POP access is disabled for this account")
+        )
 
     def test_disable_takes_effect_at_next_login(self) -> None:
         """Disabling POP leaves an open session alone and refuses the next login."""
@@ -74,12 +79,16 @@ class RealmTests(SynchronousTestCase):
         result(self.store.disable_pop("alice@example.com"))
         self.assertEqual(self.subjects(maildrop), ["one"])
         result(maildrop.sync())
-        self.assertEqual(self.refusal(), ("AUTH", "POP access is disabled for this account"))
+        self.assertEqual(
+            self.refusal(), ("AUTH", "POP access is disabled for this account")
+        )
 
     def test_free_plan_cutoff(self) -> None:
-        """Free accounts created on or after the cut-off get no POP; older ones and paid ones do."""
+        """Free accounts made on/after the cut-off get no POP; older or paid ones do."""
         new = add_account(self.store, "new@example.com", plan="free", created=CUTOFF)
-        old = add_account(self.store, "old@example.com", plan="free", created=CUTOFF - 1)
+        old = add_account(
+            self.store, "old@example.com", plan="free", created=CUTOFF - 1
+        )
         for account in (new, old):
             self.enable(account.address)
         self.assertEqual(
@@ -111,7 +120,8 @@ class RealmTests(SynchronousTestCase):
         self.enable()
         first = self.login()
         self.assertEqual(
-            self.refusal(), ("IN-USE", "Another POP session is already using this mailbox")
+            self.refusal(),
+            ("IN-USE", "Another POP session is already using this mailbox"),
         )
         result(first.release())
         self.login()
@@ -127,7 +137,11 @@ class RealmTests(SynchronousTestCase):
     def test_crashed_lock_expires(self) -> None:
         """A lock left by a crashed process expires after its lease."""
         self.enable()
-        held = result(self.store.acquire_pop_lock(self.alice.id, "dead", self.clock.seconds(), 60.0))
+        held = result(
+            self.store.acquire_pop_lock(
+                self.alice.id, "dead", self.clock.seconds(), 60.0
+            )
+        )
         self.assertTrue(held)
         self.assertEqual(self.refusal()[0], "IN-USE")
         self.clock.advance(60.0)
@@ -173,8 +187,13 @@ class RealmTests(SynchronousTestCase):
         maildrop.deleteMessage(2)
         result(maildrop.sync())
         self.assertEqual(self.subjects(self.login()), ["b"])
-        folders = [(m.subject, m.folder, m.pop_removed) for m in result(self.store.list_messages(self.alice.id))]
-        self.assertEqual(folders, [("a", "Inbox", True), ("b", "Inbox", False), ("c", "Inbox", True)])
+        folders = [
+            (m.subject, m.folder, m.pop_removed)
+            for m in result(self.store.list_messages(self.alice.id))
+        ]
+        self.assertEqual(
+            folders, [("a", "Inbox", True), ("b", "Inbox", False), ("c", "Inbox", True)]
+        )
 
     def test_delete_policy(self) -> None:
         """With 'delete', deleted messages move to Trash."""
@@ -184,11 +203,14 @@ class RealmTests(SynchronousTestCase):
         maildrop = self.login()
         maildrop.deleteMessage(0)
         result(maildrop.sync())
-        folders = [(m.subject, m.folder) for m in result(self.store.list_messages(self.alice.id))]
+        folders = [
+            (m.subject, m.folder)
+            for m in result(self.store.list_messages(self.alice.id))
+        ]
         self.assertEqual(folders, [("a", "Trash"), ("b", "Inbox")])
 
     def test_all_mode_brings_back_removed(self) -> None:
-        """Re-enabling in 'all' mode offers messages a client deleted earlier, if still kept."""
+        """Re-enabling 'all' offers messages a client deleted earlier, if still kept."""
         deliver(self.store, self.alice, "a", "b")
         self.enable()
         maildrop = self.login()
@@ -216,8 +238,12 @@ class RealmTests(SynchronousTestCase):
         maildrop = self.login()
         maildrop.deleteMessage(0)
         result(self.store.release_pop_lock(self.alice.id, maildrop._owner))
-        result(self.store.acquire_pop_lock(self.alice.id, "other", self.clock.seconds(), 60.0))
-        self.assertRaises(Exception, result, maildrop.sync())
+        result(
+            self.store.acquire_pop_lock(
+                self.alice.id, "other", self.clock.seconds(), 60.0
+            )
+        )
+        self.assertRaises(StoreError, result, maildrop.sync())
         result(self.store.release_pop_lock(self.alice.id, "other"))
         self.assertEqual(self.subjects(self.login()), ["a"])
 
