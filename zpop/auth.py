@@ -10,23 +10,34 @@ raised only after the secret was verified.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import ipaddress
 import re
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.error import LoginDenied, UnauthorizedLogin
+from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from zpop import passwords
+from zpop.config import Config
 from zpop.store import Account, IStore
 from zpop.threads import Runner
 
 log = Logger()
+
+#: Cached verifications kept at most (least recently used go first).
+CACHE_ENTRIES = 65536
 
 # Deliberately loose: the store decides whether an account exists. This only
 # tells a person who typed "alice" that the full address is needed.
@@ -61,6 +72,33 @@ class FullAddressRequired(LoginRefused):
         super().__init__("AUTH", "Log in with your full email address")
 
 
+class Identity(str):
+    """An avatar ID: the account's address, and how the login proved itself.
+
+    A ``str`` so realms can use it as the address; ``method`` is
+    ``"primary"`` or ``"app password <label>"`` for the audit log, and
+    ``app_password_id`` lets a session notice that its password was revoked.
+    """
+
+    method: str
+    app_password_id: int | None
+
+    def __new__(
+        cls, address: str, method: str, app_password_id: int | None = None
+    ) -> Identity:
+        identity = super().__new__(cls, address)
+        identity.method = method
+        identity.app_password_id = app_password_id
+        return identity
+
+
+@dataclass(frozen=True)
+class _Cached:
+    identity: Identity
+    generation: int
+    expires: float
+
+
 @implementer(ICredentialsChecker)
 class AccountChecker:
     """Checks full-address/password credentials against the store.
@@ -78,12 +116,15 @@ class AccountChecker:
         hashing: Runner,
         clock: IReactorTime,
         bcrypt_cost: int,
+        cache_time: float = 0.0,
         hash_password: Callable[[str, int], bytes] = passwords.hash_password,
     ) -> None:
         self._store = store
         self._key = key
         self._hashing = hashing
         self._clock = clock
+        self._cache_time = cache_time
+        self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
         # A hash of a password nobody knows, checked for unknown users and
         # accounts without a primary password so they cost one bcrypt too.
         self._dummy_hash = hash_password(passwords.generate_app_password(), bcrypt_cost)
@@ -91,7 +132,22 @@ class AccountChecker:
     def requestAvatarId(self, credentials: Any) -> Deferred:
         return Deferred.fromCoroutine(self._check(credentials))
 
-    async def _check(self, credentials: Any) -> str:
+    def _cache_key(self, address: str, secret: str) -> bytes:
+        # Keyed, so the cache never holds anything a memory dump could
+        # turn back into a password.
+        message = f"{address}\0{secret}".encode("utf-8", "surrogatepass")
+        return hmac.new(self._key, message, hashlib.sha256).digest()
+
+    def _remember(self, key: bytes, identity: Identity, account: Account) -> Identity:
+        if self._cache_time > 0:
+            expires = self._clock.seconds() + self._cache_time
+            self._cache[key] = _Cached(identity, account.generation, expires)
+            self._cache.move_to_end(key)
+            while len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+        return identity
+
+    async def _check(self, credentials: Any) -> Identity:
         try:
             address = credentials.username.decode("utf-8").strip().lower()
             secret = credentials.password.decode("utf-8")
@@ -100,6 +156,19 @@ class AccountChecker:
         if not _ADDRESS.match(address):
             raise FullAddressRequired()
         account: Account | None = await self._store.get_account(address)
+        key = self._cache_key(address, secret)
+        cached = self._cache.get(key)
+        if cached is not None:
+            # Any change to the account's credentials or settings bumps its
+            # generation, also when made by `zpop` in another process.
+            fresh = (
+                account is not None
+                and cached.generation == account.generation
+                and cached.expires > self._clock.seconds()
+            )
+            if fresh:
+                return cached.identity
+            del self._cache[key]
         if account is not None:
             digest = passwords.app_password_digest(self._key, account.id, secret)
             if digest is not None:
@@ -107,12 +176,10 @@ class AccountChecker:
                     account.id, digest, self._clock.seconds()
                 )
                 if used is not None:
-                    log.debug(
-                        "login {address} with app password {label}",
-                        address=address,
-                        label=used.label,
+                    identity = Identity(
+                        account.address, f"app password {used.label}", used.id
                     )
-                    return account.address
+                    return self._remember(key, identity, account)
         hashed = self._dummy_hash
         if account is not None and account.password_hash is not None:
             hashed = account.password_hash
@@ -122,4 +189,112 @@ class AccountChecker:
         assert account is not None
         if account.two_factor:
             raise AppPasswordRequired()
-        return account.address
+        return self._remember(key, Identity(account.address, "primary"), account)
+
+
+class Authenticator:
+    """Every protocol's way in: bans, the portal, slowed failures, audit log.
+
+    ``login`` fires with the portal's ``(interface, avatar, logout)`` or
+    fails with ``LoginRefused`` (told to the client with its code) or
+    ``UnauthorizedLogin`` (bad credentials, answered only after a delay that
+    grows with recent failures from that client address and, past a
+    threshold, against that account). Counters and bans live in the store,
+    so every process shares them and a restart keeps them.
+    """
+
+    def __init__(
+        self, portal: Portal, store: IStore, clock: IReactorTime, config: Config
+    ) -> None:
+        self._portal = portal
+        self._store = store
+        self._clock = clock
+        self._config = config
+
+    def exempt(self, client: str) -> bool:
+        """Whether ``client`` is in a network the operator exempted from bans."""
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return False
+        return any(address in network for network in self._config.allow_networks)
+
+    def login(
+        self,
+        protocol: str,
+        client: str,
+        username: bytes,
+        password: bytes,
+        mind: Any,
+        interface: Any,
+    ) -> Deferred:
+        return Deferred.fromCoroutine(
+            self._login(protocol, client, username, password, mind, interface)
+        )
+
+    async def _login(
+        self,
+        protocol: str,
+        client: str,
+        username: bytes,
+        password: bytes,
+        mind: Any,
+        interface: Any,
+    ) -> Any:
+        account = username.decode("utf-8", "replace").strip().lower()
+        now = self._clock.seconds()
+        audit = {"protocol": protocol, "client": client, "account": account}
+        if not self.exempt(client):
+            until = await self._store.client_banned_until(client, now)
+            if until is not None:
+                self._audit("refused", audit, "-", "client banned")
+                raise LoginRefused(
+                    "SYS/TEMP", "Too many failed logins, try again later"
+                )
+        credentials = UsernamePassword(username, password)
+        try:
+            result = await self._portal.login(credentials, mind, interface)
+        except LoginRefused as refusal:
+            self._audit("refused", audit, "-", refusal.text)
+            raise
+        except UnauthorizedLogin:
+            self._audit("failed", audit, "-", "bad credentials")
+            await self._slow_down(client, account)
+            raise UnauthorizedLogin()
+        _, avatar, _ = result
+        method = getattr(getattr(avatar, "identity", None), "method", "-")
+        self._audit("succeeded", audit, method, "-")
+        return result
+
+    async def _slow_down(self, client: str, account: str) -> None:
+        cfg = self._config
+        now = self._clock.seconds()
+        by_client, by_account = await self._store.note_login_failure(
+            client, account, now, cfg.failure_window
+        )
+        exempt = self.exempt(client)
+        if by_client >= cfg.ban_threshold and not exempt:
+            await self._store.ban_client(client, now + cfg.ban_period)
+            log.warn(
+                "login ban client={client} failures={failures} until={until}",
+                client=client,
+                failures=by_client,
+                until=now + cfg.ban_period,
+            )
+        steps = by_client - 1
+        over = by_account - cfg.account_failure_threshold
+        steps = max(steps, over)
+        delay = min(cfg.failure_delay * 2 ** min(steps, 32), cfg.failure_delay_max)
+        if delay > 0:
+            await deferLater(self._clock, delay, lambda: None)
+
+    @staticmethod
+    def _audit(outcome: str, fields: dict[str, str], method: str, reason: str) -> None:
+        log.info(
+            "login {outcome} protocol={protocol} client={client} account={account}"
+            " method={method} reason={reason}",
+            outcome=outcome,
+            method=method,
+            reason=reason,
+            **fields,
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import datetime
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,6 +63,22 @@ class Config:
     pop_lock_lease: float = 120.0
     db_threads: int = 4
     save_sent_copy: bool = True
+    # Login security (issue 6): failures are answered after a delay that
+    # doubles with the client's recent failures; past ban_threshold in the
+    # window the client address is refused for ban_period.
+    failure_delay: float = 2.0
+    failure_delay_max: float = 15.0
+    failure_window: float = 600.0
+    ban_threshold: int = 10
+    ban_period: float = 900.0
+    #: Failures against one account (from anywhere) before its failures slow.
+    account_failure_threshold: int = 5
+    credential_cache: float = 300.0
+    allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    max_connections_per_client: int = 20
+    max_connections: int = 20000
+    #: Seconds an unauthenticated session has to log in.
+    login_deadline: float = 120.0
 
     def __post_init__(self) -> None:
         # Host names default from the base host name, Zoho-style:
@@ -180,6 +197,29 @@ def _parse_bcrypt_cost(text: str) -> int:
     return cost
 
 
+def _parse_networks(
+    text: str,
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma- or space-separated networks (CIDR), e.g. ``10.0.0.0/8, ::1``."""
+    networks = []
+    for item in text.replace(",", " ").split():
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not a network like 192.0.2.0/24")
+    return tuple(networks)
+
+
+def _parse_non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ValueError("must be a number of seconds, 0 or more")
+    return value
+
+
 # section -> key -> (Config field, parser)
 _SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], Any]]]] = {
     "server": {
@@ -204,6 +244,25 @@ _SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], Any]]]] = {
         "default_plan": ("default_plan", _parse_plan),
         "free_pop_cutoff": ("free_pop_cutoff", _parse_date),
         "bcrypt_cost": ("bcrypt_cost", _parse_bcrypt_cost),
+    },
+    "auth": {
+        "failure_delay": ("failure_delay", _parse_non_negative_seconds),
+        "failure_delay_max": ("failure_delay_max", _parse_non_negative_seconds),
+        "failure_window": ("failure_window", _parse_seconds),
+        "ban_threshold": ("ban_threshold", _parse_positive_int),
+        "ban_period": ("ban_period", _parse_seconds),
+        "account_failure_threshold": (
+            "account_failure_threshold",
+            _parse_positive_int,
+        ),
+        "credential_cache": ("credential_cache", _parse_non_negative_seconds),
+        "allow_networks": ("allow_networks", _parse_networks),
+        "max_connections_per_client": (
+            "max_connections_per_client",
+            _parse_positive_int,
+        ),
+        "max_connections": ("max_connections", _parse_positive_int),
+        "login_deadline": ("login_deadline", _parse_seconds),
     },
     "submission": {
         "save_sent_copy": ("save_sent_copy", _parse_bool),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -96,8 +96,12 @@ class Maildrop:
         lock_owner: str,
         clock: IReactorTime,
         lease: float,
+        identity: str = "",
     ) -> None:
         self.account = account
+        #: The avatar ID the session logged in as (zpop.auth.Identity).
+        self.identity = identity
+        self._app_password_id: int | None = getattr(identity, "app_password_id", None)
         self._store = store
         self._messages = messages
         self._deleted: set[int] = set()
@@ -132,6 +136,12 @@ class Maildrop:
             log.failure("renewing the maildrop lock", failure)
 
         return d.addCallbacks(renewed, failed)
+
+    def credentials_valid(self) -> Deferred:
+        """Fires False once the app password this session used is revoked."""
+        if self._app_password_id is None:
+            return succeed(True)
+        return self._store.app_password_exists(self._app_password_id)
 
     def _stop_heartbeat(self) -> None:
         if self._heartbeat.running:

@@ -14,9 +14,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import LoginFailed
-from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IPullProducer, IReactorTime
 from twisted.internet.protocol import Factory
@@ -225,7 +223,7 @@ class POP3Server(pop3.POP3):
     """A POP3 server session, plaintext+STLS or inside implicit TLS."""
 
     # Upstream declares these None at class level; zpop sets them all.
-    portal: Any
+    authenticator: Any
     transport: Any
     mbox: Any
     blocked: Any
@@ -430,7 +428,26 @@ class POP3Server(pop3.POP3):
         if not least <= len(args) <= most:
             self._reply(self._usage(name))
             return
-        self._run(getattr(self, "do_" + name), *args)
+        handler = getattr(self, "do_" + name)
+        if self.mbox is not None and hasattr(self.mbox, "credentials_valid"):
+            self._run(self._still_valid, handler, args)
+        else:
+            self._run(handler, *args)
+
+    async def _still_valid(
+        self, handler: Callable[..., Any], args: list[bytes]
+    ) -> None:
+        """Run a command only while the session's credentials stand."""
+        if not await self.mbox.credentials_valid():
+            # Revoked mid-session: end it without applying its deletions.
+            self._ended = "revoked"
+            self._close(b"-ERR [AUTH] The password of this session was revoked")
+            return
+        result = handler(*args)
+        if isinstance(result, Coroutine):
+            result = Deferred.fromCoroutine(result)
+        if isinstance(result, Deferred):
+            await result
 
     @staticmethod
     def _usage(name: str) -> bytes:
@@ -556,7 +573,9 @@ class POP3Server(pop3.POP3):
         session = Session(
             client=self._client, server_name=tls.server_name(self.transport)
         )
-        d = self.portal.login(UsernamePassword(user, password), session, pop3.IMailbox)
+        d = self.authenticator.login(
+            "pop3", self._client, user, password, session, pop3.IMailbox
+        )
         d.addCallbacks(self._logged_in, self._login_failed, callbackArgs=(user,))
         return d
 
@@ -729,13 +748,14 @@ class POP3Factory(Factory):
 
     def __init__(
         self,
-        portal: Portal,
+        authenticator: Any,
         config: Config,
         clock: IReactorTime,
         implicit_tls: bool,
         stls_context: Any = None,
     ) -> None:
-        self.portal = portal
+        #: Anything with zpop.auth.Authenticator's ``login``.
+        self.authenticator = authenticator
         self.config = config
         self.clock = clock
         self.implicit_tls = implicit_tls
@@ -744,7 +764,7 @@ class POP3Factory(Factory):
     def buildProtocol(self, addr: Any) -> POP3Server:  # type: ignore[override]
         proto = POP3Server()
         proto.factory = self  # type: ignore[assignment]
-        proto.portal = self.portal
+        proto.authenticator = self.authenticator
         proto.config = self.config
         proto.clock = self.clock
         proto.implicit_tls = self.implicit_tls

@@ -97,5 +97,7 @@ class Realm:
         except BaseException:
             await self._store.release_pop_lock(account.id, owner)
             raise
-        maildrop = Maildrop(self._store, account, messages, owner, self._clock, lease)
+        maildrop = Maildrop(
+            self._store, account, messages, owner, self._clock, lease, address
+        )
         return (IMailbox, maildrop, maildrop.release)

@@ -30,7 +30,7 @@ from twisted.python import usage
 from zope.interface import implementer
 
 from zpop import config as zconfig
-from zpop.auth import AccountChecker
+from zpop.auth import AccountChecker, Authenticator
 from zpop.config import LISTENERS, Config, ConfigError
 from zpop.passwords import load_or_create_key
 from zpop.placeholder import smtp_refusal_factory
@@ -167,8 +167,8 @@ class Services:
     server_key: bytes
     tls: ServerTLS
     reactor: Any
-    #: One portal (shared checker and realm) for every protocol.
-    portal: Portal
+    #: The one way in for every protocol (bans, checker, realm, audit).
+    authenticator: Authenticator
 
 
 def protocol_factory(name: str, services: Services) -> IProtocolFactory:
@@ -183,7 +183,7 @@ def protocol_factory(name: str, services: Services) -> IProtocolFactory:
     if name in ("pop3s", "pop3"):
         implicit = name == "pop3s"
         return POP3Factory(
-            services.portal, cfg, services.reactor, implicit, services.tls
+            services.authenticator, cfg, services.reactor, implicit, services.tls
         )
     # SMTP goes here: submission for "smtps"/"submission", MX for "mx".
     return smtp_refusal_factory(services.reactor, cfg.smtp_timeout)
@@ -297,7 +297,10 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
     hashing = ThreadPoolService(reactor, "hashing", HASHING_THREADS)
     hashing.setServiceParent(top)
     store = SQLiteStore(db_path, db)
-    checker = AccountChecker(store, server_key, hashing, reactor, cfg.bcrypt_cost)
+    checker = AccountChecker(
+        store, server_key, hashing, reactor, cfg.bcrypt_cost, cfg.credential_cache
+    )
+    portal = Portal(Realm(store, cfg, reactor), [checker])
     services = Services(
         config=cfg,
         store=store,
@@ -305,7 +308,7 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         server_key=server_key,
         tls=tls,
         reactor=reactor,
-        portal=Portal(Realm(store, cfg, reactor), [checker]),
+        authenticator=Authenticator(portal, store, reactor, cfg),
     )
     for name in LISTENERS:
         description = cfg.listeners.get(name, "")

@@ -189,6 +189,9 @@ class IStore(Interface):
     def use_app_password(account_id: int, digest: bytes, now: float) -> Any:
         """Fires with the matching AppPassword (recording its use) or None."""
 
+    def app_password_exists(password_id: int) -> Any:
+        """Fires True while the app password has not been revoked."""
+
     # aliases
     def add_alias(address: str, alias: str) -> Any:
         """Let the account send as (and receive for) ``alias``."""
@@ -231,3 +234,14 @@ class IStore(Interface):
         ``to_trash``). Fails StoreError, applying nothing, if ``owner`` no
         longer holds the lock.
         """
+
+    # login throttling
+    def note_login_failure(client: str, account: str, now: float, window: float) -> Any:
+        """Record a failed login; fires with (client failures, account
+        failures) within the last ``window`` seconds, this one included."""
+
+    def ban_client(client: str, until: float) -> Any:
+        """Refuse logins from ``client`` until ``until``."""
+
+    def client_banned_until(client: str, now: float) -> Any:
+        """Fires with the end of the client's ban, or None if not banned."""

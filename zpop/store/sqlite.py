@@ -545,6 +545,16 @@ class SQLiteStore:
 
         return self._call(thd)
 
+    def app_password_exists(self, password_id: int) -> Deferred:
+        def thd() -> bool:
+            with self._read() as conn:
+                row = conn.execute(
+                    "SELECT 1 FROM app_passwords WHERE id = ?", (password_id,)
+                ).fetchone()
+            return row is not None
+
+        return self._call(thd)
+
     # -- aliases --------------------------------------------------------------
 
     def add_alias(self, address: str, alias: str) -> Deferred:
@@ -748,5 +758,52 @@ class SQLiteStore:
                     " WHERE id = ? AND account_id = ?",
                     [(mid, account_id) for mid in message_ids],
                 )
+
+        return self._call(thd)
+
+    # -- login throttling ----------------------------------------------------
+
+    def note_login_failure(
+        self, client: str, account: str, now: float, window: float
+    ) -> Deferred:
+        def thd() -> tuple[int, int]:
+            since = now - window
+            with self._write() as conn:
+                conn.execute("DELETE FROM login_failures WHERE at <= ?", (since,))
+                conn.execute(
+                    "INSERT INTO login_failures (client, account, at) VALUES (?, ?, ?)",
+                    (client, account, now),
+                )
+                (by_client,) = conn.execute(
+                    "SELECT count(*) FROM login_failures WHERE client = ? AND at > ?",
+                    (client, since),
+                ).fetchone()
+                (by_account,) = conn.execute(
+                    "SELECT count(*) FROM login_failures WHERE account = ? AND at > ?",
+                    (account, since),
+                ).fetchone()
+            return by_client, by_account
+
+        return self._call(thd)
+
+    def ban_client(self, client: str, until: float) -> Deferred:
+        def thd() -> None:
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT INTO login_bans (client, until) VALUES (?, ?)"
+                    " ON CONFLICT (client) DO UPDATE SET until = excluded.until",
+                    (client, until),
+                )
+
+        return self._call(thd)
+
+    def client_banned_until(self, client: str, now: float) -> Deferred:
+        def thd() -> float | None:
+            with self._read() as conn:
+                row = conn.execute(
+                    "SELECT until FROM login_bans WHERE client = ? AND until > ?",
+                    (client, now),
+                ).fetchone()
+            return None if row is None else float(row[0])
 
         return self._call(thd)

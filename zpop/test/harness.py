@@ -42,6 +42,9 @@ LISTENER_LINE = re.compile(
 DEFAULT_SETTINGS: dict[str, dict[str, str]] = {
     "server": {"hostname": HOSTNAME},
     "accounts": {"bcrypt_cost": "4"},
+    # Failed logins are slowed by seconds in production; tests that are not
+    # about throttling should not wait for that.
+    "auth": {"failure_delay": "0.01"},
 }
 
 

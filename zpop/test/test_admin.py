@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from zpop import admin, maildir, passwords
 from zpop.store import DATABASE_NAME, SQLiteStore
+from zpop.store.sqlite import latest_version
 from zpop.threads import run_synchronously
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -121,7 +122,7 @@ class InitTests(AdminTestCase):
         self.assertEqual(
             out,
             f"created data directory {data}\n"
-            f"created database {data}/zpop.sqlite (schema version 1)\n"
+            f"created database {data}/zpop.sqlite (schema version {latest_version()})\n"
             f"created server key {data}/server.key\n",
         )
         self.assertEqual(stat.S_IMODE(os.stat(data).st_mode), 0o700)
@@ -134,7 +135,8 @@ class InitTests(AdminTestCase):
         self.assertEqual(
             self.ok("init"),
             f"data directory {self.data} exists\n"
-            f"database {self.data}/zpop.sqlite is up to date (schema version 1)\n"
+            f"database {self.data}/zpop.sqlite is up to date"
+            f" (schema version {latest_version()})\n"
             f"server key {self.data}/server.key exists\n",
         )
         self.assertEqual(open(os.path.join(self.data, "server.key"), "rb").read(), key)
@@ -201,7 +203,8 @@ class InitTests(AdminTestCase):
         conn.commit()
         conn.close()
         self.fails(
-            f"database at {path} is version 99, this zpop knows up to 1: upgrade zpop",
+            f"database at {path} is version 99, this zpop knows up to"
+            f" {latest_version()}: upgrade zpop",
             "domain",
             "list",
         )

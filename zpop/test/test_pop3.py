@@ -12,6 +12,7 @@ import io
 from typing import Any
 
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+from twisted.cred.credentials import UsernamePassword
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock, deferLater
@@ -140,6 +141,24 @@ class MailboxRealm:
         return succeed((IMailbox, self.mailbox, logout))
 
 
+class PortalAuthenticator:
+    """The Authenticator's ``login`` straight to a portal: no throttling."""
+
+    def __init__(self, portal: Portal) -> None:
+        self.portal = portal
+
+    def login(
+        self,
+        protocol: str,
+        client: str,
+        user: bytes,
+        password: bytes,
+        mind: Any,
+        interface: Any,
+    ) -> Deferred:
+        return self.portal.login(UsernamePassword(user, password), mind, interface)
+
+
 class TLSStringTransport(StringTransport):
     """A StringTransport that records startTLS."""
 
@@ -170,7 +189,13 @@ class ProtocolMixin:
         self.connect(implicit_tls=True)
 
     def connect(self, implicit_tls: bool, stls: Any = None) -> None:
-        factory = POP3Factory(self.portal, self.config, self.clock, implicit_tls, stls)
+        factory = POP3Factory(
+            PortalAuthenticator(self.portal),
+            self.config,
+            self.clock,
+            implicit_tls,
+            stls,
+        )
         self.proto: POP3Server = factory.buildProtocol(None)
         self.transport = TLSStringTransport()
         self.proto.makeConnection(self.transport)
@@ -680,7 +705,9 @@ class BodyTransformTests(SynchronousTestCase):
         checker = InMemoryUsernamePasswordDatabaseDontUse()
         checker.addUser(USER, PASSWORD)
         portal = Portal(MailboxRealm(mailbox), [checker])
-        proto = POP3Factory(portal, Config(), clock, True).buildProtocol(None)
+        proto = POP3Factory(
+            PortalAuthenticator(portal), Config(), clock, True
+        ).buildProtocol(None)
         transport = StringTransport()
         proto.makeConnection(transport)
         proto.dataReceived(b"USER " + USER + b"\r\nPASS " + PASSWORD + b"\r\n")

@@ -34,6 +34,7 @@ from zpop.placeholder import (
     smtp_refusal_factory,
 )
 from zpop.store import DATABASE_NAME
+from zpop.store.sqlite import latest_version
 from zpop.tap import (
     ListenError,
     Options,
@@ -350,7 +351,7 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
             lines,
             [
                 f"data directory {data}",
-                f"database {data}/{DATABASE_NAME} at schema version 1",
+                f"database {data}/{DATABASE_NAME} at schema version {latest_version()}",
                 f"TLS: self-signed certificate generated in {data}/tls/selfsigned.pem",
                 "listener pop3s: POP3 on 0.0.0.0:995, TLS implicit",
                 "listener smtps: SMTP on 0.0.0.0:8465, TLS implicit",
