@@ -239,7 +239,6 @@ class POP3Server(pop3.POP3):
     def connectionMade(self) -> None:
         # Upstream greets with an APOP timestamp, which invites a login whose
         # secret must be stored in plaintext; zpop offers no APOP.
-        self.timeOut = self.config.pop_idle_timeout
         self.callLater = self.clock.callLater  # type: ignore[method-assign,assignment]
         self._buffer = b""
         self._discarding = False
@@ -261,11 +260,22 @@ class POP3Server(pop3.POP3):
         peer = self.transport.getPeer()
         self._client = getattr(peer, "host", str(peer))
         self.successResponse(f"{self.config.hostname} zpop POP3 server ready")
-        self.setTimeout(self.timeOut)
+        self.setTimeout(self.config.pop_idle_timeout)
+        # Against slowloris: commands may be slow, but a session that has
+        # not logged in by the deadline is closed, whatever it trickles.
+        self._login_deadline = self.clock.callLater(
+            self.config.login_deadline, self._login_too_late
+        )
+
+    def _login_too_late(self) -> None:
+        self._ended = "login-deadline"
+        self._close(b"-ERR [SYS/TEMP] Too slow to log in, closing the connection")
 
     def connectionLost(self, reason: Failure | None = None) -> None:  # type: ignore[override]
         self._disconnected = True
         self.setTimeout(None)
+        if self._login_deadline.active():
+            self._login_deadline.cancel()
         if self._onLogout is not None:
             self._onLogout()
             self._onLogout = None
@@ -352,6 +362,8 @@ class POP3Server(pop3.POP3):
     def _longOperation(self, d: Deferred) -> Deferred:
         # Upstream never unblocks if the operation fails; every zpop
         # operation ends in _unblock, and its errors are rendered first.
+        # The idle timer restarts from the config, not from timeOut, which
+        # setTimeout(None) clears.
         self.setTimeout(None)
         self.blocked = []
         d.addErrback(self._render_failure)
@@ -362,7 +374,7 @@ class POP3Server(pop3.POP3):
         self.blocked = None
         if self._disconnected:
             return
-        self.setTimeout(self.timeOut)
+        self.setTimeout(self.config.pop_idle_timeout)
         if self._reading_paused:
             self._reading_paused = False
             self.transport.resumeProducing()
@@ -439,8 +451,12 @@ class POP3Server(pop3.POP3):
     ) -> None:
         """Run a command only while the session's credentials stand."""
         if not await self.mbox.credentials_valid():
-            # Revoked mid-session: end it without applying its deletions.
+            # Revoked mid-session: end it without applying its deletions,
+            # releasing the maildrop before the client can log in again.
             self._ended = "revoked"
+            logout, self._onLogout = self._onLogout, None
+            if logout is not None:
+                await maybeDeferred(logout)
             self._close(b"-ERR [AUTH] The password of this session was revoked")
             return
         result = handler(*args)
@@ -588,6 +604,8 @@ class POP3Server(pop3.POP3):
             return None
         self.mbox = maildrop
         self._onLogout = logout
+        if self._login_deadline.active():
+            self._login_deadline.cancel()
         self._account = user.decode("utf-8", "replace").lower()
         return Deferred.fromCoroutine(self._stat_reply("Logged in,"))
 

@@ -32,6 +32,7 @@ from zope.interface import implementer
 from zpop import config as zconfig
 from zpop.auth import AccountChecker, Authenticator
 from zpop.config import LISTENERS, Config, ConfigError
+from zpop.limits import REFUSALS, ConnectionLimiter
 from zpop.passwords import load_or_create_key
 from zpop.placeholder import smtp_refusal_factory
 from zpop.pop3 import POP3Factory
@@ -314,7 +315,12 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         description = cfg.listeners.get(name, "")
         if not description:
             continue
-        factory = protocol_factory(name, services)
+        factory = ConnectionLimiter(
+            protocol_factory(name, services),
+            cfg.max_connections_per_client,
+            cfg.max_connections,
+            REFUSALS[LISTENER_KINDS[name][0]],
+        )
         if LISTENER_KINDS[name][1] == "implicit":
             factory = tls.wrap(factory, reactor)
         listener_service(name, description, factory, reactor).setServiceParent(top)

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import ipaddress
+import statistics
+import time
 from typing import Any
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import Portal
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
+from twisted.mail.pop3 import IMailbox
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from zpop.auth import AccountChecker, AppPasswordRequired, FullAddressRequired
+from zpop import passwords
+from zpop.auth import (
+    AccountChecker,
+    AppPasswordRequired,
+    Authenticator,
+    FullAddressRequired,
+    LoginRefused,
+)
+from zpop.config import Config
+from zpop.realm import Realm, Session
 from zpop.test.stores import (
     COST,
     KEY,
@@ -122,8 +138,6 @@ class CheckerTests(SynchronousTestCase):
 
     def test_federated_sets_password(self) -> None:
         """Once a federated account sets a primary password, it works."""
-        from zpop import passwords
-
         add_account(self.store, "fed@example.com", password=None, federated=True)
         result(
             self.store.set_password(
@@ -131,3 +145,213 @@ class CheckerTests(SynchronousTestCase):
             )
         )
         self.assertEqual(self.check("fed@example.com", "new-secret"), "fed@example.com")
+
+
+class AuthenticatorTests(SynchronousTestCase):
+    """Bans, slowed failures, spraying, the cache and the audit log."""
+
+    def setUp(self) -> None:
+        self.store = make_store(self.mktemp())
+        self.clock = Clock()
+        self.clock.advance(1_000_000)
+        self.config = Config(
+            failure_delay=2.0,
+            failure_delay_max=15.0,
+            ban_threshold=5,
+            ban_period=900.0,
+            account_failure_threshold=3,
+            credential_cache=300.0,
+            allow_networks=(ipaddress.ip_network("10.0.0.0/8"),),
+        )
+        self.bcrypts = 0
+
+        def hashing(f: Any, *args: Any) -> Any:
+            self.bcrypts += 1
+            return run_synchronously(f, *args)
+
+        self.checker = AccountChecker(
+            self.store, KEY, hashing, self.clock, COST, self.config.credential_cache
+        )
+        self.authenticator = self.make_authenticator()
+        self.alice = add_account(self.store, "alice@example.com", "primary-secret")
+        result(self.store.enable_pop("alice@example.com", "all", 0.0))
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def make_authenticator(self) -> Authenticator:
+        portal = Portal(Realm(self.store, self.config, self.clock), [self.checker])
+        return Authenticator(portal, self.store, self.clock, self.config)
+
+    def login(
+        self, password: str, client: str = "192.0.2.1", user: str = "alice@example.com"
+    ) -> Deferred:
+        d = self.authenticator.login(
+            "pop3", client, user.encode(), password.encode(), Session(client), IMailbox
+        )
+        d.addCallback(self._logout)
+        return d
+
+    def _logout(self, result: Any) -> Any:
+        result[2]()
+        return result[0]
+
+    def fail_after(self, d: Deferred, delay: float) -> None:
+        """``d`` fails UnauthorizedLogin exactly ``delay`` seconds from now."""
+        if delay > 0:
+            self.clock.advance(delay - 0.001)
+            self.assertNoResult(d)
+        self.clock.advance(0.001)
+        self.failureResultOf(d, UnauthorizedLogin)
+
+    def test_success_is_immediate(self) -> None:
+        """A correct password is answered at once."""
+        self.assertIs(self.successResultOf(self.login("primary-secret")), IMailbox)
+
+    def test_failures_slow_down(self) -> None:
+        """Each failure from one address waits twice as long, up to the maximum."""
+        for delay in (2, 4, 8):
+            self.fail_after(self.login("wrong"), delay)
+        self.fail_after(self.login("wrong", user="nobody@example.com"), 15)
+
+    def test_ban(self) -> None:
+        """Past the threshold an address is refused, even with the right password,
+        until the ban ends; other addresses are not affected."""
+        for delay in (2, 4, 8, 15, 15):
+            self.fail_after(self.login("wrong"), delay)
+        refused = self.failureResultOf(self.login("primary-secret"), LoginRefused)
+        self.assertEqual(
+            (refused.value.code, refused.value.text),
+            ("SYS/TEMP", "Too many failed logins, try again later"),
+        )
+        self.successResultOf(self.login("primary-secret", client="192.0.2.9"))
+        self.clock.advance(900)
+        self.successResultOf(self.login("primary-secret"))
+
+    def test_ban_survives_restart(self) -> None:
+        """Bans live in the store: a new Authenticator (a restart) keeps them."""
+        for delay in (2, 4, 8, 15, 15):
+            self.fail_after(self.login("wrong"), delay)
+        self.authenticator = self.make_authenticator()
+        self.failureResultOf(self.login("primary-secret"), LoginRefused)
+
+    def test_allow_listed_network_not_banned(self) -> None:
+        """Addresses in allow_networks are slowed but never banned."""
+        for delay in (2, 4, 8, 15, 15, 15):
+            self.fail_after(self.login("wrong", client="10.1.2.3"), delay)
+        self.successResultOf(self.login("primary-secret", client="10.1.2.3"))
+
+    def test_spraying(self) -> None:
+        """Failures against one account from many addresses slow that account's
+        failures, but a correct password from a clean address gets in at once."""
+        for n, delay in enumerate((2, 2, 2, 4, 8, 15)):
+            self.fail_after(self.login("wrong", client=f"198.51.100.{n}"), delay)
+        self.successResultOf(self.login("primary-secret", client="203.0.113.7"))
+
+    def test_cache(self) -> None:
+        """A repeated login costs no bcrypt until the password changes or the
+        cache time passes."""
+        self.successResultOf(self.login("primary-secret"))
+        self.successResultOf(self.login("primary-secret"))
+        self.assertEqual(self.bcrypts, 1)
+        result(self.store.set_pop_spam("alice@example.com", "include"))
+        self.successResultOf(self.login("primary-secret"))
+        self.assertEqual(self.bcrypts, 2)
+        self.clock.advance(301)
+        self.successResultOf(self.login("primary-secret"))
+        self.assertEqual(self.bcrypts, 3)
+        result(self.store.set_two_factor("alice@example.com", True))
+        self.failureResultOf(self.login("primary-secret"), AppPasswordRequired)
+
+    def test_cache_forgets_revoked_app_password(self) -> None:
+        """A cached app password stops working as soon as it is revoked."""
+        secret = add_app_password(self.store, self.alice)
+        self.successResultOf(self.login(secret))
+        (listed,) = result(self.store.list_app_passwords("alice@example.com"))
+        result(self.store.revoke_app_password("alice@example.com", listed.id))
+        self.fail_after(self.login(secret), 2)
+
+    def test_audit(self) -> None:
+        """Every outcome is one structured event with protocol, client, account,
+        method and reason."""
+        secret = add_app_password(self.store, self.alice, label="phone")
+        self.successResultOf(self.login("primary-secret"))
+        self.successResultOf(self.login(secret))
+        self.fail_after(self.login("wrong", user="Bob@Example.com"), 2)
+        result(self.store.disable_pop("alice@example.com"))
+        self.failureResultOf(self.login("primary-secret"), LoginRefused)
+        audit = [
+            (
+                e["outcome"],
+                e["protocol"],
+                e["client"],
+                e["account"],
+                e["method"],
+                e["reason"],
+            )
+            for e in self.events
+            if e.get("log_format", "").startswith("login {outcome}")
+        ]
+        self.assertEqual(
+            audit,
+            [
+                ("succeeded", "pop3", "192.0.2.1", "alice@example.com", "primary", "-"),
+                (
+                    "succeeded",
+                    "pop3",
+                    "192.0.2.1",
+                    "alice@example.com",
+                    "app password phone",
+                    "-",
+                ),
+                (
+                    "failed",
+                    "pop3",
+                    "192.0.2.1",
+                    "bob@example.com",
+                    "-",
+                    "bad credentials",
+                ),
+                (
+                    "refused",
+                    "pop3",
+                    "192.0.2.1",
+                    "alice@example.com",
+                    "-",
+                    "POP access is disabled for this account",
+                ),
+            ],
+        )
+
+
+class TimingTests(SynchronousTestCase):
+    """Unknown user, wrong password, revoked app password and federated account
+    without a password all cost the same: one bcrypt."""
+
+    def test_same_time(self) -> None:
+        """The median times of the four failure kinds are within 25% of each other."""
+        store = make_store(self.mktemp())
+        clock = Clock()
+        checker = AccountChecker(store, KEY, run_synchronously, clock, 8)
+        hashed = passwords.hash_password("primary-secret", 8)
+        alice = result(store.add_account("alice@example.com", "paid", False, hashed, 1))
+        add_account(store, "fed@example.com", password=None, federated=True)
+        revoked = add_app_password(store, alice)
+        (listed,) = result(store.list_app_passwords("alice@example.com"))
+        result(store.revoke_app_password("alice@example.com", listed.id))
+        cases = {
+            "unknown user": (b"nobody@example.com", b"guess-guess"),
+            "wrong password": (b"alice@example.com", b"guess-guess"),
+            "revoked app password": (b"alice@example.com", revoked.encode()),
+            "federated": (b"fed@example.com", b"guess-guess"),
+        }
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(15):
+            for name, (user, password) in cases.items():
+                started = time.perf_counter()
+                d = checker.requestAvatarId(UsernamePassword(user, password))
+                self.failureResultOf(d, UnauthorizedLogin)
+                times[name].append(time.perf_counter() - started)
+        medians = {name: statistics.median(t) for name, t in times.items()}
+        low, high = min(medians.values()), max(medians.values())
+        self.assertLess(high / low, 1.25, medians)

@@ -631,3 +631,69 @@ class FindConfigFileTests(ConfigTestCase):
         self.assertEqual(default_data_dir(), "zpop-data")
         self.patch(os, "environ", {})
         self.assertEqual(default_data_dir(), "zpop-data")
+
+
+class AuthSectionTests(ConfigTestCase):
+    """The [auth] section: login throttling, bans, cache, connection limits."""
+
+    def test_auth_keys(self) -> None:
+        """Every [auth] key is parsed; networks accept commas or spaces."""
+        path = self.write(
+            "[auth]\n"
+            "failure_delay = 1.5\nfailure_delay_max = 20\nfailure_window = 300\n"
+            "ban_threshold = 7\nban_period = 60\naccount_failure_threshold = 4\n"
+            "credential_cache = 0\nallow_networks = 10.0.0.0/8, 2001:db8::/32 ::1\n"
+            "max_connections_per_client = 9\nmax_connections = 99\n"
+            "login_deadline = 45\n"
+        )
+        config = load(path)
+        self.assertEqual(
+            (
+                config.failure_delay,
+                config.failure_delay_max,
+                config.failure_window,
+                config.ban_threshold,
+                config.ban_period,
+                config.account_failure_threshold,
+                config.credential_cache,
+                [str(n) for n in config.allow_networks],
+                config.max_connections_per_client,
+                config.max_connections,
+                config.login_deadline,
+            ),
+            (
+                1.5,
+                20.0,
+                300.0,
+                7,
+                60.0,
+                4,
+                0.0,
+                ["10.0.0.0/8", "2001:db8::/32", "::1/128"],
+                9,
+                99,
+                45.0,
+            ),
+        )
+
+    def test_bad_network(self) -> None:
+        """A malformed network names file, section and key."""
+        path = self.write("[auth]\nallow_networks = 10.0.0.0/8 nonsense\n")
+        with self.assertRaises(ConfigError) as caught:
+            load(path)
+        self.assertEqual(
+            str(caught.exception),
+            f"{path}: [auth] allow_networks: bad value '10.0.0.0/8 nonsense':"
+            " 'nonsense' is not a network like 192.0.2.0/24",
+        )
+
+    def test_negative_delay(self) -> None:
+        """A negative delay is refused."""
+        path = self.write("[auth]\nfailure_delay = -1\n")
+        with self.assertRaises(ConfigError) as caught:
+            load(path)
+        self.assertEqual(
+            str(caught.exception),
+            f"{path}: [auth] failure_delay: bad value '-1':"
+            " must be a number of seconds, 0 or more",
+        )

@@ -589,6 +589,8 @@ class ProtocolMixin:
 
     def test_idle_timeout(self) -> None:
         """An idle session is closed after the configured 10 minutes."""
+        self.login()
+        self.transport.clear()
         self.clock.advance(599)
         self.assertFalse(self.transport.disconnecting)
         self.clock.advance(1)
@@ -597,6 +599,54 @@ class ProtocolMixin:
             b"-ERR [SYS/TEMP] Idle for too long, closing the connection\r\n",
         )
         self.assertTrue(self.transport.disconnecting)
+
+    def test_idle_after_commands(self) -> None:
+        """The idle timer restarts after every command, not only the first."""
+        self.login()
+        for _ in range(3):
+            self.clock.advance(500)
+            self.assertEqual(self.send(b"STAT\r\n")[:3], b"+OK")
+        self.transport.clear()
+        self.clock.advance(600)
+        self.assertEqual(
+            self.transport.value(),
+            b"-ERR [SYS/TEMP] Idle for too long, closing the connection\r\n",
+        )
+
+    def test_login_deadline(self) -> None:
+        """A session that trickles bytes but never logs in is closed at the deadline."""
+        deadline = self.config.login_deadline
+        for _ in range(int(deadline // 30)):
+            self.clock.advance(29)
+            self.send(b"CAPA\r\n")
+        self.transport.clear()
+        self.clock.advance(deadline - 29 * int(deadline // 30))
+        self.assertEqual(
+            self.transport.value(),
+            b"-ERR [SYS/TEMP] Too slow to log in, closing the connection\r\n",
+        )
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_no_deadline_after_login(self) -> None:
+        """Once logged in, only the idle timeout applies."""
+        self.login()
+        self.clock.advance(self.config.login_deadline + 1)
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_revoked_credentials(self) -> None:
+        """Once the session's credentials are revoked, the next command ends it
+        without applying its deletions."""
+        self.mailbox.credentials_valid = lambda: succeed(self.valid)  # type: ignore[attr-defined]
+        self.valid = True
+        self.login()
+        self.assertEqual(self.send(b"DELE 1\r\n"), b"+OK Message 1 deleted\r\n")
+        self.valid = False
+        self.assertEqual(
+            self.send(b"QUIT\r\n"),
+            b"-ERR [AUTH] The password of this session was revoked\r\n",
+        )
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual((self.mailbox.synced, self.realm.logouts), ([], 1))
 
     def test_logout_line(self) -> None:
         """Each session logs one line at logout with what it did."""

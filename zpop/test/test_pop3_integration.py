@@ -368,6 +368,58 @@ class POP3SettingsTests(ServerMixin, TestCase):
         client.quit()
 
 
+class SecurityTests(ServerMixin, TestCase):
+    """Revocation mid-session and connection floods, against the real server."""
+
+    settings = {"auth": {"failure_delay": "0.01", "max_connections_per_client": "5"}}
+
+    def test_revoked_mid_session(self) -> None:
+        """A session whose app password is revoked gets -ERR at its next command,
+        is closed, and its deletions are not applied."""
+        address = self.account()
+        self.deliver(address, "keep me")
+        secret = self.zpop(
+            "app-password", "create", address, "--label", "tablet"
+        ).strip()
+        client = self.login(address, secret)
+        client.dele(1)
+        ident = self.zpop("app-password", "list", address).splitlines()[1].split()[0]
+        self.zpop("app-password", "revoke", address, ident)
+        with self.assertRaises(poplib.error_proto) as caught:  # type: ignore[attr-defined]
+            client.quit()
+        self.assertEqual(
+            caught.exception.args[0],
+            b"-ERR [AUTH] The password of this session was revoked",
+        )
+        self.assertEqual(client.file.read(), b"")
+        self.assertEqual(self.subjects(address), ["keep me"])
+
+    def test_flood_from_one_address(self) -> None:
+        """One address holding its connection quota is refused more; another
+        address still logs in and reads its mail."""
+        address = self.account()
+        self.deliver(address, "still served")
+        port = self.server.ports["pop3s"]
+        context = self.server.ssl_context()
+        held = []
+        for _ in range(5):
+            sock = socket.create_connection(("127.0.0.1", port), 10, ("127.0.0.2", 0))
+            tls = context.wrap_socket(sock, server_hostname=PERSONAL)
+            self.assertTrue(tls.recv(200).startswith(b"+OK"))
+            held.append(tls)
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), 10, ("127.0.0.2", 0))
+            with context.wrap_socket(sock, server_hostname=PERSONAL) as tls:
+                self.assertEqual(
+                    tls.recv(200),
+                    b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+                )
+            self.assertEqual(self.subjects(address), ["still served"])
+        finally:
+            for tls in held:
+                tls.close()
+
+
 class FreePlanTests(ServerMixin, TestCase):
     """The Free-plan cut-off, as an operator moves it."""
 

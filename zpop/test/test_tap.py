@@ -28,6 +28,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from zpop.config import LISTENERS
+from zpop.limits import ConnectionLimiter
 from zpop.placeholder import (
     SMTP_REFUSAL,
     RefusalFactory,
@@ -264,11 +265,17 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
         """Named children db, hashing and one per enabled listener; pop3s
         and smtps wrapped in TLS, the STLS/STARTTLS ones plaintext."""
         top = self.make("--data", "d", *self.all_listeners())
+
+        def describe(factory: Any) -> str:
+            if isinstance(factory, ConnectionLimiter):
+                return "limited " + describe(factory.wrappedFactory)
+            return type(factory).__name__
+
         shape = []
         for child in top:
             factory = getattr(child, "factory", None)
             wrapped = (
-                type(factory.wrappedFactory).__name__
+                describe(factory.wrappedFactory)
                 if isinstance(factory, TLSMemoryBIOFactory)
                 else None
             )
@@ -276,7 +283,7 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                 (
                     child.name,
                     type(child).__name__,
-                    type(factory).__name__ if factory else None,
+                    describe(factory) if factory else None,
                     wrapped,
                 )
             )
@@ -292,22 +299,32 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                         "pop3s",
                         "StreamServerEndpointService",
                         "TLSMemoryBIOFactory",
-                        "POP3Factory",
+                        "limited POP3Factory",
                     ),
-                    ("pop3", "StreamServerEndpointService", "POP3Factory", None),
+                    (
+                        "pop3",
+                        "StreamServerEndpointService",
+                        "limited POP3Factory",
+                        None,
+                    ),
                     (
                         "smtps",
                         "StreamServerEndpointService",
                         "TLSMemoryBIOFactory",
-                        "RefusalFactory",
+                        "limited RefusalFactory",
                     ),
                     (
                         "submission",
                         "StreamServerEndpointService",
-                        "RefusalFactory",
+                        "limited RefusalFactory",
                         None,
                     ),
-                    ("mx", "StreamServerEndpointService", "RefusalFactory", None),
+                    (
+                        "mx",
+                        "StreamServerEndpointService",
+                        "limited RefusalFactory",
+                        None,
+                    ),
                 ],
             ),
         )

@@ -6,9 +6,11 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import re
 import socket
 import ssl
 import stat
+import subprocess
 import warnings
 from typing import Any
 
@@ -23,6 +25,8 @@ from twisted.protocols.basic import LineReceiver
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from zpop.config import Config, TLSCertificate
+from zpop.test.harness import start_server
+from zpop.test.tools import require_tool
 from zpop.tls import (
     ServerTLS,
     TLSConfigError,
@@ -519,4 +523,71 @@ class ConfiguredCertificateTests(SynchronousTestCase):
                 f"TLS certificate {junk} holds no usable PEM certificate",
                 f"TLS key {junk} holds no usable unencrypted PEM private key",
             ],
+        )
+
+
+class SSLScanTests(TestCase):
+    """sslscan from Debian's packages against every TLS listener of the real
+    server, implicit and STLS/STARTTLS."""
+
+    def test_every_listener(self) -> None:
+        """No SSL, no TLS 1.0/1.1; only forward-secret AEAD suites."""
+        sslscan = require_tool("sslscan")
+        server = start_server(self)
+        modes = {
+            "pop3s": [],
+            "smtps": [],
+            "pop3": ["--starttls-pop3"],
+            "submission": ["--starttls-smtp"],
+            "mx": ["--starttls-smtp"],
+        }
+        report = {}
+        for name, flags in modes.items():
+            done = subprocess.run(
+                [
+                    sslscan,
+                    "--no-colour",
+                    "--no-heartbleed",
+                    "--no-groups",
+                    "--no-check-certificate",
+                    *flags,
+                    f"127.0.0.1:{server.ports[name]}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            protocols = dict(
+                re.findall(
+                    r"^(SSLv2|SSLv3|TLSv1\.[0-3])\s+(enabled|disabled)$",
+                    done.stdout,
+                    re.M,
+                )
+            )
+            ciphers = re.findall(
+                r"^(?:Preferred|Accepted)\s+(TLSv1\.[0-3])\s+\d+ bits\s+(\S+)",
+                done.stdout,
+                re.M,
+            )
+            weak = [
+                c
+                for version, c in ciphers
+                if not (
+                    c.startswith("TLS_")
+                    and version == "TLSv1.3"
+                    or c.startswith("ECDHE-")
+                    and ("GCM" in c or "CHACHA20" in c)
+                )
+            ]
+            report[name] = (protocols, bool(ciphers), weak)
+        expected_protocols = {
+            "SSLv2": "disabled",
+            "SSLv3": "disabled",
+            "TLSv1.0": "disabled",
+            "TLSv1.1": "disabled",
+            "TLSv1.2": "enabled",
+            "TLSv1.3": "enabled",
+        }
+        self.assertEqual(
+            report, {name: (expected_protocols, True, []) for name in modes}
         )
