@@ -43,6 +43,8 @@ class ConnectionLimiter(WrappingFactory):
     Put it inside implicit TLS, so the refusal is readable by the client.
     """
 
+    noisy = False
+
     def __init__(
         self, wrapped: IProtocolFactory, per_client: int, total: int, refusal: bytes
     ) -> None:

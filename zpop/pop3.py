@@ -229,7 +229,6 @@ class POP3Server(pop3.POP3):
     blocked: Any
     _userIs: Any
     _onLogout: Any
-    timeOut: Any
     config: Config
     clock: IReactorTime
     #: The context factory for STLS, or None where STLS is not offered.
@@ -241,6 +240,7 @@ class POP3Server(pop3.POP3):
         # secret must be stored in plaintext; zpop offers no APOP.
         self.callLater = self.clock.callLater  # type: ignore[method-assign,assignment]
         self._buffer = b""
+        self._pos = 0
         self._discarding = False
         self._long_lines = 0
         self._login_failures = 0
@@ -281,7 +281,8 @@ class POP3Server(pop3.POP3):
             self._onLogout = None
         log.info(
             "logout {account} client={client} tls={tls_version}"
-            " retrieved={retrieved} bytes={octets} deleted={deleted} ended={ended}",
+            " retrieved={retrieved} bytes={octets} deleted={deleted} ended={ended}"
+            " seconds={seconds:.3f}",
             account=self._account,
             client=self._client,
             tls_version=self._tls_version or "none",
@@ -289,6 +290,7 @@ class POP3Server(pop3.POP3):
             octets=self._retrieved_bytes,
             deleted=self._deleted if self._ended == "quit" else 0,
             ended=self._ended,
+            seconds=time.monotonic() - self._started,
         )
 
     def timeoutConnection(self) -> None:
@@ -319,32 +321,36 @@ class POP3Server(pop3.POP3):
         self._process()
 
     def _process(self) -> None:
+        # Lines are consumed by moving _pos and the buffer is cut once at
+        # the end, so a packet of many pipelined commands costs linear time.
         if self._processing:
             return
         self._processing = True
+        limit = self.config.max_line_length
         try:
             while self.blocked is None and not self._closing:
-                newline = self._buffer.find(b"\n")
+                newline = self._buffer.find(b"\n", self._pos)
                 if self._discarding:
                     if newline < 0:
-                        self._buffer = b""
+                        self._buffer, self._pos = b"", 0
                         break
-                    self._buffer = self._buffer[newline + 1 :]
+                    self._pos = newline + 1
                     self._discarding = False
                     continue
                 if newline < 0:
-                    if len(self._buffer) > self.config.max_line_length:
-                        self._buffer = b""
+                    if len(self._buffer) - self._pos > limit:
+                        self._buffer, self._pos = b"", 0
                         self._discarding = True
                         self._line_too_long()
                     break
-                line = self._buffer[:newline].rstrip(b"\r")
-                self._buffer = self._buffer[newline + 1 :]
-                if len(line) > self.config.max_line_length:
+                line = self._buffer[self._pos : newline].rstrip(b"\r")
+                self._pos = newline + 1
+                if len(line) > limit:
                     self._line_too_long()
                     continue
                 self.lineReceived(line)
         finally:
+            self._buffer, self._pos = self._buffer[self._pos :], 0
             self._processing = False
         if self.blocked is not None and len(self._buffer) > PIPELINE_LIMIT:
             if not self._reading_paused:
@@ -511,7 +517,7 @@ class POP3Server(pop3.POP3):
         self.successResponse("Begin TLS negotiation now")
         # RFC 2595: anything pipelined after STLS in plaintext is discarded,
         # never executed inside TLS; the login state starts over.
-        self._buffer = b""
+        self._buffer, self._pos = b"", 0
         self._userIs = None
         self.transport.startTLS(self.stls_context)
         self._tls_active = True
@@ -763,6 +769,9 @@ class POP3Server(pop3.POP3):
 
 class POP3Factory(Factory):
     """Builds POP3 sessions for one listener."""
+
+    # Each session logs its own logout line; no "Starting factory" noise.
+    noisy = False
 
     def __init__(
         self,

@@ -315,7 +315,7 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         description = cfg.listeners.get(name, "")
         if not description:
             continue
-        factory = ConnectionLimiter(
+        factory: IProtocolFactory = ConnectionLimiter(
             protocol_factory(name, services),
             cfg.max_connections_per_client,
             cfg.max_connections,
