@@ -313,6 +313,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help=f"one of {', '.join(FOLDERS)}",
     )
+
+    queue = commands.add_parser(
+        "queue", help="the outbound queue (mail for other domains)"
+    ).add_subparsers(dest="action", metavar="ACTION", required=True)
+    queue.add_parser("list", help="queued messages, one line per recipient")
+    p = queue.add_parser("retry", help="try now instead of at the next attempt")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", type=POSITIVE_INT, metavar="ID")
+    which.add_argument("--all", action="store_true", help="every queued message")
+    p = queue.add_parser("delete", help="remove a message without a bounce")
+    p.add_argument("id", type=POSITIVE_INT, metavar="ID")
     return parser
 
 
@@ -1036,6 +1047,67 @@ def cmd_messages(ctx: Context, args: argparse.Namespace) -> None:
     ctx.out(*table(("ID", "FOLDER", "RECEIVED", "SIZE", "POP", "SUBJECT"), rows))
 
 
+def cmd_queue_list(ctx: Context, args: argparse.Namespace) -> None:
+    found = result_of(ctx.store.list_outbound())
+    if not found:
+        ctx.out("the outbound queue is empty")
+        return
+    rows = [
+        (
+            str(m.id),
+            printable(m.sender or "<>"),
+            printable(r.recipient),
+            r.state,
+            str(r.attempts),
+            iso(r.next_attempt) if r.state == "queued" else "-",
+            printable(r.last_error or "-"),
+        )
+        for m in found
+        for r in m.recipients
+    ]
+    ctx.out(
+        *table(
+            (
+                "ID",
+                "SENDER",
+                "RECIPIENT",
+                "STATE",
+                "ATTEMPTS",
+                "NEXT ATTEMPT",
+                "LAST ERROR",
+            ),
+            rows,
+        )
+    )
+
+
+def cmd_queue_retry(ctx: Context, args: argparse.Namespace) -> None:
+    try:
+        count = result_of(ctx.store.retry_outbound(args.id, ctx.clock()))
+    except NotFound:
+        raise CommandError(
+            f"no queued message {args.id}: see 'zpop queue list'"
+        ) from None
+    which = "in the queue" if args.id is None else f"of message {args.id}"
+    ctx.out(
+        f"{count} recipient{'s' if count != 1 else ''} {which} due now; "
+        "the server tries them at its next scan"
+    )
+
+
+def cmd_queue_delete(ctx: Context, args: argparse.Namespace) -> None:
+    try:
+        count = result_of(ctx.store.delete_outbound(args.id))
+    except NotFound:
+        raise CommandError(
+            f"no queued message {args.id}: see 'zpop queue list'"
+        ) from None
+    ctx.out(
+        f"deleted message {args.id} ({count} recipient{'s' if count != 1 else ''})"
+        " from the outbound queue without a bounce"
+    )
+
+
 COMMANDS: dict[
     tuple[str, str | None], Callable[[Context, argparse.Namespace], None]
 ] = {
@@ -1059,6 +1131,9 @@ COMMANDS: dict[
     ("deliver", None): cmd_deliver,
     ("import", None): cmd_import,
     ("messages", None): cmd_messages,
+    ("queue", "list"): cmd_queue_list,
+    ("queue", "retry"): cmd_queue_retry,
+    ("queue", "delete"): cmd_queue_delete,
 }
 
 

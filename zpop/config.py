@@ -63,6 +63,33 @@ class Config:
     pop_lock_lease: float = 120.0
     db_threads: int = 4
     save_sent_copy: bool = True
+    #: Longest an SMTP session may last, however busy, seconds.
+    smtp_session_deadline: float = 3600.0
+    #: How long the outbound queue keeps trying a message before bouncing it.
+    queue_lifetime: float = 5 * 86400.0
+    # Outbound relay (zpop.outbound): smart host or MX, routes, limits.
+    #: Relay everything not in ``outbound_routes`` through this (host, port).
+    outbound_smarthost: tuple[str, int] | None = None
+    outbound_smarthost_user: str = ""
+    #: File whose first line is the smart host password (keep it 0600).
+    outbound_smarthost_password_file: str = ""
+    #: ``verify`` (TLS, certificate checked), ``encrypt`` (TLS, unchecked),
+    #: ``may`` (STARTTLS when offered).
+    outbound_smarthost_tls: str = "verify"
+    #: CA certificates (PEM) to verify the smart host with; "" = system's.
+    outbound_smarthost_ca: str = ""
+    #: Refuse to deliver to MX and routed hosts without STARTTLS.
+    outbound_require_tls: bool = False
+    #: domain -> (host, port), from ``[routes]``: pinned next hops.
+    outbound_routes: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    outbound_max_connections: int = 20
+    outbound_max_per_domain: int = 2
+    outbound_messages_per_connection: int = 100
+    outbound_retry_min: float = 300.0
+    outbound_retry_max: float = 3600.0
+    outbound_scan_interval: float = 5.0
+    outbound_lease: float = 300.0
+    outbound_timeout: float = 300.0
     # Login security (issue 6): failures are answered after a delay that
     # doubles with the client's recent failures; past ban_threshold in the
     # window the client address is refused for ban_period.
@@ -220,6 +247,50 @@ def _parse_non_negative_seconds(text: str) -> float:
     return value
 
 
+def _parse_next_hop(text: str) -> tuple[str, int] | None:
+    """``host``, ``host:port`` or ``[ipv6]:port`` (port 25 by default);
+    empty for none."""
+    text = text.strip()
+    if not text:
+        return None
+    host, port = text, "25"
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError("expected host:port, [IPv6]:port or host")
+        port = rest[1:] or "25"
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"port {port!r} is not a number from 1 to 65535")
+    if not host or any(c.isspace() or c in "/@" for c in host):
+        raise ValueError("expected host:port, [IPv6]:port or host")
+    return host.lower().rstrip("."), int(port)
+
+
+def _parse_tls_level(text: str) -> str:
+    level = text.strip().lower()
+    if level not in ("verify", "encrypt", "may"):
+        raise ValueError("expected verify, encrypt or may")
+    return level
+
+
+def _routes_section(
+    source: str, section: configparser.SectionProxy
+) -> dict[str, tuple[str, int]]:
+    """``[routes]``: ``domain = host:port`` per line."""
+    routes: dict[str, tuple[str, int]] = {}
+    for domain, text in section.items():
+        try:
+            hop = _parse_next_hop(text)
+        except ValueError as e:
+            raise ConfigError(f"{source}: [routes] {domain}: bad value {text!r}: {e}")
+        if hop is None:
+            raise ConfigError(f"{source}: [routes] {domain}: missing host:port")
+        routes[domain.strip().lower().rstrip(".")] = hop
+    return routes
+
+
 # section -> key -> (Config field, parser)
 _SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], Any]]]] = {
     "server": {
@@ -239,6 +310,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], Any]]]] = {
         "smtp_timeout": ("smtp_timeout", _parse_seconds),
         "line_length": ("max_line_length", _parse_positive_int),
         "pop_lock_lease": ("pop_lock_lease", _parse_seconds),
+        "smtp_session": ("smtp_session_deadline", _parse_seconds),
     },
     "accounts": {
         "default_plan": ("default_plan", _parse_plan),
@@ -267,7 +339,31 @@ _SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], Any]]]] = {
     "submission": {
         "save_sent_copy": ("save_sent_copy", _parse_bool),
     },
+    "outbound": {
+        "lifetime": ("queue_lifetime", _parse_seconds),
+        "smarthost": ("outbound_smarthost", _parse_next_hop),
+        "smarthost_user": ("outbound_smarthost_user", str.strip),
+        "smarthost_password_file": ("outbound_smarthost_password_file", str.strip),
+        "smarthost_tls": ("outbound_smarthost_tls", _parse_tls_level),
+        "smarthost_ca": ("outbound_smarthost_ca", str.strip),
+        "require_tls": ("outbound_require_tls", _parse_bool),
+        "max_connections": ("outbound_max_connections", _parse_positive_int),
+        "max_connections_per_domain": ("outbound_max_per_domain", _parse_positive_int),
+        "messages_per_connection": (
+            "outbound_messages_per_connection",
+            _parse_positive_int,
+        ),
+        "retry_min": ("outbound_retry_min", _parse_seconds),
+        "retry_max": ("outbound_retry_max", _parse_seconds),
+        "scan_interval": ("outbound_scan_interval", _parse_seconds),
+        "lease": ("outbound_lease", _parse_seconds),
+        "timeout": ("outbound_timeout", _parse_seconds),
+    },
 }
+
+
+#: Config fields holding file names: relative to the config file.
+_PATHS = ("outbound_smarthost_password_file", "outbound_smarthost_ca")
 
 
 def _tls_section(
@@ -325,6 +421,9 @@ def load(path: str | None, overrides: Mapping[str, Any] | None = None) -> Config
             if name == "tls":
                 tls_default = _tls_section(path, section, base)
                 continue
+            if name == "routes":
+                values["outbound_routes"] = _routes_section(path, section)
+                continue
             if name.startswith("tls:"):
                 host = name[4:].strip().lower()
                 tls_by_host[host] = _tls_section(path, section, base)
@@ -343,6 +442,8 @@ def load(path: str | None, overrides: Mapping[str, Any] | None = None) -> Config
                         f"{path}: [{name}] {key}: bad value {text!r}: {e}"
                     )
                 if attr == "data_dir":
+                    values[attr] = os.path.join(base, values[attr])
+                if attr in _PATHS and values[attr]:
                     values[attr] = os.path.join(base, values[attr])
     for key, value in (overrides or {}).items():
         if value is None:

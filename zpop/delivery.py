@@ -3,20 +3,42 @@
 Every path that stores mail (``zpop deliver``, ``zpop import``, SMTP) comes
 through here, so every stored body has CRLF line ends and a final CRLF: its
 size is then exactly the octets a POP client receives.
+
+For SMTP, ``SMTPDelivery`` routes recipients (hosted account, unknown
+hosted address, remote) and commits a received message everywhere it goes
+in one store transaction: the recipients' Inbox (or Spam, when an upstream
+filter flagged it on the MX), the sender's Sent folder, and the outbound
+queue. The header helpers add what RFC 5321 and RFC 6409 ask of a receiving
+or submission server (Received:, Date:, Message-ID:). No protocol code
+lives here: the SMTP session hands over addresses and bytes.
 """
 
 from __future__ import annotations
 
+import datetime
 import email.errors
 import email.header
 import email.parser
 import email.policy
+import email.utils
 import re
+import secrets
 import time
+from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 
-from zpop.store import FOLDERS, IStore, Message, NewMessage, NotFound
+from zpop.config import Config
+from zpop.store import (
+    FOLDERS,
+    Account,
+    IStore,
+    Message,
+    NewMessage,
+    NotFound,
+    QueuedMessage,
+)
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _HEADER_NAME = re.compile(rb"^[\x21-\x39\x3b-\x7e]+:")
@@ -122,3 +144,213 @@ def deliver(store: IStore, address: str, message: NewMessage) -> Deferred:
     d.addCallback(stored)
     d.addCallback(first)
     return d
+
+
+# -- SMTP: headers ------------------------------------------------------------
+
+# Characters allowed in the HELO name and protocol words of a Received:
+# field: printable ASCII without the comment delimiters.
+_TRACE_UNSAFE = re.compile(rb"[^\x21-\x27\x2a-\x7e]")
+
+
+def header_section(body: bytes) -> bytes:
+    """The header lines of a CRLF body, each ending in CRLF (no blank line)."""
+    if body.startswith(b"\r\n"):
+        return b""
+    end = body.find(b"\r\n\r\n")
+    return body if end < 0 else body[: end + 2]
+
+
+def header_values(body: bytes, name: str) -> list[bytes]:
+    """Every value of header field ``name`` (any case), unfolded, stripped."""
+    pattern = re.compile(
+        rb"(?:^|\r\n)" + re.escape(name.encode("ascii")) + rb"[ \t]*:"
+        rb"([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)",
+        re.I,
+    )
+    return [
+        re.sub(rb"\r\n(?=[ \t])", b"", m.group(1)).strip()
+        for m in pattern.finditer(header_section(body))
+    ]
+
+
+def spam_flagged(body: bytes) -> bool:
+    """Whether an upstream filter marked the message ``X-Spam-Flag: YES``."""
+    return any(v.upper() == b"YES" for v in header_values(body, "X-Spam-Flag"))
+
+
+def from_addresses(body: bytes) -> list[str] | None:
+    """The addresses in the From: fields, lower-case; None if there is none.
+
+    An unparsable From: gives ``[""]`` so a check of ownership refuses it.
+    """
+    values = header_values(body, "From")
+    if not values:
+        return None
+    texts = []
+    for value in values:
+        text = value.decode("utf-8", "replace")
+        try:
+            text = str(email.header.make_header(email.header.decode_header(text)))
+        except (email.errors.HeaderParseError, LookupError, UnicodeDecodeError):
+            pass
+        texts.append(text)
+    found = [addr.lower() for _, addr in email.utils.getaddresses(texts)]
+    return found or [""]
+
+
+def add_fields(body: bytes, top: bytes = b"", bottom: bytes = b"") -> bytes:
+    """``body`` with header lines added before and after its header fields.
+
+    ``top`` and ``bottom`` are complete CRLF-terminated field lines.
+    """
+    header = header_section(body)
+    return top + header + bottom + body[len(header) :]
+
+
+def format_date(now: float) -> str:
+    """An RFC 5322 date in UTC (``+0000``, a known zone, unlike ``-0000``)."""
+    return email.utils.format_datetime(
+        datetime.datetime.fromtimestamp(now, datetime.UTC)
+    )
+
+
+def new_message_id(hostname: str) -> str:
+    return f"<{secrets.token_hex(16)}@{hostname}>"
+
+
+def submission_fields(body: bytes, sender: str, hostname: str, now: float) -> bytes:
+    """What RFC 6409 section 8 lets a submission server add: a Date: and a
+    Message-ID: if missing, and a From: naming the envelope sender if the
+    client sent none."""
+    bottom = b""
+    if not header_values(body, "From"):
+        bottom += f"From: <{sender}>\r\n".encode()
+    if not header_values(body, "Date"):
+        bottom += f"Date: {format_date(now)}\r\n".encode()
+    if not header_values(body, "Message-ID"):
+        bottom += f"Message-ID: {new_message_id(hostname)}\r\n".encode()
+    return add_fields(body, bottom=bottom)
+
+
+def received_field(
+    helo: str, client: str, hostname: str, protocol: str, queue_id: str, now: float
+) -> bytes:
+    """A Received: field (RFC 5321 section 4.4) for a message taken in.
+
+    Names the client's HELO and address, this server's public host name and
+    the protocol (RFC 3848: ESMTP, ESMTPS, ESMTPSA); never the login, the
+    credentials, or any internal host or software name.
+    """
+    name = _TRACE_UNSAFE.sub(b"?", helo.encode("utf-8", "replace"))[:255]
+    address = _TRACE_UNSAFE.sub(b"?", client.encode("utf-8", "replace"))[:64]
+    return (
+        b"Received: from "
+        + (name or b"unknown")
+        + b" (["
+        + address
+        + b"])\r\n\tby "
+        + hostname.encode("ascii", "replace")
+        + b" with "
+        + protocol.encode("ascii")
+        + b" id "
+        + queue_id.encode("ascii")
+        + b";\r\n\t"
+        + format_date(now).encode("ascii")
+        + b"\r\n"
+    )
+
+
+# -- SMTP: routing and the commit ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one recipient address goes."""
+
+    #: ``local`` (a hosted account or alias), ``unknown`` (a hosted domain
+    #: without that address) or ``remote`` (any other domain).
+    kind: str
+    account: Account | None = None
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A message's envelope once every recipient was routed."""
+
+    #: MAIL FROM, "" for the null sender.
+    sender: str
+    #: Hosted recipient accounts, one entry per account.
+    local: tuple[Account, ...]
+    #: Remote recipient addresses, for the outbound queue.
+    remote: tuple[str, ...] = ()
+    #: The logged-in submitter's account (gets the Sent copy), or None (MX).
+    submitter: Account | None = None
+    #: Honour an upstream filter's ``X-Spam-Flag: YES`` (the MX does).
+    spam_filtering: bool = False
+
+
+class SMTPDelivery:
+    """Routes SMTP recipients and commits received messages durably."""
+
+    def __init__(self, store: IStore, config: Config, clock: IReactorTime) -> None:
+        self._store = store
+        self._config = config
+        self._clock = clock
+
+    def route(self, address: str) -> Deferred:
+        """Fires with the Route for ``address`` (a syntactically valid one)."""
+        return Deferred.fromCoroutine(self._route(address))
+
+    async def _route(self, address: str) -> Route:
+        account = await self._store.get_account_for_recipient(address)
+        if account is not None:
+            return Route("local", account)
+        domain = address.rpartition("@")[2].lower()
+        try:
+            await self._store.get_domain(domain)
+        except NotFound:
+            return Route("remote")
+        return Route("unknown")
+
+    def commit(self, envelope: Envelope, body: bytes, trace: bytes) -> Deferred:
+        """Store ``body`` everywhere ``envelope`` sends it, in one transaction.
+
+        ``body`` is the CRLF message as the client sent it (plus anything
+        RFC 6409 lets submission add); ``trace`` the Received: field that the
+        recipients' copies get above it. Fires with the store's Accepted once
+        every copy and queue entry is durable.
+        """
+        now = self._clock.seconds()
+        delivered = trace + body
+        subject = subject_of(body)
+        folder = "Inbox"
+        if envelope.spam_filtering and spam_flagged(body):
+            folder = "Spam"
+        local: list[tuple[int, NewMessage]] = []
+        seen: set[int] = set()
+        for account in envelope.local:
+            if account.id in seen:
+                continue
+            seen.add(account.id)
+            local.append((account.id, NewMessage(folder, delivered, subject, now)))
+        if envelope.submitter is not None and self._config.save_sent_copy:
+            local.append(
+                (
+                    envelope.submitter.id,
+                    NewMessage("Sent", body, subject, now, seen=True),
+                )
+            )
+        queued = None
+        if envelope.remote:
+            queued = QueuedMessage(
+                sender=envelope.sender,
+                recipients=tuple(dict.fromkeys(envelope.remote)),
+                body=delivered,
+                created=now,
+                expires=now + self._config.queue_lifetime,
+                account_id=(
+                    envelope.submitter.id if envelope.submitter is not None else None
+                ),
+            )
+        return self._store.accept_message(local, queued)

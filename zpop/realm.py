@@ -3,7 +3,8 @@
 For POP3 that is a Maildrop snapshot, after the account-state checks that
 may only be told once the secret was verified: the right host name for the
 account's domain kind, the Free-plan cut-off, POP enabled, and no other POP
-session holding the maildrop.
+session holding the maildrop. For SMTP submission it is a ``Submitter``: the
+account and the addresses it may send as.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from twisted.cred.portal import IRealm
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.mail.pop3 import IMailbox
-from zope.interface import implementer
+from zope.interface import Attribute, Interface, implementer
 
-from zpop.auth import LoginRefused
+from zpop.auth import Identity, LoginRefused
 from zpop.config import Config
 from zpop.maildrop import Maildrop, pop_folders, pop_start_uid
 from zpop.store import Account, IStore
@@ -59,6 +60,28 @@ def pop_refusal(
     return None
 
 
+class ISubmitter(Interface):
+    """A logged-in SMTP submitter: who they are and whom they may send as."""
+
+    account: Any = Attribute("The Account record, read at login.")
+    identity: Any = Attribute("The checker's Identity (address, login method).")
+    addresses: Any = Attribute("Lower-case addresses it owns: its own, aliases.")
+
+    def owns(address: str) -> bool:  # noqa: N805 - zope interface
+        """Whether ``address`` (any case) is the account's or an alias."""
+
+
+@implementer(ISubmitter)
+@dataclass(frozen=True)
+class Submitter:
+    account: Account
+    identity: Identity
+    addresses: frozenset[str]
+
+    def owns(self, address: str) -> bool:
+        return address.lower() in self.addresses
+
+
 @implementer(IRealm)
 class Realm:
     def __init__(self, store: IStore, config: Config, clock: IReactorTime) -> None:
@@ -69,7 +92,20 @@ class Realm:
     def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Deferred:
         if IMailbox in interfaces:
             return Deferred.fromCoroutine(self._maildrop(avatarId, mind))
-        raise NotImplementedError("zpop serves only IMailbox avatars so far")
+        if ISubmitter in interfaces:
+            return Deferred.fromCoroutine(self._submitter(avatarId))
+        raise NotImplementedError("zpop serves IMailbox and ISubmitter avatars")
+
+    async def _submitter(self, identity: Any) -> Any:
+        account: Account | None = await self._store.get_account(identity)
+        if account is None:
+            # Deleted between the password check and now.
+            raise UnauthorizedLogin()
+        aliases = await self._store.list_aliases(account.address)
+        if not isinstance(identity, Identity):
+            identity = Identity(account.address, "-")
+        submitter = Submitter(account, identity, frozenset([account.address, *aliases]))
+        return (ISubmitter, submitter, lambda: None)
 
     async def _maildrop(self, address: str, session: Session | None) -> Any:
         account: Account | None = await self._store.get_account(address)

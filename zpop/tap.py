@@ -32,11 +32,13 @@ from zope.interface import implementer
 from zpop import config as zconfig
 from zpop.auth import AccountChecker, Authenticator
 from zpop.config import LISTENERS, Config, ConfigError
+from zpop.delivery import SMTPDelivery
 from zpop.limits import REFUSALS, ConnectionLimiter
+from zpop.outbound import OutboundService
 from zpop.passwords import load_or_create_key
-from zpop.placeholder import smtp_refusal_factory
 from zpop.pop3 import POP3Factory
 from zpop.realm import Realm
+from zpop.smtp import SMTPFactory
 from zpop.store import DATABASE_NAME, IStore, SchemaError, SQLiteStore, migrate
 from zpop.threads import Runner, ThreadPoolService
 from zpop.tls import ServerTLS, TLSConfigError
@@ -186,8 +188,12 @@ def protocol_factory(name: str, services: Services) -> IProtocolFactory:
         return POP3Factory(
             services.authenticator, cfg, services.reactor, implicit, services.tls
         )
-    # SMTP goes here: submission for "smtps"/"submission", MX for "mx".
-    return smtp_refusal_factory(services.reactor, cfg.smtp_timeout)
+    # SMTP: submission on "smtps" (inside implicit TLS) and "submission"
+    # (STARTTLS), inbound MX on "mx".
+    router = SMTPDelivery(services.store, cfg, services.reactor)
+    return SMTPFactory(
+        name, services.authenticator, router, cfg, services.reactor, services.tls
+    )
 
 
 @implementer(IStreamServerEndpoint)
@@ -324,4 +330,5 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         if LISTENER_KINDS[name][1] == "implicit":
             factory = tls.wrap(factory, reactor)
         listener_service(name, description, factory, reactor).setServiceParent(top)
+    OutboundService(store, cfg, reactor).setServiceParent(top)
     return top

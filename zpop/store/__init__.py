@@ -6,6 +6,7 @@ from zpop.store.interface import (
     PLANS,
     POP_MODES,
     SPAM_POLICIES,
+    Accepted,
     Account,
     AlreadyExists,
     AppPassword,
@@ -15,6 +16,8 @@ from zpop.store.interface import (
     NewMessage,
     NotFound,
     PopSettings,
+    QueuedMessage,
+    QueuedRecipient,
     SchemaError,
     StoreError,
 )
@@ -24,6 +27,7 @@ DATABASE_NAME = "zpop.sqlite"
 
 __all__ = [
     "DATABASE_NAME",
+    "Accepted",
     "DELETION_POLICIES",
     "FOLDERS",
     "PLANS",
@@ -38,6 +42,8 @@ __all__ = [
     "NewMessage",
     "NotFound",
     "PopSettings",
+    "QueuedMessage",
+    "QueuedRecipient",
     "SQLiteStore",
     "SchemaError",
     "StoreError",

@@ -113,6 +113,46 @@ class NewMessage:
     seen: bool = False
 
 
+@dataclass(frozen=True)
+class QueuedMessage:
+    """A message for recipients outside the hosted domains (outbound queue)."""
+
+    #: Envelope sender (MAIL FROM); "" for the null sender.
+    sender: str
+    #: Remote recipients, each queued on its own.
+    recipients: tuple[str, ...]
+    #: The message as it leaves: CRLF line ends, trace headers added.
+    body: bytes
+    created: float
+    #: When the relay gives up and bounces the message.
+    expires: float
+    #: The submitting account, if any.
+    account_id: int | None = None
+
+
+@dataclass(frozen=True)
+class QueuedRecipient:
+    """One recipient's row in the outbound queue."""
+
+    recipient: str
+    state: str
+    attempts: int
+    next_attempt: float
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What ``accept_message`` committed."""
+
+    #: The local copies, in the order given.
+    messages: tuple[Message, ...]
+    #: The outbound queue id, or None if nothing was queued.
+    queue_id: int | None
+    #: The queued recipients' rows as written, in the order given.
+    queued: tuple[QueuedRecipient, ...] = ()
+
+
 class IStore(Interface):
     """Durable state of zpop. Every method returns a Deferred."""
 
@@ -203,6 +243,19 @@ class IStore(Interface):
     def store_messages(account_id: int, messages: list[NewMessage]) -> Any:
         """Store messages in one transaction, in order; fires with Messages."""
 
+    def accept_message(
+        local: list[tuple[int, NewMessage]], queued: QueuedMessage | None
+    ) -> Any:
+        """Store a received message everywhere it goes, in one transaction.
+
+        ``local`` holds (account id, message) for every local copy (the
+        recipients' Inbox or Spam, the sender's Sent); ``queued`` is the copy
+        for remote recipients, written to the outbound queue with each
+        recipient ``queued``, due now. Fires with ``Accepted`` once all of it
+        is durable; on any failure (NotFound for an unknown account id,
+        StoreError) nothing was stored.
+        """
+
     def list_messages(account_id: int, folder: str | None = None) -> Any:
         """Fires with the account's Messages (in one folder), oldest first."""
 
@@ -245,3 +298,142 @@ class IStore(Interface):
 
     def client_banned_until(client: str, now: float) -> Any:
         """Fires with the end of the client's ban, or None if not banned."""
+
+    # outbound relay (zpop.outbound)
+    def claim_outbound(owner: str, now: float, lease: float, limit: int) -> Any:
+        """Claim due outbound work for ``owner`` until ``now + lease``.
+
+        Takes up to ``limit`` recipients that are ``queued``, due
+        (``next_attempt <= now``) and not claimed by a live lease, oldest
+        first; fires with OutboundJobs, one per (message, recipient domain).
+        """
+
+    def renew_outbound_leases(owner: str, now: float, lease: float) -> Any:
+        """Extend every claim ``owner`` holds to ``now + lease``; fires with
+        the number of recipients still claimed."""
+
+    def release_outbound_leases(owner: str) -> Any:
+        """Drop ``owner``'s claims (the recipients stay due); fires with the
+        number released."""
+
+    def read_outbound_body(message_id: int, offset: int, length: int) -> Any:
+        """Fires with up to ``length`` bytes of a queued message from
+        ``offset``; fails NotFound if it is no longer queued."""
+
+    def record_outbound_results(
+        owner: str, message_id: int, results: list[RecipientResult], now: float
+    ) -> Any:
+        """Record one delivery attempt's RecipientResults and drop their
+        claims. Rows already final are left alone. Fires True when no
+        recipient of the message is ``queued`` any more."""
+
+    def finished_outbound(limit: int) -> Any:
+        """Fires with the ids of queued messages none of whose recipients is
+        ``queued`` (all delivered or failed), oldest first."""
+
+    def get_outbound(message_id: int) -> Any:
+        """Fires with the OutboundMessage or fails NotFound."""
+
+    def list_outbound() -> Any:
+        """Fires with every OutboundMessage, oldest first."""
+
+    def finish_outbound(message_id: int, bounce: Bounce | None) -> Any:
+        """Remove a message from the queue and store its bounce, atomically.
+
+        The bounce goes to the Inbox of the account (or alias) it is for, or
+        into the queue from the null sender for a remote address; one for an
+        unknown address of a hosted domain is dropped. Fires with where it
+        went: ``local``, ``queued``, ``dropped`` or ``none`` (no bounce);
+        ``gone`` (nothing stored) if the message had already been removed.
+        """
+
+    def retry_outbound(message_id: int | None, now: float) -> Any:
+        """Make the ``queued`` recipients of one message (None: of every
+        message) due at ``now``; fires with how many. Fails NotFound for an
+        unknown message id."""
+
+    def delete_outbound(message_id: int) -> Any:
+        """Remove a message from the queue without a bounce; fires with its
+        number of recipients; fails NotFound."""
+
+
+# -- outbound relay records -------------------------------------------------
+
+#: States of an outbound recipient.
+OUTBOUND_STATES = ("queued", "delivered", "failed")
+
+
+@dataclass(frozen=True)
+class OutboundJob:
+    """Claimed recipients of one queued message, all in one domain."""
+
+    message_id: int
+    sender: str
+    #: The recipients' domain, lower-case.
+    domain: str
+    recipients: tuple[str, ...]
+    size: int
+    created: float
+    expires: float
+    #: Attempts made so far, per recipient (same order).
+    attempts: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RecipientResult:
+    """The outcome of one attempt for one recipient."""
+
+    recipient: str
+    #: ``delivered``, ``failed`` (final), or ``queued`` (retry later).
+    state: str
+    #: When to try again (``queued``); ignored otherwise.
+    next_attempt: float = 0.0
+    #: One line for operators (``zpop queue list``) and the DSN's text.
+    error: str | None = None
+    #: RFC 3463 enhanced status code, e.g. ``5.1.1``.
+    status: str | None = None
+    #: The host that answered, e.g. ``mx.example.net[192.0.2.1]``.
+    remote_mta: str | None = None
+    #: That host's SMTP reply, e.g. ``550 5.1.1 no such user``.
+    diagnostic: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboundRecipient:
+    """One recipient's row in the outbound queue, with its last result."""
+
+    recipient: str
+    state: str
+    attempts: int
+    next_attempt: float
+    last_error: str | None
+    status: str | None
+    remote_mta: str | None
+    diagnostic: str | None
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """A queued message (without its body) and its recipients."""
+
+    id: int
+    sender: str
+    account_id: int | None
+    size: int
+    created: float
+    expires: float
+    recipients: tuple[OutboundRecipient, ...]
+
+
+@dataclass(frozen=True)
+class Bounce:
+    """A delivery status notification to store when a message leaves."""
+
+    #: The failed message's envelope sender, who gets the DSN.
+    recipient: str
+    #: The DSN, CRLF line ends.
+    body: bytes
+    subject: str
+    created: float
+    #: When the relay gives up on the DSN itself, if it is queued.
+    expires: float

@@ -1495,3 +1495,87 @@ class ProcessTests(AdminTestCase):
         for size, length in rows:
             self.assertEqual(size, length)
         return [size for size, _ in rows]
+
+
+class QueueTests(AdminTestCase):
+    """``zpop queue list|retry|delete``: the outbound queue."""
+
+    def enqueue(self, *recipients: str, sender: str = "bob@example.com") -> int:
+        """Queue a message through the store, as SMTP submission does."""
+        from zpop.store.interface import QueuedMessage
+
+        store = SQLiteStore(os.path.join(self.data, DATABASE_NAME), run_synchronously)
+        try:
+            accepted = admin.result_of(
+                store.accept_message(
+                    [],
+                    QueuedMessage(
+                        sender, recipients, b"Subject: x\r\n\r\nx\r\n", NOW, NOW + 99
+                    ),
+                )
+            )
+        finally:
+            store.close()
+        return int(accepted.queue_id)
+
+    def test_list_empty(self) -> None:
+        """An empty queue says so."""
+        self.assertEqual(self.ok("queue", "list"), "the outbound queue is empty\n")
+
+    def test_list(self) -> None:
+        """One line per recipient: id, sender, recipient, state, attempts,
+        next attempt and last error; the null sender shows as <>."""
+        first = self.enqueue("a@remote.example", "b@remote.example")
+        second = self.enqueue("c@remote.example", sender="")
+        self.assertEqual(
+            self.ok("queue", "list"),
+            "ID  SENDER           RECIPIENT         STATE   ATTEMPTS"
+            "  NEXT ATTEMPT          LAST ERROR\n"
+            f"{first}   bob@example.com  a@remote.example  queued  0"
+            f"         {NOW_ISO}  -\n"
+            f"{first}   bob@example.com  b@remote.example  queued  0"
+            f"         {NOW_ISO}  -\n"
+            f"{second}   <>               c@remote.example  queued  0"
+            f"         {NOW_ISO}  -\n",
+        )
+
+    def test_retry_one_and_all(self) -> None:
+        """retry ID makes one message's recipients due now, --all every one."""
+        first = self.enqueue("a@remote.example", "b@remote.example")
+        self.enqueue("c@remote.example")
+        self.now = NOW + 3600
+        self.assertEqual(
+            self.ok("queue", "retry", str(first)),
+            f"2 recipients of message {first} due now;"
+            " the server tries them at its next scan\n",
+        )
+        self.assertEqual(
+            self.ok("queue", "retry", "--all"),
+            "3 recipients in the queue due now;"
+            " the server tries them at its next scan\n",
+        )
+        self.assertIn("2023-11-14T23:13:20Z", self.ok("queue", "list"))
+
+    def test_retry_unknown_and_usage(self) -> None:
+        """An unknown id fails naming the fix; no id and no --all is misuse."""
+        self.fails("no queued message 7: see 'zpop queue list'", "queue", "retry", "7")
+        self.assertEqual(
+            self.usage("queue", "retry"),
+            "zpop: error: one of the arguments ID --all is required",
+        )
+
+    def test_delete(self) -> None:
+        """delete removes a message (no bounce); a second delete fails."""
+        first = self.enqueue("a@remote.example", "b@remote.example")
+        self.assertEqual(
+            self.ok("queue", "delete", str(first)),
+            f"deleted message {first} (2 recipients) from the outbound queue"
+            " without a bounce\n",
+        )
+        self.assertEqual(self.ok("queue", "list"), "the outbound queue is empty\n")
+        self.fails(
+            f"no queued message {first}: see 'zpop queue list'",
+            "queue",
+            "delete",
+            str(first),
+        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import statistics
 import time
 from typing import Any
 
@@ -329,11 +328,12 @@ class TimingTests(SynchronousTestCase):
     without a password all cost the same: one bcrypt."""
 
     def test_same_time(self) -> None:
-        """The median times of the four failure kinds are within 25% of each other."""
+        """The fastest of each failure kind is within 20% of the others: the
+        bcrypt dominates, whatever else the machine is doing."""
         store = make_store(self.mktemp())
         clock = Clock()
-        checker = AccountChecker(store, KEY, run_synchronously, clock, 8)
-        hashed = passwords.hash_password("primary-secret", 8)
+        checker = AccountChecker(store, KEY, run_synchronously, clock, 10)
+        hashed = passwords.hash_password("primary-secret", 10)
         alice = result(store.add_account("alice@example.com", "paid", False, hashed, 1))
         add_account(store, "fed@example.com", password=None, federated=True)
         revoked = add_app_password(store, alice)
@@ -346,12 +346,12 @@ class TimingTests(SynchronousTestCase):
             "federated": (b"fed@example.com", b"guess-guess"),
         }
         times: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(15):
+        for _ in range(8):
             for name, (user, password) in cases.items():
                 started = time.perf_counter()
                 d = checker.requestAvatarId(UsernamePassword(user, password))
                 self.failureResultOf(d, UnauthorizedLogin)
                 times[name].append(time.perf_counter() - started)
-        medians = {name: statistics.median(t) for name, t in times.items()}
-        low, high = min(medians.values()), max(medians.values())
-        self.assertLess(high / low, 1.25, medians)
+        fastest = {name: min(t) for name, t in times.items()}
+        low, high = min(fastest.values()), max(fastest.values())
+        self.assertLess(high / low, 1.2, fastest)

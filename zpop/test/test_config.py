@@ -697,3 +697,135 @@ class AuthSectionTests(ConfigTestCase):
             f"{path}: [auth] failure_delay: bad value '-1':"
             " must be a number of seconds, 0 or more",
         )
+
+
+class OutboundSectionTests(ConfigTestCase):
+    """The [outbound] and [routes] sections: the relay's next hops and limits."""
+
+    def test_defaults(self) -> None:
+        """Without a file the relay uses MX, opportunistic TLS and Postfix-like
+        back-off (5 minutes to an hour, 5 days)."""
+        config = load(None)
+        self.assertEqual(
+            (
+                config.outbound_smarthost,
+                config.outbound_smarthost_tls,
+                config.outbound_require_tls,
+                dict(config.outbound_routes),
+                config.outbound_max_connections,
+                config.outbound_max_per_domain,
+                config.outbound_retry_min,
+                config.outbound_retry_max,
+                config.queue_lifetime,
+            ),
+            (None, "verify", False, {}, 20, 2, 300.0, 3600.0, 432000.0),
+        )
+
+    def test_outbound_keys_and_routes(self) -> None:
+        """Every [outbound] key is parsed; files are relative to the config;
+        [routes] maps domains (any case) to host:port, port 25 by default."""
+        path = self.write(
+            "[outbound]\n"
+            "smarthost = Relay.Example.net:587\nsmarthost_user = zpop\n"
+            "smarthost_password_file = relay.secret\nsmarthost_tls = encrypt\n"
+            "smarthost_ca = ca.pem\nrequire_tls = yes\nmax_connections = 7\n"
+            "max_connections_per_domain = 3\nmessages_per_connection = 9\n"
+            "retry_min = 60\nretry_max = 600\nscan_interval = 2\nlease = 30\n"
+            "timeout = 20\nlifetime = 3600\n"
+            "[routes]\n"
+            "Example.ORG = 127.0.0.1:2525\nv6.example = [::1]:26\n"
+            "plain.example = mx.plain.example\n"
+        )
+        base = os.path.dirname(os.path.abspath(path))
+        config = load(path)
+        self.assertEqual(
+            (
+                config.outbound_smarthost,
+                config.outbound_smarthost_user,
+                config.outbound_smarthost_password_file,
+                config.outbound_smarthost_tls,
+                config.outbound_smarthost_ca,
+                config.outbound_require_tls,
+                config.outbound_max_connections,
+                config.outbound_max_per_domain,
+                config.outbound_messages_per_connection,
+                config.outbound_retry_min,
+                config.outbound_retry_max,
+                config.outbound_scan_interval,
+                config.outbound_lease,
+                config.outbound_timeout,
+                config.queue_lifetime,
+                dict(config.outbound_routes),
+            ),
+            (
+                ("relay.example.net", 587),
+                "zpop",
+                os.path.join(base, "relay.secret"),
+                "encrypt",
+                os.path.join(base, "ca.pem"),
+                True,
+                7,
+                3,
+                9,
+                60.0,
+                600.0,
+                2.0,
+                30.0,
+                20.0,
+                3600.0,
+                {
+                    "example.org": ("127.0.0.1", 2525),
+                    "v6.example": ("::1", 26),
+                    "plain.example": ("mx.plain.example", 25),
+                },
+            ),
+        )
+
+    def test_bad_smarthost(self) -> None:
+        """A smart host with a bad port names file, section and key."""
+        path = self.write("[outbound]\nsmarthost = relay.example:99999\n")
+        with self.assertRaises(ConfigError) as caught:
+            load(path)
+        self.assertEqual(
+            str(caught.exception),
+            f"{path}: [outbound] smarthost: bad value 'relay.example:99999':"
+            " port '99999' is not a number from 1 to 65535",
+        )
+
+    def test_bad_tls_level(self) -> None:
+        """smarthost_tls accepts only verify, encrypt or may."""
+        path = self.write("[outbound]\nsmarthost_tls = maybe\n")
+        with self.assertRaises(ConfigError) as caught:
+            load(path)
+        self.assertEqual(
+            str(caught.exception),
+            f"{path}: [outbound] smarthost_tls: bad value 'maybe':"
+            " expected verify, encrypt or may",
+        )
+
+    def test_bad_route(self) -> None:
+        """A route without a host names the domain key."""
+        path = self.write("[routes]\nexample.org =\n")
+        with self.assertRaises(ConfigError) as caught:
+            load(path)
+        self.assertEqual(
+            str(caught.exception),
+            f"{path}: [routes] example.org: missing host:port",
+        )
+
+
+class SMTPKeysTests(ConfigTestCase):
+    def test_smtp_session_and_queue_lifetime(self) -> None:
+        """[limits] smtp_session and [outbound] lifetime are read, with
+        defaults of one hour and five days."""
+        path = self.write("[limits]\nsmtp_session = 90\n[outbound]\nlifetime = 3600\n")
+        cfg = load(path)
+        self.assertEqual(
+            (
+                cfg.smtp_session_deadline,
+                cfg.queue_lifetime,
+                Config().smtp_session_deadline,
+                Config().queue_lifetime,
+            ),
+            (90.0, 3600.0, 3600.0, 432000.0),
+        )

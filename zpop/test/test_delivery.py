@@ -191,3 +191,75 @@ class DeliverTests(SynchronousTestCase):
         self.assertEqual(
             self.successResultOf(self.store.list_messages(self.account.id)), []
         )
+
+
+class SMTPHeaderTests(SynchronousTestCase):
+    """The header helpers SMTP delivery uses."""
+
+    def test_header_values_unfolded(self) -> None:
+        """Values are unfolded, any case, from the header section only."""
+        body = b"X-A: one\r\n two\r\nx-a:three\r\n\r\nX-A: body\r\n"
+        self.assertEqual(delivery.header_values(body, "X-A"), [b"one two", b"three"])
+
+    def test_spam_flagged(self) -> None:
+        """Only X-Spam-Flag: YES (any case) in the header counts."""
+        self.assertEqual(
+            [
+                delivery.spam_flagged(b"X-Spam-Flag: yes\r\n\r\nx\r\n"),
+                delivery.spam_flagged(b"X-Spam-Flag: NO\r\n\r\nX-Spam-Flag: YES\r\n"),
+            ],
+            [True, False],
+        )
+
+    def test_from_addresses(self) -> None:
+        """From: addresses lower-cased; None without From:; unparsable is ''."""
+        self.assertEqual(
+            [
+                delivery.from_addresses(b"From: A <A@X.example>, b@y\r\n\r\n"),
+                delivery.from_addresses(b"Subject: x\r\n\r\n"),
+                delivery.from_addresses(b"From: \r\n\r\n"),
+            ],
+            [["a@x.example", "b@y"], None, [""]],
+        )
+
+    def test_submission_fields(self) -> None:
+        """Missing From/Date/Message-ID are added at the end of the header."""
+        out = delivery.submission_fields(b"Subject: s\r\n\r\nb\r\n", "a@x", "h", 0.0)
+        self.assertEqual(
+            out.split(b"\r\n")[:3],
+            [b"Subject: s", b"From: <a@x>", b"Date: Thu, 01 Jan 1970 00:00:00 +0000"],
+        )
+
+    def test_received_field_sanitised(self) -> None:
+        """The HELO name cannot break out of the Received: comment."""
+        self.assertEqual(
+            delivery.received_field(
+                "a(b)\u00e9", "192.0.2.1", "smtp.h", "ESMTP", "id1", 0
+            ),
+            b"Received: from a?b??? ([192.0.2.1])\r\n\tby smtp.h with ESMTP id id1;\r\n"
+            b"\tThu, 01 Jan 1970 00:00:00 +0000\r\n",
+        )
+
+
+class SMTPDeliveryTests(SynchronousTestCase):
+    def test_route(self) -> None:
+        """Accounts and aliases are local, unknown hosted addresses unknown,
+        other domains remote."""
+        from twisted.internet.task import Clock
+
+        from zpop.config import Config
+        from zpop.test.stores import add_account, make_store, result
+
+        store = make_store(self.mktemp())
+        self.addCleanup(store.close)
+        bob = add_account(store, "bob@example.com")
+        result(store.add_alias("bob@example.com", "b@example.com"))
+        router = delivery.SMTPDelivery(store, Config(), Clock())
+        routes = [
+            result(router.route(a))
+            for a in ("Bob@example.com", "b@example.com", "x@example.com", "x@else.org")
+        ]
+        self.assertEqual(
+            [(r.kind, r.account.id if r.account else None) for r in routes],
+            [("local", bob.id), ("local", bob.id), ("unknown", None), ("remote", None)],
+        )

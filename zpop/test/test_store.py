@@ -16,6 +16,7 @@ from twisted.internet.interfaces import IReactorFromThreads
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
+from zpop.store import interface as records
 from zpop.store import sqlite as sqlite_module
 from zpop.store.interface import (
     Account,
@@ -874,6 +875,374 @@ class StoreConformanceMixin(_MixinBase):
         self.assertEqual(self.ok(self.store.list_messages(bob.id)), stored)
         # The new owner still holds its lock.
         self.assertTrue(self.ok(self.store.renew_pop_lock(bob.id, "b", NOW + 130, 60)))
+
+    # -- accepting SMTP mail ------------------------------------------------
+
+    def test_accept_message_local_and_queued(self) -> None:
+        """accept_message stores every local copy and queues every remote
+        recipient (state queued, due now) in one call."""
+        bob = self.account()
+        carol = self.account("carol@example.com")
+        queued = records.QueuedMessage(
+            "bob@example.com",
+            ("x@remote.example", "y@remote.example", "x@remote.example"),
+            b"Subject: out\r\n\r\nbody\r\n",
+            NOW,
+            NOW + 100.0,
+            bob.id,
+        )
+        accepted = self.ok(
+            self.store.accept_message(
+                [(carol.id, _new()), (bob.id, _new("Sent", seen=True))], queued
+            )
+        )
+        self.assertEqual(
+            (
+                [(m.account_id, m.folder, m.seen) for m in accepted.messages],
+                list(accepted.messages),
+                self.ok(self.store.list_messages(carol.id))
+                + self.ok(self.store.list_messages(bob.id)),
+                isinstance(accepted.queue_id, int),
+                accepted.queued,
+            ),
+            (
+                [(carol.id, "Inbox", False), (bob.id, "Sent", True)],
+                list(accepted.messages),
+                list(accepted.messages),
+                True,
+                (
+                    records.QueuedRecipient("x@remote.example", "queued", 0, NOW, None),
+                    records.QueuedRecipient("y@remote.example", "queued", 0, NOW, None),
+                ),
+            ),
+        )
+
+    def test_accept_message_local_only(self) -> None:
+        """Without remote recipients nothing is queued (queue_id None)."""
+        bob = self.account()
+        accepted = self.ok(self.store.accept_message([(bob.id, _new())], None))
+        self.assertEqual(
+            (accepted.queue_id, accepted.queued, len(accepted.messages)),
+            (None, (), 1),
+        )
+
+    def test_accept_message_atomic(self) -> None:
+        """A failing copy (unknown account) stores nothing at all."""
+        bob = self.account()
+        queued = records.QueuedMessage(
+            "", ("x@remote.example",), b"Subject: x\r\n\r\nx\r\n", NOW, NOW + 1
+        )
+        self.fails(
+            self.store.accept_message(
+                [(bob.id, _new()), (bob.id + 999, _new())], queued
+            ),
+            records.NotFound,
+        )
+        later = self.ok(self.store.accept_message([(bob.id, _new())], None))
+        self.assertEqual(
+            (self.ok(self.store.list_messages(bob.id)), later.messages[0].uid),
+            (list(later.messages), 1),
+        )
+
+    # -- outbound relay ---------------------------------------------------
+
+    def queue(
+        self,
+        recipients: tuple[str, ...] = ("a@remote.example", "b@remote.example"),
+        sender: str = "bob@example.com",
+        body: bytes = b"Subject: out\r\n\r\nbody\r\n",
+        created: float = NOW,
+    ) -> int:
+        """Queue a message for ``recipients`` through accept_message."""
+        accepted = self.ok(
+            self.store.accept_message(
+                [],
+                records.QueuedMessage(
+                    sender, recipients, body, created, created + 1000.0
+                ),
+            )
+        )
+        return int(accepted.queue_id)
+
+    def test_claim_groups_by_message_and_domain(self) -> None:
+        """claim_outbound fires one job per (message, domain), due work only."""
+        first = self.queue(("a@one.example", "b@two.example", "c@one.example"))
+        second = self.queue(("d@one.example",), sender="", created=NOW + 5)
+        jobs = self.ok(self.store.claim_outbound("p1", NOW, 60.0, 100))
+        self.assertEqual(
+            jobs,
+            [
+                records.OutboundJob(
+                    first,
+                    "bob@example.com",
+                    "one.example",
+                    ("a@one.example", "c@one.example"),
+                    22,
+                    NOW,
+                    NOW + 1000.0,
+                    (0, 0),
+                ),
+                records.OutboundJob(
+                    first,
+                    "bob@example.com",
+                    "two.example",
+                    ("b@two.example",),
+                    22,
+                    NOW,
+                    NOW + 1000.0,
+                    (0,),
+                ),
+            ],
+        )
+        later = self.ok(self.store.claim_outbound("p1", NOW + 5, 60.0, 100))
+        self.assertEqual(
+            [(j.message_id, j.sender, j.recipients) for j in later],
+            [(second, "", ("d@one.example",))],
+        )
+
+    def test_claim_lease_excludes_others_until_it_ends(self) -> None:
+        """Claimed recipients are not claimed again until the lease runs out."""
+        self.queue(("a@one.example",))
+        self.assertEqual(len(self.ok(self.store.claim_outbound("p1", NOW, 60, 10))), 1)
+        self.assertEqual(self.ok(self.store.claim_outbound("p2", NOW + 59, 60, 10)), [])
+        self.assertEqual(
+            self.ok(self.store.renew_outbound_leases("p1", NOW + 59, 60)), 1
+        )
+        self.assertEqual(
+            self.ok(self.store.claim_outbound("p2", NOW + 100, 60, 10)), []
+        )
+        taken = self.ok(self.store.claim_outbound("p2", NOW + 119, 60, 10))
+        self.assertEqual([j.recipients for j in taken], [("a@one.example",)])
+        self.assertEqual(self.ok(self.store.release_outbound_leases("p2")), 1)
+        again = self.ok(self.store.claim_outbound("p3", NOW + 119, 60, 10))
+        self.assertEqual([j.recipients for j in again], [("a@one.example",)])
+
+    def test_claim_limit(self) -> None:
+        """claim_outbound takes at most ``limit`` recipients, oldest first."""
+        self.queue(("a@one.example", "b@one.example", "c@one.example"))
+        jobs = self.ok(self.store.claim_outbound("p1", NOW, 60, 2))
+        self.assertEqual(
+            [j.recipients for j in jobs], [("a@one.example", "b@one.example")]
+        )
+        rest = self.ok(self.store.claim_outbound("p1", NOW, 60, 2))
+        self.assertEqual([j.recipients for j in rest], [("c@one.example",)])
+
+    def test_record_results_per_recipient(self) -> None:
+        """Results are recorded per recipient; the message is complete only
+        once no recipient is queued, and then finished_outbound lists it."""
+        mid = self.queue(("a@one.example", "b@one.example", "c@one.example"))
+        self.ok(self.store.claim_outbound("p1", NOW, 60, 10))
+        done = self.ok(
+            self.store.record_outbound_results(
+                "p1",
+                mid,
+                [
+                    records.RecipientResult("a@one.example", "delivered"),
+                    records.RecipientResult(
+                        "b@one.example",
+                        "failed",
+                        error="mx[127.0.0.1] said: 550 5.1.1 no such user",
+                        status="5.1.1",
+                        remote_mta="mx[127.0.0.1]",
+                        diagnostic="550 5.1.1 no such user",
+                    ),
+                    records.RecipientResult(
+                        "c@one.example", "queued", NOW + 300, error="451 later"
+                    ),
+                ],
+                NOW + 1,
+            )
+        )
+        self.assertFalse(done)
+        self.assertEqual(self.ok(self.store.finished_outbound(10)), [])
+        listed = self.ok(self.store.get_outbound(mid))
+        self.assertEqual(
+            listed,
+            records.OutboundMessage(
+                mid,
+                "bob@example.com",
+                None,
+                22,
+                NOW,
+                NOW + 1000.0,
+                (
+                    records.OutboundRecipient(
+                        "a@one.example", "delivered", 1, NOW + 1, None, None, None, None
+                    ),
+                    records.OutboundRecipient(
+                        "b@one.example",
+                        "failed",
+                        1,
+                        NOW + 1,
+                        "mx[127.0.0.1] said: 550 5.1.1 no such user",
+                        "5.1.1",
+                        "mx[127.0.0.1]",
+                        "550 5.1.1 no such user",
+                    ),
+                    records.OutboundRecipient(
+                        "c@one.example",
+                        "queued",
+                        1,
+                        NOW + 300,
+                        "451 later",
+                        None,
+                        None,
+                        None,
+                    ),
+                ),
+            ),
+        )
+        self.assertEqual(self.ok(self.store.list_outbound()), [listed])
+        # Not due before NOW + 300, and the lease was dropped with the result.
+        self.assertEqual(
+            self.ok(self.store.claim_outbound("p1", NOW + 299, 60, 10)), []
+        )
+        self.ok(self.store.claim_outbound("p1", NOW + 300, 60, 10))
+        done = self.ok(
+            self.store.record_outbound_results(
+                "p1",
+                mid,
+                [
+                    records.RecipientResult("c@one.example", "delivered"),
+                    # A final row is never changed back.
+                    records.RecipientResult("a@one.example", "failed", error="x"),
+                ],
+                NOW + 301,
+            )
+        )
+        self.assertTrue(done)
+        self.assertEqual(self.ok(self.store.finished_outbound(10)), [mid])
+        states = [
+            (r.recipient, r.state, r.attempts)
+            for r in self.ok(self.store.get_outbound(mid)).recipients
+        ]
+        self.assertEqual(
+            states,
+            [
+                ("a@one.example", "delivered", 1),
+                ("b@one.example", "failed", 1),
+                ("c@one.example", "delivered", 2),
+            ],
+        )
+
+    def test_read_outbound_body(self) -> None:
+        """A queued body reads back in chunks; NotFound once it is gone."""
+        body = bytes(range(256)) * 40
+        mid = self.queue(body=body)
+        chunks = [
+            self.ok(self.store.read_outbound_body(mid, offset, 1000))
+            for offset in range(0, len(body) + 1000, 1000)
+        ]
+        self.assertEqual(b"".join(chunks), body)
+        self.assertEqual(chunks[-1], b"")
+        self.assertEqual(self.ok(self.store.delete_outbound(mid)), 2)
+        error = self.fails(self.store.read_outbound_body(mid, 0, 10), NotFound)
+        self.assertEqual(str(error), f"queued message {mid} no longer exists")
+
+    def _bounce(self, to: str) -> Any:
+        return records.Bounce(
+            to,
+            b"Subject: Undelivered\r\n\r\nsorry\r\n",
+            "Undelivered",
+            NOW + 9,
+            NOW + 99,
+        )
+
+    def test_finish_outbound_bounce_to_local_sender(self) -> None:
+        """A bounce for a hosted sender (or alias) lands in its Inbox, once."""
+        bob = self.account()
+        self.ok(self.store.add_alias("bob@example.com", "robert@example.com"))
+        mid = self.queue(sender="robert@example.com")
+        self.assertEqual(
+            self.ok(
+                self.store.finish_outbound(mid, self._bounce("Robert@example.com"))
+            ),
+            "local",
+        )
+        self.assertEqual(
+            self.ok(self.store.finish_outbound(mid, self._bounce("bob@example.com"))),
+            "gone",
+        )
+        inbox = self.ok(self.store.list_messages(bob.id, "Inbox"))
+        self.assertEqual(
+            [(m.subject, m.received, m.size) for m in inbox],
+            [("Undelivered", NOW + 9, 31)],
+        )
+        self.assertEqual(self.ok(self.store.list_outbound()), [])
+
+    def test_finish_outbound_bounce_to_remote_sender(self) -> None:
+        """A bounce for a remote sender is queued from the null sender."""
+        mid = self.queue(sender="carol@remote.example")
+        self.assertEqual(
+            self.ok(
+                self.store.finish_outbound(mid, self._bounce("carol@remote.example"))
+            ),
+            "queued",
+        )
+        (queued,) = self.ok(self.store.list_outbound())
+        self.assertEqual(
+            (queued.sender, queued.size, queued.created, queued.expires),
+            ("", 31, NOW + 9, NOW + 99),
+        )
+        self.assertEqual(
+            [(r.recipient, r.state, r.next_attempt) for r in queued.recipients],
+            [("carol@remote.example", "queued", NOW + 9)],
+        )
+        self.assertEqual(
+            self.ok(self.store.read_outbound_body(queued.id, 0, 100)),
+            b"Subject: Undelivered\r\n\r\nsorry\r\n",
+        )
+
+    def test_finish_outbound_without_bounce_or_unknown_local(self) -> None:
+        """No bounce stores nothing; one for an unknown hosted address is
+        dropped; either way the message leaves the queue."""
+        self.account()
+        first = self.queue()
+        second = self.queue()
+        self.assertEqual(self.ok(self.store.finish_outbound(first, None)), "none")
+        self.assertEqual(
+            self.ok(
+                self.store.finish_outbound(second, self._bounce("nobody@example.com"))
+            ),
+            "dropped",
+        )
+        self.assertEqual(self.ok(self.store.list_outbound()), [])
+
+    def test_retry_and_delete_outbound(self) -> None:
+        """retry_outbound makes queued recipients due now; delete_outbound
+        removes a message; unknown ids fail NotFound."""
+        mid = self.queue(("a@one.example", "b@one.example"))
+        other = self.queue(("c@one.example",))
+        self.ok(self.store.claim_outbound("p1", NOW, 60, 10))
+        self.ok(
+            self.store.record_outbound_results(
+                "p1",
+                mid,
+                [
+                    records.RecipientResult("a@one.example", "queued", NOW + 900),
+                    records.RecipientResult("b@one.example", "delivered"),
+                ],
+                NOW,
+            )
+        )
+        self.ok(
+            self.store.record_outbound_results(
+                "p1",
+                other,
+                [records.RecipientResult("c@one.example", "queued", NOW + 900)],
+                NOW,
+            )
+        )
+        self.assertEqual(self.ok(self.store.retry_outbound(mid, NOW + 10)), 1)
+        jobs = self.ok(self.store.claim_outbound("p1", NOW + 10, 60, 10))
+        self.assertEqual([j.recipients for j in jobs], [("a@one.example",)])
+        self.assertEqual(self.ok(self.store.retry_outbound(None, NOW + 20)), 2)
+        error = self.fails(self.store.retry_outbound(999, NOW), NotFound)
+        self.assertEqual(str(error), "no queued message 999")
+        self.assertEqual(self.ok(self.store.delete_outbound(other)), 1)
+        error = self.fails(self.store.delete_outbound(other), NotFound)
+        self.assertEqual(str(error), f"no queued message {other}")
+        self.assertEqual([m.id for m in self.ok(self.store.list_outbound())], [mid])
 
 
 def _fresh_database(case: SynchronousTestCase) -> str:

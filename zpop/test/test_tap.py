@@ -1,5 +1,5 @@
-"""``twistd zpop``: option parsing, the service tree, the placeholders, and
-the real thing started as a subprocess (integration)."""
+"""``twistd zpop``: option parsing, the service tree, and the real thing
+started as a subprocess (integration)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,9 @@ from typing import Any
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.error import CannotListenError
-from twisted.internet.task import Clock
 from twisted.internet.testing import (
     MemoryReactorClock,
     RaisingMemoryReactor,
-    StringTransport,
 )
 from twisted.logger import capturedLogs
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -29,11 +27,6 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from zpop.config import LISTENERS
 from zpop.limits import ConnectionLimiter
-from zpop.placeholder import (
-    SMTP_REFUSAL,
-    RefusalFactory,
-    smtp_refusal_factory,
-)
 from zpop.store import DATABASE_NAME
 from zpop.store.sqlite import latest_version
 from zpop.tap import (
@@ -311,20 +304,21 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                         "smtps",
                         "StreamServerEndpointService",
                         "TLSMemoryBIOFactory",
-                        "limited RefusalFactory",
+                        "limited SMTPFactory",
                     ),
                     (
                         "submission",
                         "StreamServerEndpointService",
-                        "limited RefusalFactory",
+                        "limited SMTPFactory",
                         None,
                     ),
                     (
                         "mx",
                         "StreamServerEndpointService",
-                        "limited RefusalFactory",
+                        "limited SMTPFactory",
                         None,
                     ),
+                    ("outbound", "OutboundService", None, None),
                 ],
             ),
         )
@@ -342,7 +336,7 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                 os.listdir(os.path.join(data, "tls")),
             ),
             (
-                ["db", "hashing", "pop3s", "smtps", "submission", "mx"],
+                ["db", "hashing", "pop3s", "smtps", "submission", "mx", "outbound"],
                 "0o700",
                 ["server.key", "tls", DATABASE_NAME],
                 ["selfsigned.pem"],
@@ -425,48 +419,6 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
     def test_protocol_factory_unknown(self) -> None:
         """protocol_factory refuses a listener name it does not know."""
         self.assertRaises(ValueError, protocol_factory, "imap", None)
-
-
-class PlaceholderTests(SynchronousTestCase):
-    """The honest refusals every listener gives until its protocol exists."""
-
-    def connect(self, factory: RefusalFactory) -> tuple[Any, StringTransport]:
-        proto = factory.buildProtocol(None)
-        transport = StringTransport()
-        proto.makeConnection(transport)
-        return proto, transport
-
-    def test_smtp(self) -> None:
-        """SMTP: a 554 greeting, 503 to commands, 221 and close on QUIT."""
-        proto, transport = self.connect(smtp_refusal_factory(Clock()))
-        greeting = transport.value()
-        transport.clear()
-        proto.dataReceived(b"EHLO client.example\r\n")
-        middle = (transport.value(), transport.disconnecting)
-        transport.clear()
-        proto.dataReceived(b"quit\r\n")
-        self.assertEqual(
-            (greeting, middle, transport.value(), transport.disconnecting),
-            (
-                SMTP_REFUSAL,
-                (b"503 5.5.1 zpop: SMTP service not available yet\r\n", False),
-                b"221 2.0.0 zpop: closing connection\r\n",
-                True,
-            ),
-        )
-
-    def test_smtp_timeout(self) -> None:
-        """An idle SMTP client is dropped after the configured timeout."""
-        clock = Clock()
-        proto, transport = self.connect(smtp_refusal_factory(clock, 30.0))
-        transport.clear()
-        clock.advance(29)
-        before = transport.disconnecting
-        clock.advance(1)
-        self.assertEqual(
-            (before, transport.value(), transport.disconnecting),
-            (False, b"421 4.4.2 zpop: timeout, closing connection\r\n", True),
-        )
 
 
 # --- integration: a real twistd ------------------------------------------
@@ -588,7 +540,7 @@ class IntegrationTests(TestCase):
                 s_client(port, "-tls1_2", "-cipher", "ECDHE-RSA-AES256-SHA384")[0],
             ]
         pop = "+OK example.test zpop POP3 server ready"
-        smtp = SMTP_REFUSAL.decode().strip()
+        smtp = "220 smtp.example.test ESMTP zpop ready"
         self.assertEqual(
             results,
             {

@@ -1,0 +1,963 @@
+"""SMTP (RFC 5321, 6409, 8314, 4954, 3207, 1870, 2920, 2034, 6152) on
+twisted.mail's ESMTP protocol, in three roles:
+
+- ``smtps`` (465): submission inside implicit TLS; STARTTLS never offered.
+- ``submission`` (587): STARTTLS offered; no AUTH before TLS.
+- ``mx`` (25): inbound mail for the hosted domains only; no AUTH.
+
+Upstream ``twisted.mail.smtp.ESMTP`` supplies the shape (``mode``,
+``do_*``/``ext_*`` dispatch through ``lookupMethod``, ``TimeoutMixin``,
+``authenticated``); zpop replaces what upstream gets wrong, each override
+saying what upstream lacks. Handlers raise ``Reply``, the one client-facing
+error type; anything else becomes ``451 4.3.0`` and a logged failure.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+import secrets
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.cred.error import LoginFailed
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.mail import smtp
+from twisted.python.failure import Failure
+
+from zpop import tls
+from zpop.auth import AppPasswordRequired, LoginRefused
+from zpop.config import Config
+from zpop.delivery import (
+    Envelope,
+    MalformedMessage,
+    Route,
+    SMTPDelivery,
+    check,
+    from_addresses,
+    received_field,
+    submission_fields,
+)
+from zpop.realm import ISubmitter, Session
+
+log = Logger()
+
+COMMAND, DATA, AUTH = smtp.COMMAND, smtp.DATA, smtp.AUTH
+
+#: Bytes a client may pipeline while a command is pending before zpop stops
+#: reading from its socket (back-pressure instead of an unbounded buffer).
+PIPELINE_LIMIT = 64 * 1024
+#: Over-long command lines tolerated in one session before it is closed.
+MAX_LONG_LINES = 3
+#: Failed AUTH attempts in one session before it is closed.
+MAX_LOGIN_FAILURES = 3
+#: Error replies (5xx) in one session before it is closed.
+MAX_ERRORS = 20
+
+_COMMANDS = frozenset(
+    {
+        b"HELO",
+        b"EHLO",
+        b"MAIL",
+        b"RCPT",
+        b"DATA",
+        b"RSET",
+        b"NOOP",
+        b"QUIT",
+        b"VRFY",
+        b"EXPN",
+        b"HELP",
+        b"STARTTLS",
+        b"AUTH",
+    }
+)
+
+_HELO_NAME = re.compile(rb"[\x21-\x7e]{1,255}")
+_ATEXT = rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_DOT_ATOM = re.compile(_ATEXT + rb"+(?:\." + _ATEXT + rb"+)*")
+_QUOTED = re.compile(rb'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"')
+_LABEL = rb"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN = re.compile(_LABEL + rb"(?:\." + _LABEL + rb")*")
+_SIZE = re.compile(rb"[0-9]{1,20}")
+
+
+class Reply(Exception):
+    """The one error type handlers raise: a complete SMTP reply."""
+
+    def __init__(self, code: int, status: str, text: str) -> None:
+        super().__init__(f"{code} {status} {text}")
+        self.code = code
+        self.status = status
+        self.text = text
+
+    def render(self) -> bytes:
+        return f"{self.code} {self.status} {self.text}".encode("utf-8", "replace")
+
+
+class AddressError(ValueError):
+    """Not an address zpop accepts; ``trick`` marks open-relay tricks."""
+
+    def __init__(self, reason: str, trick: bool = False) -> None:
+        super().__init__(reason)
+        self.trick = trick
+
+
+def parse_address(text: bytes) -> str:
+    """The mailbox in an SMTP path's brackets, as ``local@domain``.
+
+    The domain is lower-cased. Raises AddressError, with ``trick`` set for
+    the forms open-relay scanners use to route mail through a server that
+    only checks the last domain: source routes (``@a:u@b``), %-hacks
+    (``u%b@a``), bang paths (``b!u@a``), a quoted or second ``@``
+    (``"u@b"@a``, ``u@b@a``) and address literals (``u@[192.0.2.1]``).
+    """
+    if text.startswith(b"@"):
+        raise AddressError("source route", trick=True)
+    if text.startswith(b'"'):
+        match = _QUOTED.match(text)
+        if match is None:
+            raise AddressError("unbalanced quotes")
+        local = match.group(0)
+        rest = text[match.end() :]
+        if any(c in local for c in (b"@", b"%", b"!")):
+            raise AddressError("quoted routing characters", trick=True)
+    else:
+        local, sep, rest = text.partition(b"@")
+        rest = sep + rest
+        if not _DOT_ATOM.fullmatch(local):
+            raise AddressError("bad local part")
+        if b"%" in local or b"!" in local:
+            raise AddressError("%-hack or bang path", trick=True)
+    if not rest.startswith(b"@"):
+        raise AddressError("no domain")
+    domain = rest[1:]
+    if b"@" in domain:
+        raise AddressError("more than one @", trick=True)
+    if domain.startswith(b"["):
+        raise AddressError("address literal", trick=True)
+    if not _DOMAIN.fullmatch(domain) or len(domain) > 253:
+        raise AddressError("bad domain")
+    if len(local) > 64:
+        raise AddressError("local part too long")
+    return local.decode("ascii") + "@" + domain.decode("ascii").lower()
+
+
+def split_path(argument: bytes, keyword: bytes) -> tuple[bytes, list[bytes]]:
+    """(the address inside <...>, the ESMTP parameters) of a MAIL/RCPT
+    argument such as ``FROM:<a@b> SIZE=10``; raises Reply 501."""
+    usage = Reply(501, "5.5.4", f"Syntax: {keyword.decode()}<address> [parameters]")
+    if argument[: len(keyword)].upper() != keyword:
+        raise usage
+    rest = argument[len(keyword) :].lstrip(b" ")
+    if not rest.startswith(b"<"):
+        raise usage
+    # Find the closing bracket outside quoted strings.
+    quoted = escaped = False
+    for index in range(1, len(rest)):
+        char = rest[index : index + 1]
+        if escaped:
+            escaped = False
+        elif char == b"\\" and quoted:
+            escaped = True
+        elif char == b'"':
+            quoted = not quoted
+        elif char == b">" and not quoted:
+            params = rest[index + 1 :]
+            if params and not params.startswith(b" "):
+                raise usage
+            return rest[1:index], params.split()
+    raise usage
+
+
+@dataclass(frozen=True)
+class Role:
+    """What one listener's sessions offer."""
+
+    name: str
+    implicit_tls: bool
+    starttls: bool
+    #: Submission: AUTH offered (after TLS) and required before MAIL.
+    submission: bool
+
+
+ROLES = {
+    "smtps": Role("smtps", implicit_tls=True, starttls=False, submission=True),
+    "submission": Role(
+        "submission", implicit_tls=False, starttls=True, submission=True
+    ),
+    "mx": Role("mx", implicit_tls=False, starttls=True, submission=False),
+}
+
+
+class SMTPServer(smtp.ESMTP):
+    """One SMTP session in one of the ROLES."""
+
+    # Set by SMTPFactory.buildProtocol.
+    transport: Any
+    role: Role
+    config: Config
+    clock: IReactorTime
+    authenticator: Any
+    router: SMTPDelivery
+    tls_context: Any = None
+    # Upstream declares it None at class level; zpop sets it at login.
+    _onLogout: Any
+
+    # -- connection ---------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        # Upstream greets with the machine's FQDN and a joke, takes its host
+        # name from the resolver (an internal name) and has no session
+        # deadline or login deadline.
+        self.host = self.config.smtp_host
+        self.callLater = self.clock.callLater  # type: ignore[method-assign,assignment]
+        self._buffer = b""
+        self._processing = False
+        self._blocked = False
+        self._reading_paused = False
+        self._closing = False
+        self._disconnected = False
+        self._discarding = False
+        self._discarded = 0
+        self._long_lines = 0
+        self._errors = 0
+        self._login_failures = 0
+        self._tls = self.role.implicit_tls
+        self._helo: str | None = None
+        self._esmtp = False
+        self._sasl: Callable[[bytes], Any] | None = None
+        self._submitter: Any = None
+        self._account = "-"
+        self._accepted = 0
+        self._ended = "dropped"
+        self._reset_transaction()
+        peer = self.transport.getPeer()
+        self._client = str(getattr(peer, "host", peer))
+        self._write(f"220 {self.config.smtp_host} ESMTP zpop ready")
+        self.setTimeout(self.config.smtp_timeout)
+        self._deadline: IDelayedCall = self.clock.callLater(
+            self.config.smtp_session_deadline, self._session_over
+        )
+        self._login_deadline: IDelayedCall | None = None
+        if self.role.submission:
+            self._login_deadline = self.clock.callLater(
+                self.config.login_deadline, self._login_too_late
+            )
+
+    def connectionLost(self, reason: Failure | None = None) -> None:  # type: ignore[override]
+        # Upstream hands half-received messages to IMessage.connectionLost;
+        # zpop has nothing to undo: only a completed commit stores anything.
+        self._disconnected = True
+        self.setTimeout(None)
+        for call in (self._deadline, self._login_deadline):
+            if call is not None and call.active():
+                call.cancel()
+        if self._onLogout is not None:
+            self._onLogout()
+            self._onLogout = None
+        log.info(
+            "smtp session {role} client={client} account={account} tls={tls}"
+            " accepted={accepted} ended={ended}",
+            role=self.role.name,
+            client=self._client,
+            account=self._account,
+            tls=tls.tls_version(self.transport) or ("yes" if self._tls else "none"),
+            accepted=self._accepted,
+            ended=self._ended,
+        )
+
+    def timeoutConnection(self) -> None:
+        # Upstream's text is a joke and has no enhanced status code.
+        self._ended = "timeout"
+        self._close(
+            Reply(421, "4.4.2", f"{self.host_name} Timeout, closing connection")
+        )
+
+    def _session_over(self) -> None:
+        self._ended = "deadline"
+        self._close(
+            Reply(
+                421, "4.4.2", f"{self.host_name} Session too long, closing connection"
+            )
+        )
+
+    def _login_too_late(self) -> None:
+        if not self.authenticated:
+            self._ended = "login-deadline"
+            self._close(
+                Reply(421, "4.7.0", f"{self.host_name} Too slow to log in, closing")
+            )
+
+    @property
+    def host_name(self) -> str:
+        return self.config.smtp_host
+
+    def _write(self, line: str | bytes) -> None:
+        if isinstance(line, str):
+            line = line.encode("utf-8", "replace")
+        self.transport.write(line + b"\r\n")
+
+    def _send(self, reply: Reply) -> None:
+        if self._disconnected or self._closing:
+            return
+        self._write(reply.render())
+        if reply.code >= 500:
+            self._errors += 1
+            if self._errors >= MAX_ERRORS:
+                self._ended = "errors"
+                self._close(Reply(421, "4.7.0", "Too many errors, closing connection"))
+
+    def _ok(self, code: int, status: str, text: str) -> None:
+        self._send(Reply(code, status, text))
+
+    def _close(self, reply: Reply) -> None:
+        if not self._closing and not self._disconnected:
+            self._closing = True
+            self._write(reply.render())
+            self.transport.loseConnection()
+
+    def sendCode(self, code: int, message: bytes = b"") -> None:  # noqa: N802
+        # Upstream's replies carry no enhanced status codes; every zpop reply
+        # is built by _send, so this only guards against upstream callers.
+        self._send(Reply(code, "4.3.0" if code < 500 else "5.5.0", "Error"))
+
+    # -- input --------------------------------------------------------------
+    # Upstream's LineOnlyReceiver drops a long line's connection state (in
+    # DATA it returns to COMMAND mode, so the rest of the body runs as
+    # commands), buffers pipelined input without bound, and runs the next
+    # command while an asynchronous check of the previous one is pending.
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing or self._disconnected:
+            return
+        self._buffer += data
+        if self.mode == DATA:
+            self.resetTimeout()
+        self._process()
+
+    def _process(self) -> None:
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            while not self._blocked and not self._closing and not self._disconnected:
+                if self.mode == DATA:
+                    if not self._data_step():
+                        break
+                    continue
+                if not self._next_line():
+                    break
+        finally:
+            self._processing = False
+        if self._blocked and len(self._buffer) > PIPELINE_LIMIT:
+            if not self._reading_paused:
+                self._reading_paused = True
+                self.transport.pauseProducing()
+
+    def _next_line(self) -> bool:
+        """Handle one command (or SASL) line; False if none is complete."""
+        limit = self.config.max_line_length
+        end = self._buffer.find(b"\r\n")
+        if self._discarding:
+            if end < 0:
+                keep = b"\r" if self._buffer.endswith(b"\r") else b""
+                self._discarded += len(self._buffer) - len(keep)
+                self._buffer = keep
+                if self._discarded > MAX_LONG_LINES * limit:
+                    self._ended = "long-line"
+                    self._close(
+                        Reply(421, "4.7.0", "Line too long, closing connection")
+                    )
+                return False
+            self._buffer = self._buffer[end + 2 :]
+            self._discarding = False
+            return True
+        if end < 0:
+            if len(self._buffer) > limit:
+                self._discarded = len(self._buffer)
+                self._buffer = b"\r" if self._buffer.endswith(b"\r") else b""
+                self._discarding = True
+                self._line_too_long()
+            return False
+        line = self._buffer[:end]
+        self._buffer = self._buffer[end + 2 :]
+        if len(line) > limit:
+            self._line_too_long()
+            return True
+        self.lineReceived(line)
+        return True
+
+    def _line_too_long(self) -> None:
+        self._long_lines += 1
+        if self.mode == AUTH:
+            self.mode = COMMAND
+            self._sasl = None
+        if self._long_lines >= MAX_LONG_LINES:
+            self._ended = "long-line"
+            self._close(Reply(421, "4.7.0", "Line too long, closing connection"))
+        else:
+            self._send(Reply(500, "5.5.2", "Line too long"))
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # Upstream leaves DATA mode here; zpop's input never calls it.
+        self._line_too_long()
+
+    def lineReceived(self, line: bytes) -> None:
+        self.resetTimeout()
+        if self.mode == AUTH:
+            self.state_AUTH(line)
+        else:
+            self.state_COMMAND(line)
+
+    def _run(self, handler: Callable[..., Any], *args: Any) -> None:
+        """Call a handler; send a Reply; block input while it is pending."""
+        try:
+            result = handler(*args)
+        except Reply as reply:
+            self._send(reply)
+            return
+        except Exception:
+            self._render_failure(Failure())
+            return
+        if isinstance(result, Coroutine):
+            result = Deferred.fromCoroutine(result)
+        if isinstance(result, Deferred):
+            self._block(result)
+
+    def _block(self, d: Deferred) -> None:
+        # Upstream answers pipelined commands as their checks finish, so a
+        # RCPT can run before the MAIL it follows; zpop reads no further
+        # command until the pending one has replied.
+        self._blocked = True
+        self.setTimeout(None)
+        d.addErrback(self._render_failure)
+        d.addBoth(self._unblock)
+
+    def _unblock(self, _: object) -> None:
+        self._blocked = False
+        if self._disconnected:
+            return
+        self.setTimeout(self.config.smtp_timeout)
+        if self._reading_paused:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+        self._process()
+
+    def _render_failure(self, failure: Failure) -> None:
+        if self._disconnected:
+            return
+        if failure.check(Reply):
+            self._send(failure.value)
+            return
+        log.failure(
+            "SMTP command failed ({role}) for {account} from {client}",
+            failure,
+            role=self.role.name,
+            account=self._account,
+            client=self._client,
+        )
+        self._send(Reply(451, "4.3.0", "Temporary server error, try again later"))
+
+    def state_COMMAND(self, line: bytes) -> None:
+        # Upstream looks the command up with getattr on whatever the client
+        # sent (non-ASCII raises and drops the session), accepts bare CR, LF
+        # and NUL in arguments (header injection into Received:) and answers
+        # unknown commands without enhanced status codes.
+        if b"\r" in line or b"\n" in line or b"\0" in line:
+            self._send(Reply(501, "5.5.2", "Bare CR, LF or NUL in command line"))
+            return
+        word, _, rest = line.strip(b" ").partition(b" ")
+        name = word.upper()
+        if not name:
+            self._send(Reply(500, "5.5.2", "Syntax error: empty command"))
+            return
+        method = self.lookupMethod(name) if name in _COMMANDS else None
+        if method is None:
+            self._send(Reply(500, "5.5.1", "Command not recognized"))
+            return
+        self._run(method, rest.strip(b" "))
+
+    # -- transaction state --------------------------------------------------
+
+    def _reset_transaction(self) -> None:
+        self._sender: str | None = None
+        self._recipients: list[tuple[str, Route]] = []
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._line_start = True
+        self._bare = False
+        self._oversize = False
+
+    def _reset_session(self) -> None:
+        """Forget EHLO and the transaction (after STARTTLS)."""
+        self._helo = None
+        self._esmtp = False
+        self._reset_transaction()
+
+    # -- HELO, EHLO, STARTTLS -------------------------------------------------
+
+    def _greet(self, argument: bytes, esmtp: bool) -> str:
+        if not _HELO_NAME.fullmatch(argument):
+            verb = "EHLO" if esmtp else "HELO"
+            raise Reply(501, "5.5.4", f"Syntax: {verb} hostname")
+        self._reset_transaction()
+        self._helo = argument.decode("ascii")
+        self._esmtp = esmtp
+        return self.host_name
+
+    def do_HELO(self, argument: bytes) -> None:
+        # Upstream echoes the peer address "nice to meet you" and keeps a
+        # HELO argument containing anything.
+        self._write(f"250 {self._greet(argument, False)}")
+
+    def extensions(self) -> dict[bytes, list[bytes] | None]:
+        # Upstream offers AUTH before TLS and no SIZE, PIPELINING, 8BITMIME
+        # or ENHANCEDSTATUSCODES.
+        ext: dict[bytes, list[bytes] | None] = {
+            b"PIPELINING": None,
+            b"SIZE": [str(self.config.message_size_limit).encode()],
+            b"8BITMIME": None,
+            b"ENHANCEDSTATUSCODES": None,
+        }
+        if self.role.starttls and not self._tls:
+            ext[b"STARTTLS"] = None
+        if self.role.submission and self._tls and not self.authenticated:
+            ext[b"AUTH"] = [b"PLAIN", b"LOGIN"]
+        return ext
+
+    def do_EHLO(self, argument: bytes) -> None:
+        host = self._greet(argument, True)
+        lines = [host.encode()]
+        for keyword, values in self.extensions().items():
+            lines.append(b" ".join([keyword, *(values or [])]))
+        out = [b"250-" + line for line in lines[:-1]] + [b"250 " + lines[-1]]
+        self.transport.write(b"\r\n".join(out) + b"\r\n")
+
+    def ext_STARTTLS(self, argument: bytes) -> None:
+        # Upstream keeps bytes pipelined after STARTTLS (RFC 3207 section 6
+        # injection) and the EHLO state from before TLS.
+        if argument:
+            raise Reply(501, "5.5.4", "Syntax: STARTTLS (no parameters)")
+        if self._tls:
+            raise Reply(554, "5.5.1", "TLS already active")
+        if not self.role.starttls or self.tls_context is None:
+            raise Reply(502, "5.5.1", "STARTTLS not available")
+        self._write("220 2.0.0 Ready to start TLS")
+        self._buffer = b""
+        self._discarding = False
+        self._reset_session()
+        self._tls = True
+        self.transport.startTLS(self.tls_context)
+
+    # -- AUTH ---------------------------------------------------------------
+
+    def ext_AUTH(self, argument: bytes) -> Any:
+        # Upstream offers AUTH in plaintext and on any listener, reads the
+        # initial response through cred "challengers" without checking the
+        # authorization identity, and answers failures with bare 535/451.
+        if not self.role.submission:
+            raise Reply(503, "5.5.1", "Authentication not enabled")
+        if not self._tls:
+            raise Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+        if self._helo is None:
+            raise Reply(503, "5.5.1", "Send EHLO first")
+        if self.authenticated:
+            raise Reply(503, "5.5.1", "Already authenticated")
+        if self._sender is not None:
+            raise Reply(503, "5.5.1", "AUTH not allowed during a mail transaction")
+        parts = argument.split()
+        if not 1 <= len(parts) <= 2:
+            raise Reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]")
+        mechanism = parts[0].upper()
+        initial = parts[1] if len(parts) == 2 else None
+        if mechanism == b"PLAIN":
+            if initial is None:
+                return self._challenge(b"", self._sasl_plain)
+            return self._sasl_plain(initial)
+        if mechanism == b"LOGIN":
+            if initial is None:
+                return self._challenge(b"Username:", self._sasl_login_user)
+            return self._sasl_login_user(initial)
+        raise Reply(504, "5.5.4", "Unrecognized authentication type")
+
+    def _challenge(self, text: bytes, next_step: Callable[[bytes], Any]) -> None:
+        self._write(b"334 " + binascii.b2a_base64(text, newline=False))
+        self.mode = AUTH
+        self._sasl = next_step
+
+    def state_AUTH(self, response: bytes) -> None:
+        step, self._sasl = self._sasl, None
+        self.mode = COMMAND
+        if step is not None:
+            self._run(step, response)
+
+    @staticmethod
+    def _sasl_decode(line: bytes) -> bytes:
+        if line.strip() == b"*":
+            raise Reply(501, "5.7.0", "Authentication cancelled")
+        if line == b"=":
+            return b""
+        try:
+            return binascii.a2b_base64(line, strict_mode=True)
+        except binascii.Error:
+            raise Reply(501, "5.5.2", "Invalid base64 data")
+
+    def _sasl_plain(self, line: bytes) -> Deferred:
+        parts = self._sasl_decode(line).split(b"\0")
+        if len(parts) != 3 or not parts[1]:
+            raise Reply(501, "5.5.2", "Malformed PLAIN response")
+        authzid, authcid, password = parts
+        if authzid and authzid.strip().lower() != authcid.strip().lower():
+            self._login_failures += 1
+            raise Reply(535, "5.7.8", "Authorization identity must be the login name")
+        return self._login(authcid, password)
+
+    def _sasl_login_user(self, line: bytes) -> None:
+        user = self._sasl_decode(line)
+        if not user:
+            raise Reply(501, "5.5.2", "Malformed LOGIN response")
+        self._challenge(
+            b"Password:", lambda reply: self._sasl_login_password(user, reply)
+        )
+
+    def _sasl_login_password(self, user: bytes, line: bytes) -> Deferred:
+        return self._login(user, self._sasl_decode(line))
+
+    def _login(self, user: bytes, password: bytes) -> Deferred:
+        session = Session(
+            client=self._client, server_name=tls.server_name(self.transport)
+        )
+        d = self.authenticator.login(
+            "smtp", self._client, user, password, session, ISubmitter
+        )
+        d.addCallbacks(self._logged_in, self._login_failed)
+        return d
+
+    def _logged_in(self, result: tuple[Any, Any, Callable[[], Any]]) -> None:
+        _, submitter, logout = result
+        if self._disconnected:
+            logout()
+            return
+        self.authenticated = True
+        self._submitter = submitter
+        self._onLogout = logout
+        self._account = submitter.account.address
+        if self._login_deadline is not None and self._login_deadline.active():
+            self._login_deadline.cancel()
+        self._ok(235, "2.7.0", "Authentication successful")
+
+    def _login_failed(self, failure: Failure) -> None:
+        if failure.check(AppPasswordRequired):
+            reply = Reply(534, "5.7.9", failure.value.text)
+        elif failure.check(LoginRefused):
+            if failure.value.code == "SYS/TEMP":
+                reply = Reply(454, "4.7.0", failure.value.text)
+            else:
+                reply = Reply(535, "5.7.8", failure.value.text)
+        elif failure.check(LoginFailed):
+            reply = Reply(535, "5.7.8", "Authentication credentials invalid")
+        else:
+            log.failure("SMTP login from {client}", failure, client=self._client)
+            reply = Reply(454, "4.7.0", "Temporary authentication failure")
+        self._login_failures += 1
+        if self._login_failures >= MAX_LOGIN_FAILURES:
+            self._send(reply)
+            self._ended = "login-failures"
+            self._close(Reply(421, "4.7.0", "Too many failed authentications, closing"))
+            return
+        raise reply
+
+    # -- the mail transaction -----------------------------------------------
+
+    def _require_ready(self) -> None:
+        if self._helo is None:
+            raise Reply(503, "5.5.1", "Send EHLO or HELO first")
+        if self.role.submission and not self.authenticated:
+            if not self._tls:
+                raise Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+            raise Reply(530, "5.7.0", "Authentication required")
+
+    def do_MAIL(self, argument: bytes) -> None:
+        # Upstream accepts any Address its tokenizer can split (source routes
+        # silently stripped), ignores ESMTP parameters (no SIZE) and checks
+        # no ownership of the sender.
+        self._require_ready()
+        if self._sender is not None:
+            raise Reply(503, "5.5.1", "Sender already specified")
+        path, params = split_path(argument, b"FROM:")
+        for param in params:
+            key, _, value = param.partition(b"=")
+            key = key.upper()
+            if key == b"SIZE" and _SIZE.fullmatch(value):
+                if int(value) > self.config.message_size_limit:
+                    raise Reply(
+                        552,
+                        "5.3.4",
+                        "Message size exceeds fixed maximum message size",
+                    )
+            elif key == b"BODY" and value.upper() in (b"7BIT", b"8BITMIME"):
+                pass
+            else:
+                name = key.decode("ascii", "replace")
+                raise Reply(555, "5.5.4", f"Unsupported MAIL parameter {name}")
+        if not path:
+            if self.role.submission:
+                raise Reply(553, "5.7.1", "Null sender not allowed on submission")
+            sender = ""
+        else:
+            try:
+                sender = parse_address(path)
+            except AddressError:
+                raise Reply(501, "5.1.7", "Bad sender address syntax")
+            if self.role.submission and not self._submitter.owns(sender):
+                raise Reply(
+                    553, "5.7.1", f"Sender address not owned by {self._account}"
+                )
+        self._sender = sender
+        self._ok(250, "2.1.0", "Sender OK")
+
+    def do_RCPT(self, argument: bytes) -> Any:
+        if self._sender is None:
+            raise Reply(503, "5.5.1", "Need MAIL command first")
+        path, params = split_path(argument, b"TO:")
+        if params:
+            name = params[0].partition(b"=")[0].decode("ascii", "replace").upper()
+            raise Reply(555, "5.5.4", f"Unsupported RCPT parameter {name}")
+        if len(self._recipients) >= self.config.max_recipients:
+            raise Reply(452, "4.5.3", "Too many recipients")
+        try:
+            address = parse_address(path)
+        except AddressError as e:
+            if e.trick and not self.role.submission:
+                raise Reply(554, "5.7.1", "Relay access denied")
+            if e.trick:
+                raise Reply(
+                    553,
+                    "5.1.3",
+                    "Address form not accepted (source route, %, ! or quoted @)",
+                )
+            raise Reply(501, "5.1.3", "Bad recipient address syntax")
+        return self._route(address)
+
+    async def _route(self, address: str) -> None:
+        route: Route = await self.router.route(address)
+        if route.kind == "unknown":
+            raise Reply(550, "5.1.1", "Recipient address rejected: User unknown")
+        if route.kind == "remote" and not self.role.submission:
+            raise Reply(554, "5.7.1", "Relay access denied")
+        self._recipients.append((address, route))
+        self._ok(250, "2.1.5", "Recipient OK")
+
+    def do_DATA(self, argument: bytes) -> None:
+        # Upstream ends DATA at a bare-LF dot line through LineOnlyReceiver's
+        # line splitting variants, hands each line to per-recipient IMessage
+        # objects, and replies 250 before anything is durable.
+        if argument:
+            raise Reply(501, "5.5.4", "Syntax: DATA (no parameters)")
+        if self._sender is None:
+            raise Reply(503, "5.5.1", "Need MAIL command first")
+        if not self._recipients:
+            raise Reply(554, "5.5.1", "No valid recipients")
+        self._write("354 End data with <CR><LF>.<CR><LF>")
+        self.mode = DATA
+
+    def _data_step(self) -> bool:
+        """Consume message data; True once the end-of-data line was read.
+
+        The end is only CRLF "." CRLF. A CR or LF not part of a CRLF marks
+        the message for refusal (SMTP smuggling), a line of any length stays
+        message data, and past the size limit bytes are counted, not kept.
+        """
+        buf = self._buffer
+        pos = 0
+        while True:
+            end = buf.find(b"\r\n", pos)
+            if end < 0:
+                rest = buf[pos:]
+                if self._line_start and rest in (b".", b".\r"):
+                    self._buffer = rest
+                    return False
+                keep = b"\r" if rest.endswith(b"\r") else b""
+                piece = rest[: len(rest) - len(keep)]
+                if piece:
+                    if self._line_start and piece.startswith(b"."):
+                        piece = piece[1:]
+                    self._add(piece)
+                    self._line_start = False
+                self._buffer = keep
+                return False
+            line = buf[pos:end]
+            pos = end + 2
+            if self._line_start:
+                if line == b".":
+                    self._buffer = buf[pos:]
+                    self._end_of_data()
+                    return True
+                if line.startswith(b"."):
+                    line = line[1:]
+            self._add(line)
+            self._add(b"\r\n")
+            self._line_start = True
+
+    def _add(self, piece: bytes) -> None:
+        if piece != b"\r\n" and (b"\r" in piece or b"\n" in piece):
+            self._bare = True
+        self._size += len(piece)
+        if self._size > self.config.message_size_limit:
+            self._oversize = True
+            self._parts = []
+        elif not self._oversize:
+            self._parts.append(piece)
+
+    def _end_of_data(self) -> None:
+        self.mode = COMMAND
+        sender = self._sender or ""
+        recipients = list(self._recipients)
+        body = b"".join(self._parts)
+        oversize, bare = self._oversize, self._bare
+        self._reset_transaction()
+        if oversize:
+            self._send(
+                Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+            )
+        elif bare:
+            self._send(
+                Reply(554, "5.5.2", "Bare CR or LF in message data is not accepted")
+            )
+        else:
+            self._run(self._accept, sender, recipients, body)
+
+    async def _accept(
+        self, sender: str, recipients: list[tuple[str, Route]], body: bytes
+    ) -> None:
+        now = self.clock.seconds()
+        try:
+            check(body)
+        except MalformedMessage as e:
+            raise Reply(554, "5.6.0", f"Message is malformed: {e}")
+        submitter = self._submitter.account if self._submitter is not None else None
+        if self.role.submission:
+            owned = from_addresses(body)
+            if owned is not None and not all(self._submitter.owns(a) for a in owned):
+                raise Reply(
+                    553, "5.7.1", f"Sender address not owned by {self._account}"
+                )
+            body = submission_fields(body, sender, self.host_name, now)
+        protocol = "ESMTP" if self._esmtp else "SMTP"
+        if self._tls:
+            protocol += "S"
+        if self.authenticated:
+            protocol += "A"
+        queue_id = secrets.token_hex(8)
+        trace = received_field(
+            self._helo or "", self._client, self.host_name, protocol, queue_id, now
+        )
+        envelope = Envelope(
+            sender=sender,
+            local=tuple(r.account for _, r in recipients if r.account is not None),
+            remote=tuple(a for a, r in recipients if r.kind == "remote"),
+            submitter=submitter if self.role.submission else None,
+            spam_filtering=not self.role.submission,
+        )
+        started = time.monotonic()
+        try:
+            accepted = await self.router.commit(envelope, body, trace)
+        except Exception:
+            log.failure(
+                "storing message {queue_id} from {client}",
+                queue_id=queue_id,
+                client=self._client,
+            )
+            raise Reply(451, "4.3.0", "Temporary storage failure, try again later")
+        self._accepted += 1
+        log.info(
+            "accepted {queue_id} role={role} client={client} account={account}"
+            " from=<{sender}> local={local} remote={remote} size={size}"
+            " outbound={outbound} commit_ms={ms:.1f}",
+            queue_id=queue_id,
+            role=self.role.name,
+            client=self._client,
+            account=self._account,
+            sender=sender,
+            local=len(envelope.local),
+            remote=len(envelope.remote),
+            size=len(body),
+            outbound=accepted.queue_id,
+            ms=(time.monotonic() - started) * 1000,
+        )
+        self._ok(250, "2.0.0", f"Message accepted as {queue_id}")
+
+    # -- the rest -------------------------------------------------------------
+
+    def do_RSET(self, argument: bytes) -> None:
+        # Upstream: "I remember nothing."
+        self._reset_transaction()
+        self._ok(250, "2.0.0", "OK")
+
+    def do_NOOP(self, argument: bytes) -> None:
+        # Upstream has no NOOP (RFC 5321 requires it).
+        self._ok(250, "2.0.0", "OK")
+
+    def do_VRFY(self, argument: bytes) -> None:
+        # Answering VRFY would let anyone enumerate the accounts.
+        self._ok(252, "2.5.0", "Cannot verify the user, but will accept mail")
+
+    def do_EXPN(self, argument: bytes) -> None:
+        raise Reply(502, "5.5.1", "EXPN not available")
+
+    def do_HELP(self, argument: bytes) -> None:
+        self._ok(214, "2.0.0", "See RFC 5321; commands: " + " ".join(self._verbs()))
+
+    def _verbs(self) -> list[str]:
+        verbs = ["EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT"]
+        if self.role.starttls:
+            verbs.append("STARTTLS")
+        if self.role.submission:
+            verbs.append("AUTH")
+        return verbs
+
+    def do_QUIT(self, argument: bytes) -> None:
+        self._ended = "quit"
+        self._close(Reply(221, "2.0.0", "Bye"))
+
+    def do_UNKNOWN(self, rest: bytes) -> None:
+        raise Reply(500, "5.5.1", "Command not recognized")
+
+
+class SMTPFactory(Factory):
+    """Builds SMTP sessions for one listener (``smtps``, ``submission``, ``mx``)."""
+
+    noisy = False
+
+    def __init__(
+        self,
+        role: str,
+        authenticator: Any,
+        router: SMTPDelivery,
+        config: Config,
+        clock: IReactorTime,
+        tls_context: Any = None,
+    ) -> None:
+        self.role = ROLES[role]
+        #: Anything with zpop.auth.Authenticator's ``login``.
+        self.authenticator = authenticator
+        self.router = router
+        self.config = config
+        self.clock = clock
+        self.tls_context = tls_context
+
+    def buildProtocol(self, addr: Any) -> SMTPServer:  # type: ignore[override]
+        proto = SMTPServer()
+        proto.factory = self
+        proto.role = self.role
+        proto.authenticator = self.authenticator
+        proto.router = self.router
+        proto.config = self.config
+        proto.clock = self.clock
+        proto.tls_context = None if self.role.implicit_tls else self.tls_context
+        return proto
