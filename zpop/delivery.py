@@ -24,7 +24,9 @@ import email.utils
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -293,10 +295,19 @@ class Envelope:
 class SMTPDelivery:
     """Routes SMTP recipients and commits received messages durably."""
 
-    def __init__(self, store: IStore, config: Config, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        store: IStore,
+        config: Config,
+        clock: IReactorTime,
+        on_queued: Callable[[], None] | None = None,
+    ) -> None:
         self._store = store
         self._config = config
         self._clock = clock
+        #: Called after a commit that queued mail for remote recipients
+        #: (the outbound relay's wake-up), so it need not wait for a scan.
+        self._on_queued = on_queued
 
     def route(self, address: str) -> Deferred:
         """Fires with the Route for ``address`` (a syntactically valid one)."""
@@ -353,4 +364,13 @@ class SMTPDelivery:
                     envelope.submitter.id if envelope.submitter is not None else None
                 ),
             )
-        return self._store.accept_message(local, queued)
+        d = self._store.accept_message(local, queued)
+        if queued is not None and self._on_queued is not None:
+            on_queued = self._on_queued
+
+            def wake(accepted: Any) -> Any:
+                on_queued()
+                return accepted
+
+            d.addCallback(wake)
+        return d

@@ -617,6 +617,7 @@ class OutboundService(Service):
         self._clients: set[RelayClient] = set()
         self._finalizing: set[int] = set()
         self._scan: Deferred | None = None
+        self._again = False
         self._loops: list[LoopingCall] = []
         self._stopping = False
         self._first: IDelayedCall | None = None
@@ -669,8 +670,14 @@ class OutboundService(Service):
         d.addErrback(lambda f: log.failure("outbound: releasing leases", f))
         return d
 
+    def wake(self) -> None:
+        """Scan now rather than at the next tick: a message was just queued."""
+        if self.running and not self._stopping:
+            self._clock.callLater(0, self._tick)
+
     def _tick(self) -> Deferred | None:
         if self._scan is not None:
+            self._again = True
             return None
         d = self.run_once(wait=False)
         d.addErrback(lambda f: log.failure("outbound scan failed", f))
@@ -698,6 +705,10 @@ class OutboundService(Service):
 
         def done(result: object) -> object:
             self._scan = None
+            if self._again:
+                # Woken while scanning: what was queued meanwhile goes now.
+                self._again = False
+                self._clock.callLater(0, self._tick)
             return result
 
         d.addBoth(done)

@@ -172,6 +172,8 @@ class Services:
     reactor: Any
     #: The one way in for every protocol (bans, checker, realm, audit).
     authenticator: Authenticator
+    #: The relay for remote recipients, woken when submission queues mail.
+    outbound: OutboundService | None = None
 
 
 def protocol_factory(name: str, services: Services) -> IProtocolFactory:
@@ -190,7 +192,8 @@ def protocol_factory(name: str, services: Services) -> IProtocolFactory:
         )
     # SMTP: submission on "smtps" (inside implicit TLS) and "submission"
     # (STARTTLS), inbound MX on "mx".
-    router = SMTPDelivery(services.store, cfg, services.reactor)
+    wake = services.outbound.wake if services.outbound is not None else None
+    router = SMTPDelivery(services.store, cfg, services.reactor, wake)
     return SMTPFactory(
         name, services.authenticator, router, cfg, services.reactor, services.tls
     )
@@ -316,6 +319,7 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         tls=tls,
         reactor=reactor,
         authenticator=Authenticator(portal, store, reactor, cfg),
+        outbound=OutboundService(store, cfg, reactor),
     )
     for name in LISTENERS:
         description = cfg.listeners.get(name, "")
@@ -330,5 +334,6 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         if LISTENER_KINDS[name][1] == "implicit":
             factory = tls.wrap(factory, reactor)
         listener_service(name, description, factory, reactor).setServiceParent(top)
-    OutboundService(store, cfg, reactor).setServiceParent(top)
+    assert services.outbound is not None
+    services.outbound.setServiceParent(top)
     return top
