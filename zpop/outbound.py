@@ -38,6 +38,7 @@ host is one known server, so its certificate is verified by default
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import random
 import re
@@ -413,6 +414,10 @@ def _load_trust(path: str) -> Any:
     return trustRootFromCertificates([Certificate.loadPEM(b) for b in blocks])
 
 
+class _TLSFailed(DeliveryError):
+    """The TLS handshake (or the EHLO right after it) failed."""
+
+
 # -- routing ------------------------------------------------------------------
 
 
@@ -423,7 +428,8 @@ class Hop:
     host: str
     port: int
     #: ``may`` (STARTTLS if offered), ``encrypt`` (required, unchecked),
-    #: ``verify`` (required, certificate checked against ``host``).
+    #: ``verify`` (required, certificate checked against ``host``), ``none``
+    #: (plaintext: the retry after a failed opportunistic handshake).
     tls: str = "may"
     #: (user, password) for AUTH, only ever sent over TLS.
     auth: tuple[str, str] | None = None
@@ -808,7 +814,19 @@ class OutboundService(Service):
             progressed = False
             for hop in hops:
                 try:
-                    progressed = await self._connection(domain, hop)
+                    try:
+                        progressed = await self._connection(domain, hop)
+                    except _TLSFailed as e:
+                        # Opportunistic TLS (RFC 7435) as Postfix does it: a
+                        # failed handshake is retried at once in plaintext.
+                        log.info(
+                            "outbound: TLS with {hop} failed ({error}),"
+                            " retrying without TLS",
+                            hop=hop,
+                            error=e,
+                        )
+                        plain = dataclasses.replace(hop, tls="none")
+                        progressed = await self._connection(domain, plain)
                 except DeliveryError as e:
                     last = e
                     continue
@@ -865,10 +883,15 @@ class OutboundService(Service):
         if "STARTTLS" in extensions and hop.tls != "none":
             reply = await client.starttls(self._tls_for(hop))
             if reply.code == 220:
-                extensions = await self._hello(client, mta)
+                try:
+                    extensions = await self._hello(client, mta)
+                except DeliveryError as e:
+                    if hop.tls == "may":
+                        raise _TLSFailed(str(e), False, "4.7.5", None, mta)
+                    raise
             elif hop.tls != "may":
                 fail(f"STARTTLS refused: {reply.text}", reply, "4.7.4")
-        elif hop.tls != "may":
+        elif hop.tls not in ("may", "none"):
             fail(
                 "TLS is required but the server does not offer STARTTLS", None, "4.7.4"
             )

@@ -13,10 +13,12 @@ import smtplib
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from OpenSSL import SSL
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
@@ -143,6 +145,16 @@ class SinkFactory(Factory):
         self.tls: Any = None
         self.auth = False
         self.inject = b""
+
+
+class BrokenTLS:
+    """A server TLS context no client can agree with: no certificate, and at
+    most TLS 1.1."""
+
+    def getContext(self) -> SSL.Context:  # noqa: N802
+        context = SSL.Context(SSL.TLS_METHOD)
+        context.set_max_proto_version(SSL.TLS1_1_VERSION)
+        return context
 
 
 def tls_files(directory: str) -> tuple[str, ServerTLS]:
@@ -530,6 +542,30 @@ class TLSTests(RelayTestCase):
         )
 
     @defer.inlineCallbacks
+    def test_broken_tls_falls_back_to_plaintext(self) -> Any:
+        """A failed STARTTLS handshake with an MX is retried at once without
+        TLS (opportunistic TLS, RFC 7435, as Postfix does)."""
+        self.sink.tls = BrokenTLS()
+        self.queue()
+        yield self.service.run_once()
+        self.assertEqual(self.sink.tls_sessions, 1)
+        self.assertEqual([m[2] for m in self.sink.messages], [BODY])
+        self.assertEqual(self.queued(), [])
+
+    @defer.inlineCallbacks
+    def test_broken_tls_required(self) -> Any:
+        """With require_tls, a failed handshake defers instead of falling back."""
+        self.sink.tls = BrokenTLS()
+        self.service = self.make_service(
+            outbound_require_tls=True,
+            outbound_routes={"remote.example": ("127.0.0.1", self.port)},
+        )
+        self.queue()
+        yield self.service.run_once()
+        self.assertEqual(self.sink.messages, [])
+        self.assertEqual(self.queued(), [("a@remote.example", "queued", 1, NOW + 300)])
+
+    @defer.inlineCallbacks
     def test_require_tls_without_starttls(self) -> Any:
         """With require_tls, a server without STARTTLS gets nothing and the
         recipient is deferred with 4.7.4."""
@@ -715,6 +751,65 @@ def sink_dumps(directory: str) -> list[bytes]:
     return found
 
 
+class RawSink:
+    """A minimal SMTP server on a thread that keeps the exact DATA bytes.
+
+    For byte-for-byte checks against the real server, which runs in another
+    process (smtp-sink rewrites line ends in its dumps). One connection at a
+    time, bounded by a socket timeout; stopped at cleanup.
+    """
+
+    def __init__(self, case: TestCase) -> None:
+        self.messages: list[bytes] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        case.addCleanup(self.stop)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._listener.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(30)
+                self._session(conn.makefile("rwb", buffering=0))
+
+    def _session(self, f: Any) -> None:
+        f.write(b"220 sink.test ESMTP\r\n")
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                f.write(b"250-sink.test\r\n250 8BITMIME\r\n")
+            elif verb == b"DATA":
+                f.write(b"354 go on\r\n")
+                data = b""
+                while not data.endswith(b"\r\n.\r\n"):
+                    chunk = f.readline()
+                    if not chunk:
+                        return
+                    data += chunk
+                self.messages.append(data[: -len(b".\r\n")])
+                f.write(b"250 2.0.0 kept\r\n")
+            elif verb == b"QUIT":
+                f.write(b"221 2.0.0 bye\r\n")
+                return
+            else:
+                f.write(b"250 2.0.0 ok\r\n")
+
+
 class SMTPSinkTests(RelayTestCase):
     """Postfix's smtp-sink and its fault options as the remote server."""
 
@@ -850,10 +945,11 @@ class ServerTests(SynchronousTestCase):
 
     def test_submission_to_remote(self) -> None:
         """A message submitted on 587 to a remote address arrives at the
-        routed sink intact: only a Received: field is added on top. The scan
-        interval is long: submission wakes the relay itself."""
-        port, dump = start_smtp_sink(self)
-        settings = self.settings(port)
+        routed server byte for byte: the client's bytes, dot-stuffed on the
+        wire, under one added Received: field. The scan interval is long:
+        submission wakes the relay itself."""
+        sink = RawSink(self)
+        settings = self.settings(sink.port)
         settings["outbound"]["scan_interval"] = "600"
         server = start_server(self, settings=settings)
         for args in (
@@ -872,7 +968,7 @@ class ServerTests(SynchronousTestCase):
         body = (
             b"From: bob@example.test\r\nTo: a@remote.example\r\nSubject: hi\r\n"
             b"Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n"
-            b"Message-ID: <e2e@example.test>\r\n\r\n.dot\r\nbody\r\n"
+            b"Message-ID: <e2e@example.test>\r\n\r\n.dot\r\nbody\r\n..two\r\n"
         )
         with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=30) as smtp:
             smtp._host = "smtp.example.test"  # the name TLS checks (smtplib API)
@@ -880,8 +976,10 @@ class ServerTests(SynchronousTestCase):
             smtp.login("bob@example.test", "a long passphrase")
             smtp.sendmail("bob@example.test", ["a@remote.example"], body)
         self.wait_empty(server)
-        (got,) = sink_dumps(dump)
-        expected = body.replace(b"\r\n", b"\n") + b"\n"
-        self.assertTrue(got.endswith(expected), got)
-        self.assertTrue(got.startswith(b"Received: from "), got)
-        self.assertEqual(got[: -len(expected)].count(b"\n"), 3)
+        (wire,) = sink.messages
+        stuffed = body.replace(b"\r\n.", b"\r\n..")
+        self.assertTrue(wire.endswith(b"\r\n" + stuffed), wire)
+        received = wire[: -len(stuffed)]
+        self.assertTrue(received.startswith(b"Received: from "), wire)
+        self.assertEqual(received.count(b"\r\n"), 3, wire)
+        self.assertNotIn(b"\n", received.replace(b"\r\n", b""))
