@@ -61,6 +61,9 @@ class Config:
     free_pop_cutoff: datetime.datetime | None = None
     bcrypt_cost: int = 12
     pop_lock_lease: float = 120.0
+    #: Where RCPT TO:<postmaster> (no domain, RFC 5321 4.5.1) delivers;
+    #: empty: postmaster@<hostname>.
+    postmaster: str = ""
     db_threads: int = 4
     save_sent_copy: bool = True
     #: Longest an SMTP session may last, however busy, seconds.
@@ -117,6 +120,11 @@ class Config:
         ):
             if not getattr(self, attr):
                 object.__setattr__(self, attr, f"{prefix}.{self.hostname}")
+
+    @property
+    def postmaster_address(self) -> str:
+        """The mailbox behind the domain-less ``postmaster``."""
+        return self.postmaster or f"postmaster@{self.hostname}"
 
     @property
     def host_names(self) -> tuple[str, ...]:
@@ -205,6 +213,14 @@ def _parse_host(text: str) -> str:
     if not name or any(c.isspace() for c in name) or "/" in name:
         raise ValueError("expected a host name")
     return name
+
+
+def _parse_address(text: str) -> str:
+    address = text.strip().lower()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() for c in address):
+        raise ValueError("expected a full address like postmaster@example.com")
+    return address
 
 
 def _parse_plan(text: str) -> str:
@@ -296,6 +312,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], Any]]]] = {
     "server": {
         "data": ("data_dir", str),
         "hostname": ("hostname", _parse_host),
+        "postmaster": ("postmaster", _parse_address),
         "db_threads": ("db_threads", _parse_positive_int),
     },
     "hosts": {

@@ -730,6 +730,10 @@ class SMTPServer(smtp.ESMTP):
             raise Reply(555, "5.5.4", f"Unsupported RCPT parameter {name}")
         if len(self._recipients) >= self.config.max_recipients:
             raise Reply(452, "4.5.3", "Too many recipients")
+        if path.lower() == b"postmaster":
+            # RFC 5321 4.5.1: accepted without a domain, on every listener,
+            # and only ever delivered locally.
+            return self._route(self.config.postmaster_address, local_only=True)
         try:
             address = parse_address(path)
         except AddressError as e:
@@ -744,9 +748,9 @@ class SMTPServer(smtp.ESMTP):
             raise Reply(501, "5.1.3", "Bad recipient address syntax")
         return self._route(address)
 
-    async def _route(self, address: str) -> None:
+    async def _route(self, address: str, local_only: bool = False) -> None:
         route: Route = await self.router.route(address)
-        if route.kind == "unknown":
+        if route.kind == "unknown" or (local_only and route.kind != "local"):
             raise Reply(550, "5.1.1", "Recipient address rejected: User unknown")
         if route.kind == "remote" and not self.role.submission:
             raise Reply(554, "5.7.1", "Relay access denied")

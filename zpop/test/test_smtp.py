@@ -922,6 +922,26 @@ class MXTests(SMTPTestCase):
             + [b"501 5.1.3 Bad recipient address syntax\r\n"],
         )
 
+    def test_postmaster_without_domain(self) -> None:
+        """RCPT TO:<Postmaster> with no domain (RFC 5321 4.5.1) goes to the
+        configured postmaster; unhosted, it is an unknown user."""
+        self.build(postmaster="bob@example.com")
+        self.connect()
+        self.send(b"EHLO mail.remote.example\r\nMAIL FROM:<x@remote.example>\r\n")
+        out = self.send(
+            b"RCPT TO:<Postmaster>\r\nDATA\r\n"
+            b"From: x@remote.example\r\nSubject: abuse\r\n\r\nhi\r\n.\r\n"
+        )
+        self.assertEqual(out.split(b"\r\n")[0], b"250 2.1.5 Recipient OK")
+        self.assertEqual(len(self.messages(self.bob, "Inbox")), 1)
+        self.build()
+        self.connect()
+        self.send(b"EHLO mail.remote.example\r\nMAIL FROM:<x@remote.example>\r\n")
+        self.assertEqual(
+            self.send(b"RCPT TO:<postmaster>\r\n"),
+            b"550 5.1.1 Recipient address rejected: User unknown\r\n",
+        )
+
     def test_unknown_hosted_recipient(self) -> None:
         """An unknown address in a hosted domain gets 550 5.1.1."""
         self.assertEqual(
