@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 from zpop import config as configmod
 from zpop import delivery, maildir, passwords
 from zpop.config import Config, ConfigError
+from zpop.realm import free_plan_blocked
 from zpop.store import (
     DATABASE_NAME,
     FOLDERS,
@@ -678,22 +679,12 @@ def _pop_lines(ctx: Context, account: Account) -> list[str]:
         f"  POP spam:          {spam}",
         f"  POP deletion:      {deletion}",
     ]
-    if _pop_forbidden(ctx.config, account):
+    if free_plan_blocked(account, ctx.config):
         lines.append(
             "  POP availability:  not on the Free plan for accounts created on "
             f"or after {_cutoff(ctx.config)}"
         )
     return lines
-
-
-def _pop_forbidden(config: Config, account: Account) -> bool:
-    """The Free-plan cut-off of DESIGN §1."""
-    cutoff = config.free_pop_cutoff
-    return (
-        account.plan == "free"
-        and cutoff is not None
-        and account.created >= cutoff.timestamp()
-    )
 
 
 def _cutoff(config: Config) -> str:
@@ -748,7 +739,7 @@ def cmd_account_show(ctx: Context, args: argparse.Namespace) -> None:
         )
     else:
         ctx.out("  Password:          the account password")
-    if not account.pop.enabled and not _pop_forbidden(ctx.config, account):
+    if not account.pop.enabled and not free_plan_blocked(account, ctx.config):
         ctx.out(
             f"  Note: POP access is disabled: 'zpop pop enable {address} "
             "--mode all|new'"
@@ -796,7 +787,7 @@ def _show_pop(ctx: Context, account: Account) -> None:
 
 def cmd_pop_enable(ctx: Context, args: argparse.Namespace) -> None:
     account = ctx.account(args.address)
-    if _pop_forbidden(ctx.config, account):
+    if free_plan_blocked(account, ctx.config):
         raise CommandError(
             "POP access is not available on the Free plan for accounts created "
             f"on or after {_cutoff(ctx.config)}"

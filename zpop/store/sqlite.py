@@ -615,50 +615,7 @@ class SQLiteStore:
     def store_messages(self, account_id: int, messages: list[NewMessage]) -> Deferred:
         def thd() -> list[Message]:
             with self._write() as conn:
-                row = conn.execute(
-                    "SELECT next_uid FROM accounts WHERE id = ?", (account_id,)
-                ).fetchone()
-                if row is None:
-                    raise NotFound(f"no account with id {account_id}")
-                first_uid = row[0]
-                conn.execute(
-                    "UPDATE accounts SET next_uid = ? WHERE id = ?",
-                    (first_uid + len(messages), account_id),
-                )
-                stored = []
-                for uid, m in enumerate(messages, start=first_uid):
-                    cursor = conn.execute(
-                        "INSERT INTO messages (account_id, folder, uid, received,"
-                        " size, subject, seen) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            account_id,
-                            m.folder,
-                            uid,
-                            m.received,
-                            len(m.body),
-                            m.subject,
-                            int(m.seen),
-                        ),
-                    )
-                    message_id = int(cursor.lastrowid or 0)
-                    conn.execute(
-                        "INSERT INTO bodies (message_id, data) VALUES (?, ?)",
-                        (message_id, m.body),
-                    )
-                    stored.append(
-                        Message(
-                            id=message_id,
-                            account_id=account_id,
-                            folder=m.folder,
-                            uid=uid,
-                            received=m.received,
-                            size=len(m.body),
-                            subject=m.subject,
-                            seen=m.seen,
-                            pop_removed=False,
-                        )
-                    )
-                return stored
+                return [self._insert_message(conn, account_id, m) for m in messages]
 
         return self._call(thd)
 
