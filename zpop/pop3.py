@@ -16,7 +16,7 @@ from typing import Any
 
 from twisted.cred.error import LoginFailed
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IPullProducer, IReactorTime
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.mail import pop3
@@ -114,7 +114,11 @@ class _BodyTransform:
         if chunk.endswith(b"\r"):
             chunk = chunk[:-1]
             self._pending_cr = True
-        return self._emit(_LINE_END.sub(b"\r\n", chunk))
+        crlf = chunk.count(b"\r\n")
+        if not (chunk.count(b"\r") == crlf == chunk.count(b"\n")):
+            # Stored bodies are CRLF already; only other sources pay this.
+            chunk = _LINE_END.sub(b"\r\n", chunk)
+        return self._emit(chunk)
 
     def finish(self) -> bytes:
         """The bytes that end the body, including the terminating dot line."""
@@ -157,12 +161,15 @@ class _BodyTransform:
         return data[:position]
 
 
-@implementer(IPullProducer)
+@implementer(IPushProducer)
 class _BodyProducer:
-    """Sends one message body with back-pressure: one chunk per request.
+    """Sends one message body with back-pressure, a chunk at a time.
 
     Upstream reads the whole message file through FileSender synchronously;
-    zpop's bodies come from the store through Deferreds, a chunk at a time.
+    zpop's bodies come from the store through Deferreds. A push producer:
+    each chunk's read starts as soon as the previous chunk is written,
+    unless the transport paused us. (As a pull producer under TLS, Twisted
+    polls it from a cooperator while the read is pending: ~50 ms a RETR.)
     """
 
     def __init__(self, transport: Any, reader: Any, transform: _BodyTransform) -> None:
@@ -170,20 +177,33 @@ class _BodyProducer:
         self._reader = reader
         self._transform = transform
         self._reading = False
+        self._paused = False
         self._stopped = False
+        self._pumping = False
+        self._again = False
         self.sent = 0
         self.done: Deferred = Deferred()
 
     def start(self) -> Deferred:
-        self._transport.registerProducer(self, False)
+        self._transport.registerProducer(self, True)
+        self._pump()
         return self.done
 
-    def resumeProducing(self) -> None:
-        if self._reading or self._stopped:
+    def _pump(self) -> None:
+        # A loop rather than recursion, for readers that answer at once.
+        if self._pumping:
+            self._again = True
             return
-        self._reading = True
-        d = maybeDeferred(self._reader.read, CHUNK_SIZE)
-        d.addCallbacks(self._received, self._failed)
+        self._pumping = True
+        try:
+            self._again = True
+            while self._again and not (self._reading or self._paused or self._stopped):
+                self._again = False
+                self._reading = True
+                d = maybeDeferred(self._reader.read, CHUNK_SIZE)
+                d.addCallbacks(self._received, self._failed)
+        finally:
+            self._pumping = False
 
     def _received(self, data: bytes) -> None:
         self._reading = False
@@ -193,11 +213,10 @@ class _BodyProducer:
         out = self._transform.feed(data) if data else b""
         if not data or self._transform.done:
             self._finish(out + self._transform.finish())
-        elif out:
+            return
+        if out:
             self._transport.write(out)
-        else:
-            # Nothing to send yet (a lone CR held back): ask again.
-            self.resumeProducing()
+        self._pump()
 
     def _finish(self, tail: bytes) -> None:
         self._stopped = True
@@ -212,6 +231,13 @@ class _BodyProducer:
         self._stopped = True
         self._transport.unregisterProducer()
         self.done.errback(failure)
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._pump()
 
     def stopProducing(self) -> None:
         if not self._stopped:
@@ -259,6 +285,10 @@ class POP3Server(pop3.POP3):
         self._started = time.monotonic()
         peer = self.transport.getPeer()
         self._client = getattr(peer, "host", str(peer))
+        # Replies are small and come one per command: without TCP_NODELAY,
+        # Nagle plus delayed ACKs stall each RETR/TOP by up to 200 ms.
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
         self.successResponse(f"{self.config.hostname} zpop POP3 server ready")
         self.setTimeout(self.config.pop_idle_timeout)
         # Against slowloris: commands may be slow, but a session that has

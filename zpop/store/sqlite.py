@@ -48,6 +48,8 @@ from zpop.threads import Runner
 T = TypeVar("T")
 
 BUSY_TIMEOUT = 30.0
+#: Bodies are stored in pieces of this size (migration 005).
+BODY_CHUNK = 256 * 1024
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -647,8 +649,12 @@ class SQLiteStore:
             ),
         )
         message_id = int(cursor.lastrowid or 0)
-        conn.execute(
-            "INSERT INTO bodies (message_id, data) VALUES (?, ?)", (message_id, m.body)
+        conn.executemany(
+            "INSERT INTO body_chunks (message_id, seq, data) VALUES (?, ?, ?)",
+            [
+                (message_id, seq, m.body[start : start + BODY_CHUNK])
+                for seq, start in enumerate(range(0, len(m.body), BODY_CHUNK))
+            ],
         )
         return Message(
             id=message_id,
@@ -735,17 +741,27 @@ class SQLiteStore:
 
     def read_body(self, message_id: int, offset: int, length: int) -> Deferred:
         def thd() -> bytes:
-            conn = self._conn()
-            try:
-                with conn.blobopen("bodies", "data", message_id, readonly=True) as blob:
-                    if offset >= len(blob):
-                        return b""
-                    blob.seek(offset)
-                    return blob.read(length)
-            except sqlite3.OperationalError as e:
-                if "no such rowid" in str(e):
+            first = offset // BODY_CHUNK
+            last = (offset + max(length, 1) - 1) // BODY_CHUNK
+            with self._read() as conn:
+                rows = conn.execute(
+                    "SELECT data FROM body_chunks WHERE message_id = ?"
+                    " AND seq BETWEEN ? AND ? ORDER BY seq",
+                    (message_id, first, last),
+                ).fetchall()
+                if (
+                    not rows
+                    and not conn.execute(
+                        "SELECT 1 FROM messages WHERE id = ?", (message_id,)
+                    ).fetchone()
+                ):
                     raise NotFound(f"message {message_id} no longer exists")
-                raise
+            if len(rows) == 1:
+                data = rows[0][0]
+            else:
+                data = b"".join(row[0] for row in rows)
+            start = offset - first * BODY_CHUNK
+            return bytes(data[start : start + length])
 
         return self._call(thd)
 

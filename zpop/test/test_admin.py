@@ -1486,8 +1486,8 @@ class ProcessTests(AdminTestCase):
                 conn.execute("PRAGMA integrity_check").fetchall(), [("ok",)]
             )
             rows = conn.execute(
-                "SELECT m.size, length(b.data) FROM messages m"
-                " LEFT JOIN bodies b ON b.message_id = m.id ORDER BY m.uid"
+                "SELECT m.size, (SELECT sum(length(c.data)) FROM body_chunks c"
+                " WHERE c.message_id = m.id) FROM messages m ORDER BY m.uid"
             ).fetchall()
         finally:
             conn.close()

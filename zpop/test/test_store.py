@@ -1303,12 +1303,12 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         bob = self.account()
         conn = sqlite3.connect(self.store.path)
         with conn:
-            conn.execute("DROP TABLE bodies")
+            conn.execute("DROP TABLE body_chunks")
         conn.close()
         error = self.fails(self.store.store_messages(bob.id, [_new()]), StoreError)
         self.assertEqual(
             str(error),
-            f"database error in {self.store.path}: no such table: bodies",
+            f"database error in {self.store.path}: no such table: body_chunks",
         )
         self.assertEqual(self.ok(self.store.list_messages(bob.id)), [])
 
@@ -1366,6 +1366,45 @@ class MigrationTests(SynchronousTestCase):
         numbers = [number for number, _ in migrations()]
         self.assertEqual(numbers, list(range(1, latest_version() + 1)))
         self.assertGreaterEqual(latest_version(), 1)
+
+    def test_bodies_split_into_chunks(self) -> None:
+        """Migration 005 moves every stored body into 256 KiB pieces, byte
+        for byte, whatever its size."""
+        path = os.path.join(self.directory(), "zpop.sqlite")
+        migrate(path, to_version=4)
+        sizes = [1, 262143, 262144, 262145, 3 * 262144 + 7]
+        conn = sqlite3.connect(path)
+        with conn:
+            conn.execute(
+                "INSERT INTO domains (name, organization, created)"
+                " VALUES ('example.com', 0, 0)"
+            )
+            conn.execute(
+                "INSERT INTO accounts (address, domain_id, plan, created,"
+                " uid_validity) VALUES ('a@example.com', 1, 'paid', 0, 1)"
+            )
+            for uid, size in enumerate(sizes, start=1):
+                body = bytes((uid + i) % 251 for i in range(size))
+                cursor = conn.execute(
+                    "INSERT INTO messages (account_id, folder, uid, received,"
+                    " size) VALUES (1, 'Inbox', ?, 0, ?)",
+                    (uid, size),
+                )
+                conn.execute(
+                    "INSERT INTO bodies (message_id, data) VALUES (?, ?)",
+                    (cursor.lastrowid, body),
+                )
+        conn.close()
+        self.assertEqual(migrate(path), latest_version())
+        store = SQLiteStore(path, run_synchronously)
+        self.addCleanup(store.close)
+        for uid, size in enumerate(sizes, start=1):
+            body = bytes((uid + i) % 251 for i in range(size))
+            chunks = []
+            for offset in range(0, size, 100000):
+                d = store.read_body(uid, offset, 100000)
+                chunks.append(self.successResultOf(d))
+            self.assertEqual(b"".join(chunks), body, size)
 
     def test_creates_atomically(self) -> None:
         """migrate creates the database, WAL, leaving no temporary file."""
