@@ -28,7 +28,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from zpop import config as configmod
-from zpop import delivery, maildir, passwords
+from zpop import delivery, maildir, maildrop, passwords
 from zpop.config import Config, ConfigError
 from zpop.realm import free_plan_blocked
 from zpop.store import (
@@ -1003,18 +1003,11 @@ def pop_state(account: Account, message: Any) -> str:
         return "removed"
     if not pop.enabled:
         return "POP disabled"
-    if message.folder not in pop_folders(pop.spam):
+    if message.folder not in maildrop.pop_folders(account):
         return "not offered (folder)"
     if pop.mode == "new" and message.uid < pop.start_uid:
         return "not offered (before enable)"
     return "queued"
-
-
-def pop_folders(spam: str) -> tuple[str, ...]:
-    """The folders POP offers under a spam policy."""
-    return {"exclude": ("Inbox",), "include": ("Inbox", "Spam"), "only": ("Spam",)}[
-        spam
-    ]
 
 
 def cmd_messages(ctx: Context, args: argparse.Namespace) -> None:

@@ -38,21 +38,6 @@ def pop_folders(account: Account) -> tuple[str, ...]:
     return SPAM_FOLDERS[account.pop.spam]
 
 
-def pop_start_uid(account: Account) -> int:
-    """The lowest uid POP offers: everything in ``all`` mode."""
-    return account.pop.start_uid if account.pop.mode == "new" else 0
-
-
-def offered(account: Account, message: Message) -> bool:
-    """Whether the next POP session of ``account`` would offer ``message``."""
-    return (
-        account.pop.enabled
-        and not message.pop_removed
-        and message.folder in pop_folders(account)
-        and message.uid >= pop_start_uid(account)
-    )
-
-
 def uidl(account: Account, message: Message) -> str:
     """A UIDL unique in the account forever: uid-validity and uid."""
     return f"{account.uid_validity:x}-{message.uid}"

@@ -22,8 +22,8 @@ from zope.interface import Attribute, Interface, implementer
 
 from zpop.auth import Identity, LoginRefused
 from zpop.config import Config
-from zpop.maildrop import Maildrop, pop_folders, pop_start_uid
-from zpop.store import Account, IStore
+from zpop.maildrop import SPAM_FOLDERS, Maildrop
+from zpop.store import Account, IStore, PopSession
 
 
 @dataclass(frozen=True)
@@ -108,32 +108,34 @@ class Realm:
         return (ISubmitter, submitter, lambda: None)
 
     async def _maildrop(self, address: str, session: Session | None) -> Any:
-        account: Account | None = await self._store.get_account(address)
-        if account is None:
+        owner = uuid.uuid4().hex
+        lease = self._config.pop_lock_lease
+        # One round trip: account, lock and snapshot.
+        opened: PopSession | None = await self._store.open_pop_session(
+            address, owner, self._clock.seconds(), lease, SPAM_FOLDERS
+        )
+        if opened is None:
             # Deleted between the password check and now.
             raise UnauthorizedLogin()
+        account = opened.account
         refusal = pop_refusal(
             account, self._config, session.server_name if session else None
         )
         if refusal is not None:
+            if opened.locked:
+                await self._store.release_pop_lock(account.id, owner)
             raise LoginRefused("AUTH", refusal)
-        owner = uuid.uuid4().hex
-        lease = self._config.pop_lock_lease
-        held = await self._store.acquire_pop_lock(
-            account.id, owner, self._clock.seconds(), lease
-        )
-        if not held:
+        if not opened.locked:
             raise LoginRefused(
                 "IN-USE", "Another POP session is already using this mailbox"
             )
-        try:
-            messages = await self._store.pop_messages(
-                account.id, pop_folders(account), pop_start_uid(account)
-            )
-        except BaseException:
-            await self._store.release_pop_lock(account.id, owner)
-            raise
         maildrop = Maildrop(
-            self._store, account, messages, owner, self._clock, lease, address
+            self._store,
+            account,
+            list(opened.messages),
+            owner,
+            self._clock,
+            lease,
+            address,
         )
         return (IMailbox, maildrop, maildrop.release)

@@ -304,7 +304,7 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
     top.setName("zpop")
     db = ThreadPoolService(reactor, "db", cfg.db_threads)
     db.setServiceParent(top)
-    hashing = ThreadPoolService(reactor, "hashing", HASHING_THREADS)
+    hashing = ThreadPoolService(reactor, "hashing", HASHING_THREADS, nice=10)
     hashing.setServiceParent(top)
     store = SQLiteStore(db_path, db)
     checker = AccountChecker(

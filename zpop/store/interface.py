@@ -10,6 +10,7 @@ could take back.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +101,18 @@ class Message:
     seen: bool
     #: The message left the POP queue (a client deleted it with DELE+QUIT).
     pop_removed: bool
+
+
+@dataclass(frozen=True)
+class PopSession:
+    """What ``open_pop_session`` found, in one database round trip."""
+
+    account: Account
+    #: Whether this session now holds the maildrop lock (False when POP is
+    #: disabled or another session holds it).
+    locked: bool
+    #: The POP queue snapshot, oldest first (empty unless locked).
+    messages: tuple[Message, ...]
 
 
 @dataclass(frozen=True)
@@ -271,6 +284,22 @@ class IStore(Interface):
     # POP sessions
     def acquire_pop_lock(account_id: int, owner: str, now: float, lease: float) -> Any:
         """Fires True if ``owner`` now holds the account's maildrop lock."""
+
+    def open_pop_session(
+        address: str,
+        owner: str,
+        now: float,
+        lease: float,
+        folders_for: Mapping[str, tuple[str, ...]],
+    ) -> Any:
+        """Start a POP session: the account, its maildrop lock, its queue.
+
+        Fires with None for an unknown address, else a PopSession: if POP is
+        enabled and the lock was free (or expired), ``owner`` holds it and
+        ``messages`` are the account's messages in ``folders_for[spam
+        policy]`` that are still in the POP queue, from its start uid on.
+        The lock is not durable (a power cut forgets it; it expires anyway).
+        """
 
     def renew_pop_lock(account_id: int, owner: str, now: float, lease: float) -> Any:
         """Extend the lease; fires False if ``owner`` no longer holds it."""

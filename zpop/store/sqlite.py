@@ -14,7 +14,7 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, TypeVar
@@ -36,6 +36,7 @@ from zpop.store.interface import (
     OutboundJob,
     OutboundMessage,
     OutboundRecipient,
+    PopSession,
     PopSettings,
     QueuedMessage,
     QueuedRecipient,
@@ -253,16 +254,27 @@ class SQLiteStore:
         return conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction, taken up front so it never deadlocks on upgrade."""
+    def _write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction, taken up front so it never deadlocks on upgrade.
+
+        ``durable=False`` commits without fsync (WAL, synchronous=NORMAL):
+        still atomic and consistent, but a power cut may forget it. Only for
+        state that is safe to lose, such as maildrop locks, which expire.
+        """
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        if not durable:
+            conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            if not durable:
+                conn.execute("PRAGMA synchronous = FULL")
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -726,18 +738,20 @@ class SQLiteStore:
     def pop_messages(
         self, account_id: int, folders: tuple[str, ...], min_uid: int
     ) -> Deferred:
-        def thd() -> list[Message]:
-            marks = ", ".join("?" for _ in folders)
-            with self._read() as conn:
-                rows = conn.execute(
-                    f"SELECT {_MESSAGE_COLUMNS} FROM messages"
-                    f" WHERE account_id = ? AND folder IN ({marks})"
-                    " AND pop_removed = 0 AND uid >= ? ORDER BY uid",
-                    (account_id, *folders, min_uid),
-                ).fetchall()
-            return [_message(r) for r in rows]
+        return self._call(self._thd_pop_messages, account_id, folders, min_uid)
 
-        return self._call(thd)
+    def _thd_pop_messages(
+        self, account_id: int, folders: tuple[str, ...], min_uid: int
+    ) -> list[Message]:
+        marks = ", ".join("?" for _ in folders)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+                f" WHERE account_id = ? AND folder IN ({marks})"
+                " AND pop_removed = 0 AND uid >= ? ORDER BY uid",
+                (account_id, *folders, min_uid),
+            ).fetchall()
+        return [_message(r) for r in rows]
 
     def read_body(self, message_id: int, offset: int, length: int) -> Deferred:
         def thd() -> bytes:
@@ -770,21 +784,48 @@ class SQLiteStore:
     def acquire_pop_lock(
         self, account_id: int, owner: str, now: float, lease: float
     ) -> Deferred:
-        def thd() -> bool:
-            with self._write() as conn:
-                conn.execute(
-                    "DELETE FROM pop_locks WHERE account_id = ? AND expires <= ?",
-                    (account_id, now),
-                )
-                conn.execute(
-                    "INSERT OR IGNORE INTO pop_locks (account_id, owner, expires)"
-                    " VALUES (?, ?, ?)",
-                    (account_id, owner, now + lease),
-                )
-                row = conn.execute(
-                    "SELECT owner FROM pop_locks WHERE account_id = ?", (account_id,)
-                ).fetchone()
-            return row is not None and row[0] == owner
+        return self._call(self._thd_acquire, account_id, owner, now, lease)
+
+    def _thd_acquire(
+        self, account_id: int, owner: str, now: float, lease: float
+    ) -> bool:
+        with self._write(durable=False) as conn:
+            conn.execute(
+                "DELETE FROM pop_locks WHERE account_id = ? AND expires <= ?",
+                (account_id, now),
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO pop_locks (account_id, owner, expires)"
+                " VALUES (?, ?, ?)",
+                (account_id, owner, now + lease),
+            )
+            row = conn.execute(
+                "SELECT owner FROM pop_locks WHERE account_id = ?", (account_id,)
+            ).fetchone()
+        return row is not None and row[0] == owner
+
+    def open_pop_session(
+        self,
+        address: str,
+        owner: str,
+        now: float,
+        lease: float,
+        folders_for: Mapping[str, tuple[str, ...]],
+    ) -> Deferred:
+        def thd() -> PopSession | None:
+            with self._read() as conn:
+                try:
+                    account = self._account_row(conn, address)
+                except NotFound:
+                    return None
+            if not account.pop.enabled:
+                return PopSession(account, False, ())
+            if not self._thd_acquire(account.id, owner, now, lease):
+                return PopSession(account, False, ())
+            messages = self._thd_pop_messages(
+                account.id, folders_for[account.pop.spam], account.pop.start_uid
+            )
+            return PopSession(account, True, tuple(messages))
 
         return self._call(thd)
 
@@ -792,7 +833,7 @@ class SQLiteStore:
         self, account_id: int, owner: str, now: float, lease: float
     ) -> Deferred:
         def thd() -> bool:
-            with self._write() as conn:
+            with self._write(durable=False) as conn:
                 cursor = conn.execute(
                     "UPDATE pop_locks SET expires = ? WHERE account_id = ?"
                     " AND owner = ?",
@@ -804,7 +845,7 @@ class SQLiteStore:
 
     def release_pop_lock(self, account_id: int, owner: str) -> Deferred:
         def thd() -> None:
-            with self._write() as conn:
+            with self._write(durable=False) as conn:
                 conn.execute(
                     "DELETE FROM pop_locks WHERE account_id = ? AND owner = ?",
                     (account_id, owner),

@@ -646,6 +646,47 @@ class StoreConformanceMixin(_MixinBase):
         self.assertEqual(self.ok(self.store.list_messages(bob.id, "Spam")), [stored[1]])
         self.assertEqual(self.ok(self.store.list_messages(bob.id, "Sent")), [])
 
+    def test_open_pop_session(self) -> None:
+        """One call gives the account, the lock and the queue snapshot of the
+        folders its spam policy names; a second owner gets no lock."""
+        folders = {
+            "exclude": ("Inbox",),
+            "include": ("Inbox", "Spam"),
+            "only": ("Spam",),
+        }
+        self.assertIsNone(
+            self.ok(
+                self.store.open_pop_session("no@example.com", "s1", NOW, 60, folders)
+            )
+        )
+        bob = self.account()
+        inbox, spam = self.ok(
+            self.store.store_messages(bob.id, [_new(), _new(folder="Spam")])
+        )
+        closed = self.ok(
+            self.store.open_pop_session("BOB@example.com", "s1", NOW, 60, folders)
+        )
+        self.assertEqual(
+            (closed.account, closed.locked, closed.messages), (bob, False, ())
+        )
+        self.ok(self.store.enable_pop("bob@example.com", "all", NOW))
+        self.ok(self.store.set_pop_spam("bob@example.com", "include"))
+        opened = self.ok(
+            self.store.open_pop_session("bob@example.com", "s1", NOW, 60, folders)
+        )
+        self.assertEqual(
+            (opened.account.address, opened.locked, opened.messages),
+            ("bob@example.com", True, (inbox, spam)),
+        )
+        other = self.ok(
+            self.store.open_pop_session("bob@example.com", "s2", NOW, 60, folders)
+        )
+        self.assertEqual((other.locked, other.messages), (False, ()))
+        later = self.ok(
+            self.store.open_pop_session("bob@example.com", "s2", NOW + 60, 60, folders)
+        )
+        self.assertEqual((later.locked, len(later.messages)), (True, 2))
+
     def test_pop_messages_filters(self) -> None:
         """pop_messages offers the given folders, not removed, from min_uid on."""
         bob = self.account()

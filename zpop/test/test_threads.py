@@ -3,6 +3,7 @@ that start and stop with the service tree."""
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, cast
 
@@ -155,3 +156,25 @@ class ThreadPoolServiceTests(TestCase):
         threads = yield defer.gatherResults([self.service(meet), self.service(meet)])
         self.assertEqual(len(set(threads)), 2)
         self.assertLessEqual(len(self.service.pool.threads), 2)
+
+
+class NicePoolTests(TestCase):
+    """A pool for CPU-bound work runs at a lower priority than the reactor."""
+
+    @defer.inlineCallbacks
+    def test_threads_niced(self) -> Any:
+        """Work on a nice=10 pool runs at niceness 10 above the process's;
+        the reactor thread keeps its own."""
+        service = ThreadPoolService(REACTOR, "zpop-test-nice", 1, nice=10)
+        service.startService()
+        self.addCleanup(service.stopService)
+        base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+        def niceness() -> int:
+            return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+        pooled = yield service(niceness)
+        self.assertEqual(
+            (pooled, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())),
+            (min(base + 10, 19), base),
+        )
