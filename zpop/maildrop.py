@@ -9,6 +9,7 @@ in memory and applied, all or nothing, by ``sync`` at QUIT.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -18,7 +19,7 @@ from twisted.logger import Logger
 from twisted.mail.pop3 import IMailbox
 from zope.interface import implementer
 
-from zpop.store import Account, IStore, Message, StoreError
+from zpop.store import Account, IStore, PopEntry, StoreError
 
 log = Logger()
 
@@ -38,7 +39,7 @@ def pop_folders(account: Account) -> tuple[str, ...]:
     return SPAM_FOLDERS[account.pop.spam]
 
 
-def uidl(account: Account, message: Message) -> str:
+def uidl(account: Account, message: PopEntry) -> str:
     """A UIDL unique in the account forever: uid-validity and uid."""
     return f"{account.uid_validity:x}-{message.uid}"
 
@@ -77,7 +78,7 @@ class Maildrop:
         self,
         store: IStore,
         account: Account,
-        messages: list[Message],
+        messages: Sequence[PopEntry],
         lock_owner: str,
         clock: IReactorTime,
         lease: float,
@@ -132,7 +133,7 @@ class Maildrop:
         if self._heartbeat.running:
             self._heartbeat.stop()
 
-    def _message(self, index: int) -> Message:
+    def _message(self, index: int) -> PopEntry:
         if not 0 <= index < len(self._messages):
             raise ValueError(f"no message {index + 1}")
         return self._messages[index]

@@ -132,7 +132,7 @@ class Realm:
         maildrop = Maildrop(
             self._store,
             account,
-            list(opened.messages),
+            opened.messages,
             owner,
             self._clock,
             lease,

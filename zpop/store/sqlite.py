@@ -36,6 +36,7 @@ from zpop.store.interface import (
     OutboundJob,
     OutboundMessage,
     OutboundRecipient,
+    PopEntry,
     PopSession,
     PopSettings,
     QueuedMessage,
@@ -49,6 +50,9 @@ from zpop.threads import Runner
 T = TypeVar("T")
 
 BUSY_TIMEOUT = 30.0
+#: App passwords' last-use times are kept to this many seconds, so a client
+#: polling every few seconds does not cost a durable write each time.
+LAST_USE_RESOLUTION = 60.0
 #: Bodies are stored in pieces of this size (migration 005).
 BODY_CHUNK = 256 * 1024
 
@@ -561,6 +565,8 @@ class SQLiteStore:
                 ).fetchone()
             if row is None:
                 return None
+            if row[4] is not None and now - row[4] < LAST_USE_RESOLUTION:
+                return _app_password(row)
             with self._write() as conn:
                 cursor = conn.execute(
                     "UPDATE app_passwords SET last_used = ? WHERE id = ?",
@@ -738,20 +744,18 @@ class SQLiteStore:
     def pop_messages(
         self, account_id: int, folders: tuple[str, ...], min_uid: int
     ) -> Deferred:
-        return self._call(self._thd_pop_messages, account_id, folders, min_uid)
+        def thd() -> list[Message]:
+            marks = ", ".join("?" for _ in folders)
+            with self._read() as conn:
+                rows = conn.execute(
+                    f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+                    f" WHERE account_id = ? AND folder IN ({marks})"
+                    " AND pop_removed = 0 AND uid >= ? ORDER BY uid",
+                    (account_id, *folders, min_uid),
+                ).fetchall()
+            return [_message(r) for r in rows]
 
-    def _thd_pop_messages(
-        self, account_id: int, folders: tuple[str, ...], min_uid: int
-    ) -> list[Message]:
-        marks = ", ".join("?" for _ in folders)
-        with self._read() as conn:
-            rows = conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages"
-                f" WHERE account_id = ? AND folder IN ({marks})"
-                " AND pop_removed = 0 AND uid >= ? ORDER BY uid",
-                (account_id, *folders, min_uid),
-            ).fetchall()
-        return [_message(r) for r in rows]
+        return self._call(thd)
 
     def read_body(self, message_id: int, offset: int, length: int) -> Deferred:
         def thd() -> bytes:
@@ -822,10 +826,16 @@ class SQLiteStore:
                 return PopSession(account, False, ())
             if not self._thd_acquire(account.id, owner, now, lease):
                 return PopSession(account, False, ())
-            messages = self._thd_pop_messages(
-                account.id, folders_for[account.pop.spam], account.pop.start_uid
-            )
-            return PopSession(account, True, tuple(messages))
+            folders = folders_for[account.pop.spam]
+            marks = ", ".join("?" for _ in folders)
+            with self._read() as conn:
+                rows = conn.execute(
+                    f"SELECT id, uid, size FROM messages"
+                    f" WHERE account_id = ? AND folder IN ({marks})"
+                    " AND pop_removed = 0 AND uid >= ? ORDER BY uid",
+                    (account.id, *folders, account.pop.start_uid),
+                ).fetchall()
+            return PopSession(account, True, tuple(map(PopEntry._make, rows)))
 
         return self._call(thd)
 

@@ -27,6 +27,7 @@ from zpop.store.interface import (
     Message,
     NewMessage,
     NotFound,
+    PopEntry,
     PopSettings,
     SchemaError,
     StoreError,
@@ -521,6 +522,22 @@ class StoreConformanceMixin(_MixinBase):
             self.ok(self.store.list_app_passwords("bob@example.com")), [used]
         )
 
+    def test_use_app_password_to_the_minute(self) -> None:
+        """Uses within a minute of the recorded one leave it as it is."""
+        bob = self.account()
+        added = self.ok(
+            self.store.add_app_password("bob@example.com", "phone", b"p" * 32, NOW)
+        )
+        self.ok(self.store.use_app_password(bob.id, b"p" * 32, NOW + 30))
+        again = self.ok(self.store.use_app_password(bob.id, b"p" * 32, NOW + 89))
+        self.assertEqual(again.last_used, NOW + 30)
+        later = self.ok(self.store.use_app_password(bob.id, b"p" * 32, NOW + 90))
+        self.assertEqual(
+            self.ok(self.store.list_app_passwords("bob@example.com")),
+            [AppPassword(added.id, bob.id, "phone", NOW, NOW + 90)],
+        )
+        self.assertEqual(later.last_used, NOW + 90)
+
     def test_use_app_password_wrong(self) -> None:
         """A wrong digest, or another account's, fires None and records nothing."""
         bob = self.account("bob@example.com")
@@ -676,7 +693,11 @@ class StoreConformanceMixin(_MixinBase):
         )
         self.assertEqual(
             (opened.account.address, opened.locked, opened.messages),
-            ("bob@example.com", True, (inbox, spam)),
+            (
+                "bob@example.com",
+                True,
+                tuple(PopEntry(m.id, m.uid, m.size) for m in (inbox, spam)),
+            ),
         )
         other = self.ok(
             self.store.open_pop_session("bob@example.com", "s2", NOW, 60, folders)
