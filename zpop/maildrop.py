@@ -47,12 +47,20 @@ def uidl(account: Account, message: PopEntry) -> str:
 class BodyReader:
     """A file-like view of one stored body whose ``read`` returns Deferreds."""
 
-    def __init__(self, store: IStore, message_id: int) -> None:
+    #: Stored bodies have CRLF line ends only (zpop.delivery), so a reader
+    #: of them may skip normalising.
+    crlf_only = True
+
+    def __init__(self, store: IStore, message_id: int, size: int) -> None:
         self._store = store
         self._message_id = message_id
+        self._size = size
         self._offset = 0
 
     def read(self, size: int = CHUNK_SIZE) -> Deferred:
+        if self._offset >= self._size:
+            # The end is known: no database trip to learn it.
+            return succeed(b"")
         d = self._store.read_body(self._message_id, self._offset, size)
 
         def advance(data: bytes) -> bytes:
@@ -153,7 +161,7 @@ class Maildrop:
         message = self._message(index)
         if index in self._deleted:
             raise ValueError(f"message {index + 1} is deleted")
-        return BodyReader(self._store, message.id)
+        return BodyReader(self._store, message.id, message.size)
 
     def getUidl(self, index: int) -> str:
         return uidl(self.account, self._message(index))

@@ -97,7 +97,9 @@ class _BodyTransform:
     lines (TOP).
     """
 
-    def __init__(self, lines: int | None = None) -> None:
+    def __init__(self, lines: int | None = None, crlf_only: bool = False) -> None:
+        #: The source promises CRLF line ends only: skip normalising.
+        self._crlf_only = crlf_only
         self._pending_cr = False
         self._line_start = True
         self._lines_left = lines
@@ -108,6 +110,8 @@ class _BodyTransform:
     def feed(self, chunk: bytes) -> bytes:
         if self.done:
             return b""
+        if self._crlf_only:
+            return self._emit(chunk)
         if self._pending_cr:
             chunk = b"\r" + chunk
             self._pending_cr = False
@@ -116,7 +120,6 @@ class _BodyTransform:
             self._pending_cr = True
         crlf = chunk.count(b"\r\n")
         if not (chunk.count(b"\r") == crlf == chunk.count(b"\n")):
-            # Stored bodies are CRLF already; only other sources pay this.
             chunk = _LINE_END.sub(b"\r\n", chunk)
         return self._emit(chunk)
 
@@ -214,6 +217,8 @@ class _BodyProducer:
         if not data or self._transform.done:
             self._finish(out + self._transform.finish())
             return
+        # Write before asking for more: a reader may answer at once (the
+        # end of a body is known without a read) and must not overtake.
         if out:
             self._transport.write(out)
         self._pump()
@@ -734,7 +739,8 @@ class POP3Server(pop3.POP3):
             self.successResponse(f"{size} octets")
         else:
             self.successResponse("Top of message follows")
-        producer = _BodyProducer(self.transport, reader, _BodyTransform(lines))
+        transform = _BodyTransform(lines, getattr(reader, "crlf_only", False))
+        producer = _BodyProducer(self.transport, reader, transform)
         sent = await producer.start()
         if lines is None:
             self._retrieved += 1

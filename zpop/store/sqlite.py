@@ -761,19 +761,20 @@ class SQLiteStore:
         def thd() -> bytes:
             first = offset // BODY_CHUNK
             last = (offset + max(length, 1) - 1) // BODY_CHUNK
-            with self._read() as conn:
-                rows = conn.execute(
-                    "SELECT data FROM body_chunks WHERE message_id = ?"
-                    " AND seq BETWEEN ? AND ? ORDER BY seq",
-                    (message_id, first, last),
-                ).fetchall()
-                if (
-                    not rows
-                    and not conn.execute(
-                        "SELECT 1 FROM messages WHERE id = ?", (message_id,)
-                    ).fetchone()
-                ):
+            # One statement is its own snapshot: no BEGIN/COMMIT around it.
+            conn = self._conn()
+            rows = conn.execute(
+                "SELECT data FROM body_chunks WHERE message_id = ?"
+                " AND seq BETWEEN ? AND ? ORDER BY seq",
+                (message_id, first, last),
+            ).fetchall()
+            if not rows:
+                exists = conn.execute(
+                    "SELECT 1 FROM messages WHERE id = ?", (message_id,)
+                ).fetchone()
+                if not exists:
                     raise NotFound(f"message {message_id} no longer exists")
+                return b""
             if len(rows) == 1:
                 data = rows[0][0]
             else:
@@ -867,7 +868,8 @@ class SQLiteStore:
         self, account_id: int, owner: str, message_ids: list[int], to_trash: bool
     ) -> Deferred:
         def thd() -> None:
-            with self._write() as conn:
+            # Without deletions only the lock goes, which need not be durable.
+            with self._write(durable=bool(message_ids)) as conn:
                 cursor = conn.execute(
                     "DELETE FROM pop_locks WHERE account_id = ? AND owner = ?",
                     (account_id, owner),

@@ -26,7 +26,13 @@ from zope.interface.verify import verifyObject
 
 from zpop.auth import LoginRefused
 from zpop.config import Config
-from zpop.pop3 import PIPELINE_LIMIT, POP3Factory, POP3Server, _BodyTransform
+from zpop.pop3 import (
+    PIPELINE_LIMIT,
+    POP3Factory,
+    POP3Server,
+    _BodyProducer,
+    _BodyTransform,
+)
 
 USER = b"alice@example.com"
 PASSWORD = b"correct horse"
@@ -756,6 +762,37 @@ class BodyTransformTests(SynchronousTestCase):
             self.assertEqual(
                 self.transform(body, step, 0), b"A: 1\r\nB: 2\r\n\r\n.\r\n"
             )
+
+    def test_reader_that_answers_at_once(self) -> None:
+        """A reader whose last read fires synchronously (a known end) still
+        gets the body out before the terminating dot."""
+        written: list[bytes] = []
+
+        class Transport:
+            def registerProducer(self, producer: Any, streaming: bool) -> None:
+                pass
+
+            def unregisterProducer(self) -> None:
+                pass
+
+            def write(self, data: bytes) -> None:
+                written.append(data)
+
+        class Reader:
+            def __init__(self) -> None:
+                self.reads = [Deferred(), succeed(b"")]
+
+            def read(self, size: int) -> Deferred:
+                return self.reads.pop(0)
+
+        reader = Reader()
+        first = reader.reads[0]
+        producer = _BodyProducer(Transport(), reader, _BodyTransform(None, True))
+        done = producer.start()
+        first.callback(b"body\r\n")
+        self.assertEqual(
+            (b"".join(written), self.successResultOf(done)), (b"body\r\n.\r\n", 6)
+        )
 
     def test_chunked_retr(self) -> None:
         """RETR through a mailbox that returns a few bytes per read is intact."""
