@@ -20,6 +20,7 @@ from importlib import resources
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from zpop.store.interface import (
@@ -239,6 +240,11 @@ class SQLiteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # accept_message's group commit; touched on the caller's thread only.
+        self._accepts: list[
+            tuple[list[tuple[int, NewMessage]], QueuedMessage | None, Deferred]
+        ] = []
+        self._accepting = False
 
     def close(self) -> None:
         """Close every thread's connection; call once no call is running."""
@@ -689,44 +695,96 @@ class SQLiteStore:
     def accept_message(
         self, local: list[tuple[int, NewMessage]], queued: QueuedMessage | None
     ) -> Deferred:
-        def thd() -> Accepted:
-            with self._write() as conn:
-                stored = tuple(
-                    self._insert_message(conn, account_id, m) for account_id, m in local
-                )
-                if queued is None or not queued.recipients:
-                    return Accepted(messages=stored, queue_id=None)
-                cursor = conn.execute(
-                    "INSERT INTO outbound_messages (sender, account_id, body, size,"
-                    " created, expires) VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        queued.sender,
-                        queued.account_id,
-                        queued.body,
-                        len(queued.body),
-                        queued.created,
-                        queued.expires,
-                    ),
-                )
-                queue_id = int(cursor.lastrowid or 0)
-                recipients = list(dict.fromkeys(queued.recipients))
-                conn.executemany(
-                    "INSERT INTO outbound_recipients (message_id, recipient,"
-                    " next_attempt) VALUES (?, ?, ?)",
-                    [(queue_id, r, queued.created) for r in recipients],
-                )
-                rows = conn.execute(
-                    "SELECT recipient, state, attempts, next_attempt, last_error"
-                    " FROM outbound_recipients WHERE message_id = ? ORDER BY id",
-                    (queue_id,),
-                ).fetchall()
-                return Accepted(
-                    messages=stored,
-                    queue_id=queue_id,
-                    queued=tuple(QueuedRecipient(*r) for r in rows),
-                )
+        # Group commit: acceptances arriving while a commit is on its way to
+        # disk share the next transaction, so N concurrent SMTP sessions
+        # cost one fsync, not N. Each still fires only after its commit, and
+        # one that fails (a savepoint each) fails alone.
+        d: Deferred = Deferred()
+        self._accepts.append((local, queued, d))
+        if not self._accepting:
+            self._commit_accepts()
+        return d
 
-        return self._call(thd)
+    def _commit_accepts(self) -> None:
+        batch, self._accepts = self._accepts, []
+        self._accepting = True
+
+        def thd() -> list[Accepted | Exception]:
+            results: list[Accepted | Exception] = []
+            with self._write() as conn:
+                for local, queued, _ in batch:
+                    conn.execute("SAVEPOINT accept")
+                    try:
+                        results.append(self._accept_one(conn, local, queued))
+                    except sqlite3.Error as e:
+                        conn.execute("ROLLBACK TO accept")
+                        results.append(
+                            StoreError(f"database error in {self.path}: {e}")
+                        )
+                    except StoreError as e:
+                        conn.execute("ROLLBACK TO accept")
+                        results.append(e)
+                    conn.execute("RELEASE accept")
+            return results
+
+        def committed(results: list[Accepted | Exception]) -> None:
+            for (_, _, d), outcome in zip(batch, results, strict=True):
+                if isinstance(outcome, Exception):
+                    d.errback(outcome)
+                else:
+                    d.callback(outcome)
+
+        def failed(failure: Failure) -> None:
+            for _, _, d in batch:
+                d.errback(failure)
+
+        def next_batch(_: object) -> None:
+            self._accepting = False
+            if self._accepts:
+                self._commit_accepts()
+
+        self._call(thd).addCallbacks(committed, failed).addBoth(next_batch)
+
+    def _accept_one(
+        self,
+        conn: sqlite3.Connection,
+        local: list[tuple[int, NewMessage]],
+        queued: QueuedMessage | None,
+    ) -> Accepted:
+        stored = tuple(
+            self._insert_message(conn, account_id, m) for account_id, m in local
+        )
+        if queued is None or not queued.recipients:
+            return Accepted(messages=stored, queue_id=None)
+        cursor = conn.execute(
+            "INSERT INTO outbound_messages (sender, account_id, body, size,"
+            " created, expires) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                queued.sender,
+                queued.account_id,
+                queued.body,
+                len(queued.body),
+                queued.created,
+                queued.expires,
+            ),
+        )
+        queue_id = int(cursor.lastrowid or 0)
+        recipients = list(dict.fromkeys(queued.recipients))
+        conn.executemany(
+            "INSERT INTO outbound_recipients (message_id, recipient,"
+            " next_attempt) VALUES (?, ?, ?)",
+            [(queue_id, r, queued.created) for r in recipients],
+        )
+        rows = conn.execute(
+            "SELECT recipient, state, attempts, next_attempt, last_error"
+            " FROM outbound_recipients WHERE message_id = ? ORDER BY id",
+            (queue_id,),
+        ).fetchall()
+        return Accepted(
+            messages=stored,
+            queue_id=queue_id,
+            queued=tuple(QueuedRecipient(*r) for r in rows),
+        )
 
     def list_messages(self, account_id: int, folder: str | None = None) -> Deferred:
         def thd() -> list[Message]:

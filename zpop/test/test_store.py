@@ -1334,6 +1334,48 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         self.addCleanup(store.close)
         return store
 
+    def test_group_commit(self) -> None:
+        """Acceptances made while a commit is under way share the next
+        transaction; each fires after its own commit, and one that fails
+        fails alone."""
+        calls: list[tuple[Any, defer.Deferred]] = []
+
+        def held(f: Any, *args: Any) -> defer.Deferred:
+            d: defer.Deferred = defer.Deferred()
+            calls.append((lambda: f(*args), d))
+            return d
+
+        def run_next() -> None:
+            f, d = calls.pop(0)
+            d.callback(f())
+
+        bob = self.account()
+        store = SQLiteStore(self.store.path, held)
+        self.addCleanup(store.close)
+        first = store.accept_message([(bob.id, _new(subject="1"))], None)
+        second = store.accept_message([(bob.id, _new(subject="2"))], None)
+        bad = store.accept_message([(bob.id + 999, _new(subject="x"))], None)
+        third = store.accept_message([(bob.id, _new(subject="3"))], None)
+        self.assertEqual(len(calls), 1)
+        run_next()
+        self.assertEqual(self.ok(first).messages[0].subject, "1")
+        self.assertNoResult(second)
+        self.assertEqual(len(calls), 1)
+        run_next()
+        self.assertEqual(
+            (
+                self.ok(second).messages[0].subject,
+                self.ok(third).messages[0].subject,
+                type(self.fails(bad, NotFound)),
+                calls,
+            ),
+            ("2", "3", NotFound, []),
+        )
+        self.assertEqual(
+            [m.subject for m in self.ok(self.store.list_messages(bob.id))],
+            ["1", "2", "3"],
+        )
+
     def test_uids_not_reused_after_messages_deleted(self) -> None:
         """Uids of deleted messages are never handed out again."""
         bob = self.account()
