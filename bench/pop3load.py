@@ -91,7 +91,9 @@ async def full_session(
     await s.quit()
 
 
-async def login_session(port: int, ctx: ssl.SSLContext, user: str, password: str) -> None:
+async def login_session(
+    port: int, ctx: ssl.SSLContext, user: str, password: str
+) -> None:
     """connect, TLS, USER/PASS, QUIT: one login."""
     s = await Session.open(port, ctx)
     await s.login(user, password)
@@ -143,8 +145,7 @@ async def closed_loop(
             t0 = time.perf_counter()
             try:
                 await asyncio.wait_for(op(), timeout=60)
-            except (OSError, ssl.SSLError, ProtocolError, asyncio.TimeoutError,
-                    asyncio.IncompleteReadError) as e:
+            except Exception as e:  # noqa: BLE001 - any failure is counted
                 result.errors += 1
                 result.first_error = result.first_error or repr(e)[:200]
                 await asyncio.sleep(0.05)
@@ -158,8 +159,12 @@ async def closed_loop(
 
 
 async def noop_probe(
-    port: int, ctx: ssl.SSLContext, user: str, password: str,
-    stop: asyncio.Event, interval: float = 0.02,
+    port: int,
+    ctx: ssl.SSLContext,
+    user: str,
+    password: str,
+    stop: asyncio.Event,
+    interval: float = 0.02,
 ) -> list[float]:
     """Logged in, send NOOP every ``interval`` s until ``stop``; latencies."""
     s = await Session.open(port, ctx)
@@ -175,7 +180,9 @@ async def noop_probe(
 
 
 async def hold_idle(
-    port: int, ctx: ssl.SSLContext, users: list[tuple[str, str]],
+    port: int,
+    ctx: ssl.SSLContext,
+    users: list[tuple[str, str]],
     parallel: int = 50,
 ) -> tuple[list[Session], int]:
     """Open and log in one session per user (``parallel`` at a time);
@@ -191,8 +198,7 @@ async def hold_idle(
                 s = await Session.open(port, ctx)
                 await s.login(user, password)
                 sessions.append(s)
-            except (OSError, ssl.SSLError, ProtocolError,
-                    asyncio.IncompleteReadError):
+            except (OSError, ssl.SSLError, ProtocolError, asyncio.IncompleteReadError):
                 failures += 1
 
     await asyncio.gather(*(one(u, p) for u, p in users))
@@ -200,7 +206,11 @@ async def hold_idle(
 
 
 def bulk_retr(
-    port: int, cafile: str, user: str, password: str, number: int = 1,
+    port: int,
+    cafile: str,
+    user: str,
+    password: str,
+    number: int = 1,
     sample: Callable[[], None] | None = None,
 ) -> tuple[int, float]:
     """RETR one big message over a blocking TLS socket; (octets, seconds of

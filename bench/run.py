@@ -1,0 +1,999 @@
+"""Run zpop's benchmarks against Dovecot, twistd mail and Postfix; write
+bench/RESULTS.md.
+
+    /tmp/venv/bin/python bench/run.py            # full run (~15-20 min)
+    /tmp/venv/bin/python bench/run.py --quick    # small smoke run
+
+As root it installs the Debian packages it needs (dovecot-core,
+dovecot-pop3d, postfix). Servers bind 127.0.0.1 only; every one started is
+stopped at the end. Rounds are interleaved: each round measures every row
+on every server, rotating which server goes first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import bcrypt
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import pop3load  # noqa: E402
+import proc  # noqa: E402
+import servers  # noqa: E402
+import smtpload  # noqa: E402
+from servers import DOMAIN  # noqa: E402
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGES = ["dovecot-core", "dovecot-pop3d", "postfix"]
+
+Server = Any
+#: (row id, server name) -> one value per round
+Values = dict[tuple[str, str], list[float]]
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    id: str
+    label: str
+    unit: str
+    higher_is_better: bool = True
+    fmt: str = "{:.1f}"
+    #: the anchor's row to divide by (default: the same row)
+    anchor_row: str | None = None
+
+
+def install_packages() -> None:
+    """apt-get install the anchors' packages if missing (root only)."""
+    missing = [
+        p
+        for p in PACKAGES
+        if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode
+    ]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        sys.exit(f"missing Debian packages {missing}: run as root or install them")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update"], check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "--no-install-recommends", *missing],
+        check=True,
+        env=env,
+    )
+    # The system-wide instances are not ours to run; ours are private.
+    for unit in ("dovecot", "postfix"):
+        subprocess.run(["systemctl", "stop", unit], capture_output=True)
+
+
+def _bcrypt_worker(args: tuple[bytes, float]) -> int:
+    hashed, seconds = args
+    deadline = time.perf_counter() + seconds
+    n = 0
+    while time.perf_counter() < deadline:
+        bcrypt.checkpw(servers.COLD_PASSWORD.encode(), hashed)
+        n += 1
+    return n
+
+
+def bcrypt_capacity(cost: int, seconds: float = 4.0) -> float:
+    """bcrypt checks per second this machine does on all its cores."""
+    hashed = bcrypt.hashpw(servers.COLD_PASSWORD.encode(), bcrypt.gensalt(cost))
+    cores = os.cpu_count() or 1
+    with multiprocessing.Pool(cores) as pool:
+        counts = pool.map(_bcrypt_worker, [(hashed, seconds)] * cores)
+    # Each worker checks for ``seconds`` (pool start-up not counted).
+    return sum(counts) / seconds
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Bench:
+    """The measurements; each returns {row id: value} for one server."""
+
+    def __init__(self, args: argparse.Namespace, cert: str) -> None:
+        self.args = args
+        self.cert = cert
+        self.ctx = pop3load.client_context(cert)
+        self.notes: list[str] = []
+        self.round = 0
+
+    # -- POP3 --------------------------------------------------------------
+
+    def sessions(self, s: Server, conc: int) -> dict[str, float]:
+        users = [servers.session_user(i) for i in range(conc)]
+
+        def op(user: str) -> Callable[[], Any]:
+            password = s.credential(user)
+            return lambda: pop3load.full_session(
+                s.port, self.ctx, user, password, self.args.retr
+            )
+
+        cpu0 = proc.cpu_seconds(s.pid)
+        res = asyncio.run(
+            pop3load.closed_loop([op(u) for u in users], self.args.duration)
+        )
+        cpu = proc.cpu_seconds(s.pid) - cpu0
+        if res.errors:
+            self.notes.append(
+                f"{s.name} sessions c={conc}: {res.errors} errors, "
+                f"first: {res.first_error}"
+            )
+        return {
+            f"sess{conc}": res.rate,
+            f"sess{conc}_p50": percentile(res.latencies, 0.5) * 1000,
+            f"sess{conc}_p99": percentile(res.latencies, 0.99) * 1000,
+            f"sess{conc}_cpu": cpu / res.done * 1000 if res.done else float("nan"),
+        }
+
+    def bulk(self, s: Server) -> dict[str, float]:
+        user = f"bulk20@{DOMAIN}"
+        rates = []
+        for _ in range(2):
+            octets, seconds = pop3load.bulk_retr(
+                s.port, self.cert, user, s.credential(user)
+            )
+            rates.append(octets / seconds / 1e6)
+        user = f"bulk50@{DOMAIN}"
+        before = proc.memory_bytes(s.pid)
+        peak = [before]
+
+        def sample() -> None:
+            peak[0] = max(peak[0], proc.memory_bytes(s.pid))
+
+        pop3load.bulk_retr(s.port, self.cert, user, s.credential(user), sample=sample)
+        return {"bulk_mbs": max(rates), "bulk_mem": (peak[0] - before) / 2**20}
+
+    def big(self, s: Server) -> dict[str, float]:
+        user = f"big@{DOMAIN}"
+        password = s.credential(user)
+        times = [
+            asyncio.run(pop3load.stat_uidl(s.port, self.ctx, user, password))
+            for _ in range(3)
+        ]
+        return {"big": statistics.median(times) * 1000}
+
+    def idle(self, s: Server, n: int, row: str) -> dict[str, float]:
+        """Memory per idle authenticated TLS session, on a freshly restarted
+        server: restart, log 50 sessions in and out (one-time set-up: TLS
+        context, thread pools, caches), then hold ``n`` sessions and compare
+        the process tree's PSS before and after."""
+        users = [
+            (f"idle{i}@{DOMAIN}", s.credential(f"idle{i}@{DOMAIN}")) for i in range(n)
+        ]
+        s.stop()
+        s.start()
+
+        async def hold() -> tuple[float, int, float]:
+            warm, _ = await pop3load.hold_idle(s.port, self.ctx, users[:50])
+            for sess in warm:
+                await sess.quit()
+            await asyncio.sleep(2.0)  # maildrop locks released
+            before = proc.memory_bytes(s.pid)
+            t0 = time.perf_counter()
+            sessions, failures = await pop3load.hold_idle(s.port, self.ctx, users)
+            took = time.perf_counter() - t0
+            await asyncio.sleep(1.0)
+            after = proc.memory_bytes(s.pid)
+            # Check the server still answers one of them.
+            if sessions:
+                await sessions[0].cmd(b"NOOP")
+            for sess in sessions:
+                sess.abort()
+            await asyncio.sleep(0.5)
+            held = len(sessions)
+            per = (after - before) / held / 1024 if held else float("nan")
+            if failures:
+                self.notes.append(f"{s.name} idle {n}: {failures} logins failed")
+            return per, held, took
+
+        per, held, took = asyncio.run(hold())
+        time.sleep(2.0)  # let the server release the maildrop locks
+        return {row: per, row + "_held": held, row + "_rate": held / took}
+
+    def cold(self, s: Server) -> dict[str, float]:
+        # Each round logs in a fresh third of the cold accounts, so zpop's
+        # credential cache (issue 6) cannot make a later round warm.
+        per = self.args.plan.cold_users // 3
+        users = [
+            f"cold{i}@{DOMAIN}"
+            for i in range(self.round % 3 * per, (self.round % 3 + 1) * per)
+        ]
+        if isinstance(s, servers.Dovecot):
+            subprocess.run(
+                ["doveadm", "-c", s.conf, "auth", "cache", "flush"], capture_output=True
+            )
+        queue = list(users)
+        noop_user = f"noop@{DOMAIN}"
+
+        def op() -> Any:
+            if not queue:
+                return asyncio.sleep(0.05)
+            user = queue.pop()
+            return pop3load.login_session(s.port, self.ctx, user, s.credential(user))
+
+        async def run() -> tuple[pop3load.LoadResult, list[float]]:
+            stop = asyncio.Event()
+            probe = asyncio.create_task(
+                pop3load.noop_probe(
+                    s.port, self.ctx, noop_user, s.credential(noop_user), stop
+                )
+            )
+            await asyncio.sleep(0.3)
+            res = await pop3load.closed_loop(
+                [op] * self.args.cold_conc, self.args.cold_duration, max_ops=len(users)
+            )
+            stop.set()
+            return res, await probe
+
+        res, noops = asyncio.run(run())
+        return {"cold": res.rate, "cold_noop_p99": percentile(noops, 0.99) * 1000}
+
+    def logins(self, s: Server, row: str = "logins") -> dict[str, float]:
+        """50 clients, login + QUIT in a loop on their own accounts.
+
+        zpop (credential cache on): primary bcrypt passwords, each account
+        logged in once before the window, so the window's logins are
+        credential-cache hits (the warm-up is checked: it must take under
+        a second for 50 accounts, else the cache was cold). zpop with the
+        cache off: app passwords (HMAC + store). Anchors: their own warm
+        path (Dovecot: auth cache; twistd mail: in-memory dict).
+        """
+        conc = self.args.login_conc
+        users = [servers.session_user(i) for i in range(conc)]
+        cached = isinstance(s, servers.Zpop) and s.cache
+
+        def password(user: str) -> str:
+            return s.primary(user) if cached else s.credential(user)
+
+        if cached:
+
+            async def warm() -> None:
+                await asyncio.gather(
+                    *(
+                        pop3load.login_session(s.port, self.ctx, u, password(u))
+                        for u in users
+                    )
+                )
+
+            asyncio.run(warm())
+            t0 = time.perf_counter()
+            asyncio.run(warm())
+            if time.perf_counter() - t0 > 1.0:
+                self.notes.append(
+                    f"{s.name}: second warm-up of {conc} primary-password logins "
+                    f"took {time.perf_counter() - t0:.1f}s: cache not hit?"
+                )
+
+        def op(user: str) -> Callable[[], Any]:
+            pw = password(user)
+            return lambda: pop3load.login_session(s.port, self.ctx, user, pw)
+
+        cpu0 = proc.cpu_seconds(s.pid)
+        res = asyncio.run(
+            pop3load.closed_loop([op(u) for u in users], self.args.duration)
+        )
+        cpu = proc.cpu_seconds(s.pid) - cpu0
+        if res.errors:
+            self.notes.append(
+                f"{s.name} {row}: {res.errors} errors, first: {res.first_error}"
+            )
+        return {
+            row: res.rate,
+            row + "_cpu": cpu / res.done * 1000 if res.done else float("nan"),
+        }
+
+    # -- SMTP --------------------------------------------------------------
+
+    def smtp(self, s: Server, ports: dict[str, int]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        ctx = pop3load.client_context(self.cert)
+        sender, rcpt = f"sender@{DOMAIN}", f"rcpt@{DOMAIN}"
+        data = smtpload.message(10 * 1024, sender, rcpt)
+        for mode, port in ports.items():
+            refusal = asyncio.run(smtpload.probe(port, mode, ctx))
+            if refusal is not None:
+                self.notes.append(f"{s.name} SMTP {mode} not available: {refusal}")
+                continue
+            for conc in (1, 10, 50):
+                for per_conn in (1, 10):
+
+                    def op(
+                        port: int = port, mode: str = mode, per_conn: int = per_conn
+                    ) -> Any:
+                        return smtpload.connection(
+                            port,
+                            mode,
+                            ctx,
+                            sender,
+                            s.credential(sender),
+                            rcpt,
+                            per_conn,
+                            data,
+                        )
+
+                    res = asyncio.run(
+                        pop3load.closed_loop([op] * conc, self.args.smtp_duration)
+                    )
+                    if res.errors:
+                        self.notes.append(
+                            f"{s.name} SMTP {mode} c={conc} x{per_conn}: "
+                            f"{res.errors} errors, first: {res.first_error}"
+                        )
+                    out[f"smtp_{mode}_{conc}_{per_conn}"] = res.rate * per_conn
+        return out
+
+
+# -- results ---------------------------------------------------------------
+
+
+def rows() -> list[Row]:
+    out = []
+    for c in (1, 10, 50):
+        out += [
+            Row(f"sess{c}", f"POP3S full sessions/s, concurrency {c}", "sessions/s"),
+            Row(f"sess{c}_p50", f"  session latency p50, c={c}", "ms", False),
+            Row(f"sess{c}_p99", f"  session latency p99, c={c}", "ms", False),
+            Row(
+                f"sess{c}_cpu",
+                f"  server CPU per session, c={c}",
+                "ms",
+                False,
+                "{:.2f}",
+            ),
+        ]
+    out += [
+        Row("bulk_mbs", "bulk RETR 20 MB over TLS", "MB/s"),
+        Row("bulk_mem", "  server memory growth during a 50 MB RETR", "MiB", False),
+        Row(
+            "big", "100,000-message mailbox: login+STAT+UIDL (index warm)", "ms", False
+        ),
+        Row(
+            "idle",
+            "idle authenticated TLS session, server memory each (fresh server)",
+            "KiB",
+            False,
+        ),
+        Row("idle_held", "  sessions held for that row", "sessions", True, "{:.0f}"),
+        Row(
+            "idle10k_held",
+            "  concurrent authenticated sessions held (zpop big run)",
+            "sessions",
+            True,
+            "{:.0f}",
+        ),
+        Row("idle10k", "  memory per session in the big run", "KiB", False),
+        Row(
+            "idle10k_rate", "  logins/s while opening them (50 in parallel)", "logins/s"
+        ),
+        Row("cold", "cold primary-password (bcrypt) logins/s", "logins/s"),
+        Row("cold_noop_p99", "  another session's NOOP p99 meanwhile", "ms", False),
+        Row(
+            "logins",
+            "warm logins/s (zpop: primary password, credential-cache hits; "
+            "Dovecot: auth cache)",
+            "logins/s",
+        ),
+        Row("logins_cpu", "  server CPU per login", "ms", False, "{:.2f}"),
+        Row(
+            "logins_app",
+            "app-password logins/s (zpop, credential cache off)",
+            "logins/s",
+            anchor_row="logins",
+        ),
+        Row(
+            "logins_app_cpu",
+            "  server CPU per app-password login",
+            "ms",
+            False,
+            "{:.2f}",
+            anchor_row="logins_cpu",
+        ),
+    ]
+    for mode, name in (
+        ("submission", "587 STARTTLS+AUTH"),
+        ("smtps", "465 TLS+AUTH"),
+        ("mx", "MX 25 STARTTLS"),
+    ):
+        for c in (1, 10, 50):
+            for per in (1, 10):
+                out.append(
+                    Row(
+                        f"smtp_{mode}_{c}_{per}",
+                        f"SMTP {name}, 10 KB, c={c}, {per} msg/conn",
+                        "msgs/s",
+                    )
+                )
+    return out
+
+
+def cell(values: list[float] | None, fmt: str) -> str:
+    if not values:
+        return "–"
+    med = statistics.median(values)
+    if len(values) == 1:
+        return fmt.format(med)
+    return f"{fmt.format(med)} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+
+
+def median(values: Values, row: str, server: str) -> float | None:
+    v = values.get((row, server))
+    return statistics.median(v) if v else None
+
+
+def targets(
+    values: Values, capacity: float, idle_target: int
+) -> list[tuple[str, str, str]]:
+    """(target of issue 7, measured, PASS/FAIL/NOT MEASURED) for zpop."""
+
+    def m(row: str, server: str = "zpop") -> float | None:
+        return median(values, row, server)
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a is not None and b else None
+
+    def verdict(ok: bool | None) -> str:
+        return "NOT MEASURED" if ok is None else ("PASS" if ok else "FAIL")
+
+    def times(r: float | None) -> str:
+        return f"{r:.2f}×" if r is not None else "–"
+
+    out = []
+    r = ratio(m("sess50"), m("sess50", "dovecot"))
+    out.append(
+        (
+            "POP3S sessions/s c=50 ≥ 2× Dovecot",
+            times(r),
+            verdict(None if r is None else r >= 2),
+        )
+    )
+    r = ratio(m("sess50"), m("sess50", "twistd mail"))
+    out.append(
+        (
+            "POP3S sessions/s c=50 ≥ 1× twistd mail",
+            times(r),
+            verdict(None if r is None else r >= 1),
+        )
+    )
+    c = m("sess50_cpu")
+    out.append(
+        (
+            "≤ 4 ms server CPU per session (c=50)",
+            f"{c:.2f} ms" if c is not None else "–",
+            verdict(None if c is None else c <= 4),
+        )
+    )
+    b = m("bulk_mbs")
+    out.append(
+        (
+            "bulk RETR ≥ 400 MB/s class",
+            f"{b:.0f} MB/s" if b is not None else "–",
+            verdict(None if b is None else b >= 400),
+        )
+    )
+    r = ratio(b, m("bulk_mbs", "dovecot"))
+    out.append(
+        ("bulk RETR ≥ 1.7× Dovecot", times(r), verdict(None if r is None else r >= 1.7))
+    )
+    g = m("bulk_mem")
+    out.append(
+        (
+            "memory growth < 8 MB in a 50 MB RETR",
+            f"{g * 1.048576:.1f} MB" if g is not None else "–",
+            verdict(None if g is None else g * 1.048576 < 8),
+        )
+    )
+    r = ratio(m("big"), m("big", "dovecot"))
+    out.append(
+        (
+            "100k mailbox login+STAT+UIDL ≤ 1.0× Dovecot (time)",
+            times(r),
+            verdict(None if r is None else r <= 1.0),
+        )
+    )
+    i, held = m("idle"), m("idle_held")
+    out.append(
+        (
+            "idle TLS session ≤ 32 KiB",
+            f"{i:.1f} KiB ({held:.0f} held, fresh server)"
+            if i is not None and held
+            else "–",
+            verdict(None if i is None or i <= 0 else i <= 32),
+        )
+    )
+    h = m("idle10k_held")
+    ok = None if h is None else (True if h >= 10_000 else None)
+    if h is not None and idle_target >= 10_000 and h < 10_000:
+        ok = False
+    out.append(
+        (
+            "10,000 idle authenticated sessions held",
+            f"{h:.0f} held of {idle_target} tried" if h is not None else "–",
+            verdict(ok),
+        )
+    )
+    c = m("cold")
+    out.append(
+        (
+            f"cold bcrypt logins ≥ 90% of bcrypt capacity ({capacity:.1f}/s)",
+            f"{c / capacity:.0%}" if c is not None else "–",
+            verdict(None if c is None else c >= 0.9 * capacity),
+        )
+    )
+    n = m("cold_noop_p99")
+    out.append(
+        (
+            "  with a concurrent session's NOOP p99 < 50 ms",
+            f"{n:.1f} ms" if n is not None else "–",
+            verdict(None if n is None else n < 50),
+        )
+    )
+    r = ratio(m("logins"), m("logins", "dovecot"))
+    out.append(
+        (
+            "cached (primary-password) logins ≥ 3× Dovecot",
+            times(r),
+            verdict(None if r is None else r >= 3),
+        )
+    )
+    r = ratio(m("logins_app"), m("logins", "dovecot"))
+    out.append(
+        (
+            "app-password logins ≥ 3× Dovecot",
+            times(r),
+            verdict(None if r is None else r >= 3),
+        )
+    )
+    r = ratio(m("smtp_submission_10_1"), m("smtp_submission_10_1", "postfix"))
+    out.append(
+        (
+            "SMTP submission (587) durable 10 KB c=10 ≥ Postfix",
+            times(r) if r is not None else "not available",
+            verdict(None if r is None else r >= 1),
+        )
+    )
+    return out
+
+
+def load_before() -> dict[str, str]:
+    """The first run's zpop cells (bench/first_run.json), for "Before"."""
+    try:
+        with open(os.path.join(BENCH_DIR, "first_run.json"), encoding="utf-8") as f:
+            return json.load(f)
+    except OSError:
+        return {}
+
+
+def write_results(
+    path: str,
+    values: Values,
+    columns: list[str],
+    capacity: float,
+    idle_target: int,
+    meta: list[str],
+    notes: list[str],
+    profiles: list[str],
+) -> None:
+    before = load_before()
+    lines = [
+        "# zpop benchmark results",
+        "",
+        "Generated by `bench/run.py` (see bench/README.md). Cells: median over "
+        "rounds (min–max). Ratio = zpop / anchor (Dovecot for POP3, Postfix "
+        "for SMTP); for rows where lower is better a ratio < 1 is zpop "
+        'doing better. "zpop before" is the first run\'s zpop column '
+        "(bench/first_run.json), before the proposals were merged.",
+        "",
+    ]
+    lines += meta + [""]
+    lines += [
+        "| row | unit | zpop before | " + " | ".join(columns) + " | zpop/anchor |",
+        "|---|---|---|" + "---|" * len(columns) + "---|",
+    ]
+    for row in rows():
+        if not any((row.id, c) in values for c in columns):
+            continue
+        cells = [cell(values.get((row.id, c)), row.fmt) for c in columns]
+        anchor = "postfix" if row.id.startswith("smtp") else "dovecot"
+        z = median(values, row.id, "zpop")
+        a = median(values, row.anchor_row or row.id, anchor)
+        ratio = f"{z / a:.2f}" if z is not None and a else "–"
+        if row.id.startswith("smtp") and z is None:
+            ratio = "not available"
+        lines.append(
+            f"| {row.label} | {row.unit} | {before.get(row.id, '–')} | "
+            + " | ".join(cells)
+            + f" | {ratio} |"
+        )
+    lines += [
+        "",
+        "## Targets of issue 7 (zpop)",
+        "",
+        "| target | measured | verdict |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {t} | {v} | {ok} |" for t, v, ok in targets(values, capacity, idle_target)
+    ]
+    if notes:
+        lines += ["", "## Notes from the run", ""] + [f"- {n}" for n in notes]
+    if profiles:
+        lines += ["", "## Profiles (py-spy, zpop server under load)", ""] + profiles
+    lines.append("")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+
+
+# -- profiling --------------------------------------------------------------
+
+
+def top_frames(raw_path: str, n: int = 12) -> tuple[list[str], list[str]]:
+    """(self-time top, inclusive top) from py-spy's raw collapsed stacks."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    with open(raw_path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            stack, _, count = line.rstrip().rpartition(" ")
+            if not count.isdigit():
+                continue
+            k = int(count)
+            total += k
+            frames = stack.split(";")
+            own[frames[-1]] = own.get(frames[-1], 0) + k
+            for frame in set(frames):
+                incl[frame] = incl.get(frame, 0) + k
+
+    def fmt(d: dict[str, int]) -> list[str]:
+        best = sorted(d.items(), key=lambda kv: -kv[1])[:n]
+        return [f"{v / total:5.1%}  {k}" for k, v in best] if total else []
+
+    return fmt(own), fmt(incl)
+
+
+def profile(name: str, pid: int, seconds: float, load: Callable[[], Any]) -> list[str]:
+    """py-spy the server while ``load`` runs; svg + raw in bench/profiles."""
+    spy = shutil.which("py-spy") or os.path.join(
+        os.path.dirname(sys.executable), "py-spy"
+    )
+    outdir = os.path.join(BENCH_DIR, "profiles")
+    os.makedirs(outdir, exist_ok=True)
+    out = []
+    for fmt, ext in (("flamegraph", "svg"), ("raw", "txt")):
+        path = os.path.join(outdir, f"{name}.{ext}")
+        spy_proc = subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(int(seconds)),
+                "--rate",
+                "200",
+                "--format",
+                fmt,
+                "--output",
+                path,
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)
+        load()
+        try:
+            spy_proc.wait(seconds + 30)
+        except subprocess.TimeoutExpired:
+            spy_proc.kill()
+            spy_proc.wait()
+    own, incl = top_frames(os.path.join(outdir, f"{name}.txt"))
+    out += [
+        f"### {name}",
+        "",
+        f"Flame graph: `bench/profiles/{name}.svg`, raw "
+        f"stacks: `bench/profiles/{name}.txt`.",
+        "",
+        "Self time:",
+        "",
+        "```",
+    ]
+    out += own + ["```", "", "Inclusive:", "", "```"] + incl + ["```", ""]
+    return out
+
+
+# -- main -----------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", default="/var/tmp/zpop-bench")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=4.0)
+    parser.add_argument("--retr", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    parser.add_argument(
+        "--idle-users",
+        type=int,
+        default=10_000,
+        help="sessions zpop holds at once in the idle run (10,000 accounts "
+        "take ~12 min to create on 2 cores the first time)",
+    )
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--no-smtp", action="store_true")
+    parser.add_argument("--output", default=os.path.join(BENCH_DIR, "RESULTS.md"))
+    parser.add_argument(
+        "--only",
+        default="",
+        help="re-measure only these row groups (comma-separated first words of "
+        "the progress labels: sessions, bulk, 100k, idle, cold, warm, "
+        "app-password, SMTP) and merge them into the values an earlier run "
+        "saved in bench/results.json (no big idle run, no profiles)",
+    )
+    args = parser.parse_args()
+    args.plan = servers.Plan(idle_users=args.idle_users)
+    args.cold_conc, args.cold_duration = 8, 12.0
+    args.login_conc = 50
+    args.smtp_duration = 2.0
+    if args.quick:
+        args.plan = servers.Plan(
+            idle_users=200, anchor_idle_users=100, big_mailbox=2000, cold_users=48
+        )
+        args.rounds, args.duration, args.smtp_duration = 1, 1.5, 1.0
+        args.cold_duration = 3.0
+        args.work += "-quick"
+    only = {w.strip().lower() for w in args.only.split(",") if w.strip()}
+    servers.raise_nofile()
+    install_packages()
+    # Before any server runs, so nothing else competes for the cores.
+    capacity = bcrypt_capacity(args.plan.bcrypt_cost)
+    print(
+        f"bcrypt cost {args.plan.bcrypt_cost}: {capacity:.1f} checks/s on all cores",
+        flush=True,
+    )
+    started = time.monotonic()
+    os.makedirs(args.work, exist_ok=True)
+    print("setting up", flush=True)
+    corpus = servers.build_corpus(args.work, args.plan)
+    zpop = servers.Zpop(args.work, args.plan)
+    zpop.setup(corpus)
+    znocache = servers.Zpop(args.work, args.plan, cache=False)
+    znocache.passwords = zpop.passwords
+    cert, key = servers.split_pem(zpop.certificate, args.work)
+    dovecot = servers.Dovecot(args.work, args.plan, cert, key)
+    dovecot.setup(corpus)
+    twmail = servers.TwistdMail(args.work, args.plan, cert, key)
+    twmail.setup(corpus)
+    postfix = servers.Postfix(args.work, cert, key, dovecot.sasl_socket)
+    postfix.setup()
+    running: list[Server] = []
+    values: Values = {}
+    bench = Bench(args, cert)
+    profiles: list[str] = []
+    try:
+        for s in (zpop, znocache, dovecot, twmail):
+            s.start()
+            running.append(s)
+        if not args.no_smtp:
+            postfix.start()
+            running.append(postfix)
+        # Warm Dovecot's index of the 100k mailbox (and zpop's page cache).
+        for s in (dovecot, zpop):
+            bench.big(s)
+        pops = [zpop, dovecot, twmail]
+        plan: list[tuple[str, list[Server], Callable[[Server], dict[str, float]]]] = [
+            (f"sessions c={c}", pops, (lambda s, c=c: bench.sessions(s, c)))
+            for c in (1, 10, 50)
+        ]
+        plan += [
+            ("bulk RETR", pops, bench.bulk),
+            ("100k mailbox", [zpop, dovecot], bench.big),
+            (
+                "idle sessions (restarted server)",
+                [zpop, dovecot],
+                lambda s: bench.idle(s, args.plan.anchor_idle_users, "idle"),
+            ),
+            ("cold logins", [zpop, dovecot], bench.cold),
+            ("warm logins", [zpop, dovecot, twmail], bench.logins),
+            (
+                "app-password logins",
+                [znocache],
+                lambda s: bench.logins(s, "logins_app"),
+            ),
+        ]
+        if not args.no_smtp:
+            plan.append(
+                (
+                    "SMTP",
+                    [zpop, postfix],
+                    lambda s: bench.smtp(s, s.smtp_ports if s is zpop else s.ports),
+                )
+            )
+        if only:
+            plan = [p for p in plan if p[0].split()[0].lower() in only]
+        for r in range(args.rounds):
+            bench.round = r
+            for label, group, measure in plan:
+                if label == "SMTP" and r >= 2:
+                    continue
+                order = group[r % len(group) :] + group[: r % len(group)]
+                for s in order:
+                    print(
+                        f"round {r + 1}/{args.rounds}: {label} on {s.name}", flush=True
+                    )
+                    # The cache-off instance reports in zpop's column.
+                    name = "zpop" if s is znocache else s.name
+                    for row, value in measure(s).items():
+                        values.setdefault((row, name), []).append(value)
+        if not only:
+            print(
+                f"{args.plan.idle_users} idle sessions on a restarted zpop",
+                flush=True,
+            )
+            big = bench.idle(zpop, args.plan.idle_users, "idle10k")
+            for row, value in big.items():
+                values.setdefault((row, "zpop"), []).append(value)
+        if not args.no_profile and not only:
+            print("profiling zpop", flush=True)
+            profiles += profile_zpop(bench, zpop, znocache, args)
+    finally:
+        for s in reversed(running):
+            s.stop()
+    elapsed = time.monotonic() - started
+    meta = [
+        f"- Machine: {os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB; "
+        f"load generator (Python asyncio, one process) on the same machine.",
+        f"- {args.rounds} interleaved rounds, {args.duration:.0f} s per "
+        f"load window; full run took {elapsed / 60:.1f} min.",
+        f"- bcrypt cost {args.plan.bcrypt_cost}: the machine does {capacity:.1f} "
+        "checks/s on all cores.",
+        '- "Warm" logins: zpop = primary bcrypt password, each account logged '
+        "in once (twice, the second timed as a check) before the window, so "
+        "every login in the window is a credential-cache hit (`[auth] "
+        "credential_cache`, 300 s default); Dovecot = passwd-file + auth cache "
+        "(64M, 1 h), high-performance login processes, pop3 processes reused; "
+        "twistd mail = plain passwords in an in-memory dict. App-password "
+        "logins are measured on a second zpop (same data) with "
+        "`credential_cache = 0`, so each is HMAC + a store look-up.",
+        "- twistd mail runs through bench/twistd_mail_nodelay.tac (TCP_NODELAY "
+        "and three Python 3 fixes without which it cannot log in or RETR).",
+    ]
+    notes = bench.notes
+    saved_path = os.path.join(BENCH_DIR, "results.json")
+    if only:
+        with open(saved_path, encoding="utf-8") as f:
+            saved = json.load(f)
+        fresh = {row for row, _ in values}
+        old = {
+            (row, server): v for row, server, v in saved["values"] if row not in fresh
+        }
+        values = {**old, **values}
+        meta = (
+            [m for m in saved["meta"] if not m.startswith("- bcrypt")]
+            + [m for m in meta if m.startswith("- bcrypt")]
+            + [
+                f"- Re-measured afterwards with `--only {args.only}` "
+                f"({args.rounds} rounds, {elapsed / 60:.1f} min); bcrypt capacity "
+                "from that run (measured before any server started)."
+            ]
+        )
+        notes = saved["notes"] + [f"(--only {args.only} run) {n}" for n in notes]
+        profiles = saved["profiles"]
+    with open(saved_path, "w", encoding="utf-8") as f:
+        json.dump(
+            {
+                "values": [[row, server, v] for (row, server), v in values.items()],
+                "meta": meta,
+                "notes": notes,
+                "profiles": profiles,
+            },
+            f,
+            indent=0,
+            ensure_ascii=False,
+        )
+    columns = ["zpop", "dovecot", "twistd mail"]
+    if not args.no_smtp:
+        columns.append("postfix")
+    write_results(
+        args.output,
+        values,
+        columns,
+        capacity,
+        args.plan.idle_users,
+        meta,
+        notes,
+        profiles,
+    )
+    print(f"wrote {args.output}", flush=True)
+
+
+def profile_zpop(
+    bench: Bench, zpop: Server, znocache: Server, args: argparse.Namespace
+) -> list[str]:
+    """py-spy profiles of zpop under the loads its targets are about."""
+    out: list[str] = []
+    seconds = 8.0
+    old = args.duration
+    args.duration = seconds - 1
+    try:
+        out += profile(
+            "sessions-c50", zpop.pid, seconds, lambda: bench.sessions(zpop, 50)
+        )
+
+        def bulk_loop() -> None:
+            deadline = time.monotonic() + seconds - 1
+            while time.monotonic() < deadline:
+                pop3load.bulk_retr(
+                    zpop.port,
+                    bench.cert,
+                    f"bulk20@{DOMAIN}",
+                    zpop.credential(f"bulk20@{DOMAIN}"),
+                )
+
+        out += profile("bulk-retr", zpop.pid, seconds, bulk_loop)
+
+        def big_loop() -> None:
+            deadline = time.monotonic() + seconds - 1
+            while time.monotonic() < deadline:
+                bench.big(zpop)
+
+        out += profile("mailbox-100k", zpop.pid, seconds, big_loop)
+        out += profile("logins-cached", zpop.pid, seconds, lambda: bench.logins(zpop))
+        out += profile(
+            "logins-app-nocache",
+            znocache.pid,
+            seconds,
+            lambda: bench.logins(znocache, "logins_app"),
+        )
+        if not args.no_smtp:
+            out += profile(
+                "smtp-submission-c10",
+                zpop.pid,
+                seconds,
+                lambda: smtp_load(bench, zpop, "submission", 10, 1, seconds - 1),
+            )
+    finally:
+        args.duration = old
+    return out
+
+
+def smtp_load(
+    bench: Bench, s: Server, mode: str, conc: int, per_conn: int, seconds: float
+) -> float:
+    """One SMTP load window on zpop; returns messages/s."""
+    ctx = pop3load.client_context(bench.cert)
+    sender, rcpt = f"sender@{DOMAIN}", f"rcpt@{DOMAIN}"
+    data = smtpload.message(10 * 1024, sender, rcpt)
+    port = s.smtp_ports[mode]
+
+    def op() -> Any:
+        return smtpload.connection(
+            port, mode, ctx, sender, s.credential(sender), rcpt, per_conn, data
+        )
+
+    res = asyncio.run(pop3load.closed_loop([op] * conc, seconds))
+    return res.rate * per_conn
+
+
+if __name__ == "__main__":
+    main()
