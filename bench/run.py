@@ -778,6 +778,11 @@ def main() -> None:
     zpop.setup(corpus)
     znocache = servers.Zpop(args.work, args.plan, cache=False)
     znocache.passwords = zpop.passwords
+    if not os.path.exists(zpop.certificate):
+        # A fresh set-up: zpop generates its self-signed certificate when it
+        # first starts, and the anchors serve the same one.
+        zpop.start()
+        zpop.stop()
     cert, key = servers.split_pem(zpop.certificate, args.work)
     dovecot = servers.Dovecot(args.work, args.plan, cert, key)
     dovecot.setup(corpus)
