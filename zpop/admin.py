@@ -605,15 +605,21 @@ def cmd_domain_list(ctx: Context, args: argparse.Namespace) -> None:
     ctx.out(*table(("DOMAIN", "KIND", "POP HOST", "ACCOUNTS", "CREATED"), rows))
 
 
-def cmd_account_add(ctx: Context, args: argparse.Namespace) -> None:
-    address = args.address
+def _require_free(ctx: Context, address: str, taken: str) -> None:
+    """Refuse an address outside the hosted domains or already in use,
+    naming what holds it (the store would only say "taken")."""
     ctx.require_hosted(address.rpartition("@")[2])
     owner = result_of(ctx.store.get_account_for_recipient(address))
     if owner is not None:
         what = (
             "an account" if owner.address == address else f"an alias of {owner.address}"
         )
-        raise CommandError(f"{address} exists already as {what}")
+        raise CommandError(f"{address} {taken} as {what}")
+
+
+def cmd_account_add(ctx: Context, args: argparse.Namespace) -> None:
+    address = args.address
+    _require_free(ctx, address, "exists already")
     password_hash = None
     if args.password_stdin:
         password = read_password(ctx.stdin)
@@ -879,13 +885,7 @@ def cmd_app_password_revoke(ctx: Context, args: argparse.Namespace) -> None:
 def cmd_alias_add(ctx: Context, args: argparse.Namespace) -> None:
     account = ctx.account(args.address)
     alias = args.alias
-    ctx.require_hosted(alias.rpartition("@")[2])
-    owner = result_of(ctx.store.get_account_for_recipient(alias))
-    if owner is not None:
-        what = (
-            "an account" if owner.address == alias else f"an alias of {owner.address}"
-        )
-        raise CommandError(f"{alias} is in use already as {what}")
+    _require_free(ctx, alias, "is in use already")
     result_of(ctx.store.add_alias(account.address, alias))
     ctx.out(
         f"added alias {alias} to {account.address}: mail to it is delivered to "

@@ -317,6 +317,25 @@ class SQLiteStore:
             raise NotFound(f"no account {address.lower()}")
         return _account(row)
 
+    @staticmethod
+    def _claim_address(conn: sqlite3.Connection, address: str) -> int:
+        """The id of ``address``'s hosted domain, if no account or alias has
+        the address; raises NotFound or AlreadyExists."""
+        domain = address.rpartition("@")[2]
+        row = conn.execute(
+            "SELECT id FROM domains WHERE name = ?", (domain,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no hosted domain {domain}")
+        taken = conn.execute(
+            "SELECT 1 FROM accounts WHERE address = ?"
+            " UNION SELECT 1 FROM aliases WHERE alias = ?",
+            (address, address),
+        ).fetchone()
+        if taken:
+            raise AlreadyExists(f"address {address} is taken already")
+        return int(row[0])
+
     def _update_account(self, address: str, assignments: str, *params: Any) -> Any:
         def thd() -> Account:
             with self._write() as conn:
@@ -388,29 +407,17 @@ class SQLiteStore:
         now: float,
     ) -> Deferred:
         address = address.lower()
-        domain = address.rpartition("@")[2]
 
         def thd() -> Account:
             with self._write() as conn:
-                row = conn.execute(
-                    "SELECT id FROM domains WHERE name = ?", (domain,)
-                ).fetchone()
-                if row is None:
-                    raise NotFound(f"no hosted domain {domain}")
-                taken = conn.execute(
-                    "SELECT 1 FROM accounts WHERE address = ?"
-                    " UNION SELECT 1 FROM aliases WHERE alias = ?",
-                    (address, address),
-                ).fetchone()
-                if taken:
-                    raise AlreadyExists(f"address {address} is taken already")
+                domain_id = self._claim_address(conn, address)
                 conn.execute(
                     "INSERT INTO accounts (address, domain_id, plan, created,"
                     " password_hash, federated, uid_validity)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         address,
-                        row[0],
+                        domain_id,
                         plan,
                         now,
                         password_hash,
@@ -602,21 +609,7 @@ class SQLiteStore:
         def thd() -> None:
             with self._write() as conn:
                 account = self._account_row(conn, address)
-                domain = alias.rpartition("@")[2]
-                if (
-                    conn.execute(
-                        "SELECT 1 FROM domains WHERE name = ?", (domain,)
-                    ).fetchone()
-                    is None
-                ):
-                    raise NotFound(f"no hosted domain {domain}")
-                taken = conn.execute(
-                    "SELECT 1 FROM accounts WHERE address = ?"
-                    " UNION SELECT 1 FROM aliases WHERE alias = ?",
-                    (alias, alias),
-                ).fetchone()
-                if taken:
-                    raise AlreadyExists(f"address {alias} is taken already")
+                self._claim_address(conn, alias)
                 conn.execute(
                     "INSERT INTO aliases (alias, account_id) VALUES (?, ?)",
                     (alias, account.id),
