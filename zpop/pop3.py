@@ -23,7 +23,7 @@ from twisted.mail import pop3
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from zpop import tls
+from zpop import sasl, tls
 from zpop.auth import LoginRefused
 from zpop.config import Config
 from zpop.realm import Session
@@ -72,6 +72,13 @@ _ARITY = {
     "RSET": (0, 0),
     "TOP": (2, 2),
     "UIDL": (0, 1),
+}
+
+
+_SASL_REFUSALS: dict[str, tuple[str, str | None]] = {
+    sasl.CANCELLED: ("Authentication cancelled", None),
+    sasl.BAD_BASE64: ("Invalid base64 in authentication response", None),
+    sasl.OTHER_IDENTITY: ("Logging in as another user is not allowed", "AUTH"),
 }
 
 
@@ -595,35 +602,26 @@ class POP3Server(pop3.POP3):
         self._sasl = next_step
 
     @staticmethod
-    def _sasl_decode(line: bytes) -> bytes:
-        if line.strip() == b"*":
-            raise Refusal("Authentication cancelled")
-        if line == b"=":
-            return b""
+    def _sasl_parse(parse: Callable[[bytes], Any], line: bytes) -> Any:
         try:
-            return binascii.a2b_base64(line, strict_mode=True)
-        except binascii.Error:
-            raise Refusal("Invalid base64 in authentication response")
+            return parse(line)
+        except sasl.SASLError as e:
+            if e.kind == sasl.MALFORMED:
+                raise Refusal(f"Malformed {e.mechanism} response", "AUTH") from None
+            text, code = _SASL_REFUSALS[e.kind]
+            raise Refusal(text, code) from None
 
     def _sasl_plain(self, line: bytes) -> Deferred:
-        parts = self._sasl_decode(line).split(b"\0")
-        if len(parts) != 3 or not parts[1]:
-            raise Refusal("Malformed PLAIN response", "AUTH")
-        authzid, authcid, password = parts
-        if authzid and authzid.lower() != authcid.lower():
-            raise Refusal("Logging in as another user is not allowed", "AUTH")
-        return self._login(authcid, password)
+        return self._login(*self._sasl_parse(sasl.plain, line))
 
     def _sasl_login_user(self, line: bytes) -> None:
-        user = self._sasl_decode(line)
-        if not user:
-            raise Refusal("Malformed LOGIN response", "AUTH")
+        user = self._sasl_parse(sasl.login_user, line)
         self._challenge(
             b"Password:", lambda reply: self._sasl_login_password(user, reply)
         )
 
     def _sasl_login_password(self, user: bytes, line: bytes) -> Deferred:
-        return self._login(user, self._sasl_decode(line))
+        return self._login(user, self._sasl_parse(sasl.decode, line))
 
     def _login(self, user: bytes, password: bytes) -> Deferred:
         self._tls_version = tls.tls_version(self.transport)

@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.mail import smtp
 from twisted.python.failure import Failure
 
-from zpop import tls
+from zpop import sasl, tls
 from zpop.auth import AppPasswordRequired, LoginRefused
 from zpop.config import Config
 from zpop.delivery import (
@@ -596,37 +596,32 @@ class SMTPServer(smtp.ESMTP):
         if step is not None:
             self._run(step, response)
 
-    @staticmethod
-    def _sasl_decode(line: bytes) -> bytes:
-        if line.strip() == b"*":
-            raise Reply(501, "5.7.0", "Authentication cancelled")
-        if line == b"=":
-            return b""
+    def _sasl_parse(self, parse: Callable[[bytes], Any], line: bytes) -> Any:
         try:
-            return binascii.a2b_base64(line, strict_mode=True)
-        except binascii.Error:
-            raise Reply(501, "5.5.2", "Invalid base64 data")
+            return parse(line)
+        except sasl.SASLError as e:
+            if e.kind == sasl.OTHER_IDENTITY:
+                self._login_failures += 1
+                raise Reply(
+                    535, "5.7.8", "Authorization identity must be the login name"
+                ) from None
+            if e.kind == sasl.CANCELLED:
+                raise Reply(501, "5.7.0", "Authentication cancelled") from None
+            if e.kind == sasl.BAD_BASE64:
+                raise Reply(501, "5.5.2", "Invalid base64 data") from None
+            raise Reply(501, "5.5.2", f"Malformed {e.mechanism} response") from None
 
     def _sasl_plain(self, line: bytes) -> Deferred:
-        parts = self._sasl_decode(line).split(b"\0")
-        if len(parts) != 3 or not parts[1]:
-            raise Reply(501, "5.5.2", "Malformed PLAIN response")
-        authzid, authcid, password = parts
-        if authzid and authzid.strip().lower() != authcid.strip().lower():
-            self._login_failures += 1
-            raise Reply(535, "5.7.8", "Authorization identity must be the login name")
-        return self._login(authcid, password)
+        return self._login(*self._sasl_parse(sasl.plain, line))
 
     def _sasl_login_user(self, line: bytes) -> None:
-        user = self._sasl_decode(line)
-        if not user:
-            raise Reply(501, "5.5.2", "Malformed LOGIN response")
+        user = self._sasl_parse(sasl.login_user, line)
         self._challenge(
             b"Password:", lambda reply: self._sasl_login_password(user, reply)
         )
 
     def _sasl_login_password(self, user: bytes, line: bytes) -> Deferred:
-        return self._login(user, self._sasl_decode(line))
+        return self._login(user, self._sasl_parse(sasl.decode, line))
 
     def _login(self, user: bytes, password: bytes) -> Deferred:
         session = Session(

@@ -1,0 +1,52 @@
+"""SASL PLAIN (RFC 4616) and LOGIN responses, one set of rules for every
+protocol. Each protocol turns a SASLError into a reply of its own words."""
+
+from __future__ import annotations
+
+import binascii
+
+CANCELLED = "cancelled"
+BAD_BASE64 = "bad base64"
+MALFORMED = "malformed"
+OTHER_IDENTITY = "other identity"
+
+
+class SASLError(ValueError):
+    """Why a client's SASL response is refused; ``kind`` picks the reply."""
+
+    def __init__(self, kind: str, mechanism: str = "") -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.mechanism = mechanism
+
+
+def decode(line: bytes) -> bytes:
+    """A base64 response line: ``*`` cancels, ``=`` is empty (RFC 4954/5034)."""
+    if line.strip() == b"*":
+        raise SASLError(CANCELLED)
+    if line == b"=":
+        return b""
+    try:
+        return binascii.a2b_base64(line, strict_mode=True)
+    except binascii.Error:
+        raise SASLError(BAD_BASE64) from None
+
+
+def plain(line: bytes) -> tuple[bytes, bytes]:
+    """(login, password) of a PLAIN response; an authorization identity
+    other than the login is refused (no logging in as someone else)."""
+    parts = decode(line).split(b"\0")
+    if len(parts) != 3 or not parts[1]:
+        raise SASLError(MALFORMED, "PLAIN")
+    authzid, authcid, password = parts
+    if authzid and authzid.strip().lower() != authcid.strip().lower():
+        raise SASLError(OTHER_IDENTITY, "PLAIN")
+    return authcid, password
+
+
+def login_user(line: bytes) -> bytes:
+    """The user name of a LOGIN exchange (its first response)."""
+    user = decode(line)
+    if not user:
+        raise SASLError(MALFORMED, "LOGIN")
+    return user
