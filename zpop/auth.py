@@ -32,6 +32,7 @@ from zope.interface import implementer
 from zpop import passwords
 from zpop.config import Config
 from zpop.store import Account, IStore
+from zpop.store.changes import Verified
 from zpop.threads import Runner
 
 log = Logger()
@@ -76,20 +77,31 @@ class Identity(str):
     """An avatar ID: the account's address, and how the login proved itself.
 
     A ``str`` so realms can use it as the address; ``method`` is
-    ``"primary"`` or ``"app password <label>"`` for the audit log, and
-    ``app_password_id`` lets a session notice that its password was revoked.
+    ``"primary"`` or ``"app password <label>"`` for the audit log,
+    ``app_password_id`` lets a session notice that its password was revoked,
+    and ``verified`` says when the credentials were last checked against
+    the store, so that need not be done again while nothing changed.
     """
 
     method: str
     app_password_id: int | None
+    verified: Verified | None
 
     def __new__(
-        cls, address: str, method: str, app_password_id: int | None = None
+        cls,
+        address: str,
+        method: str,
+        app_password_id: int | None = None,
+        verified: Verified | None = None,
     ) -> Identity:
         identity = super().__new__(cls, address)
         identity.method = method
         identity.app_password_id = app_password_id
+        identity.verified = verified
         return identity
+
+    def reverified(self, verified: Verified) -> Identity:
+        return Identity(str(self), self.method, self.app_password_id, verified)
 
 
 @dataclass(frozen=True)
@@ -155,9 +167,16 @@ class AccountChecker:
             raise UnauthorizedLogin()
         if not _ADDRESS.match(address):
             raise FullAddressRequired()
-        account: Account | None = await self._store.get_account(address)
         key = self._cache_key(address, secret)
+        now = self._clock.seconds()
         cached = self._cache.get(key)
+        if cached is not None and cached.expires > now:
+            verified = cached.identity.verified
+            if verified is not None and verified.current(self._store, now):
+                # Nothing changed anywhere since it was checked: no look-up.
+                return cached.identity
+        verified = Verified.now(self._store, now)
+        account: Account | None = await self._store.get_account(address)
         if cached is not None:
             # Any change to the account's credentials or settings bumps its
             # generation, also when made by `zpop` in another process.
@@ -167,8 +186,10 @@ class AccountChecker:
                 and cached.expires > self._clock.seconds()
             )
             if fresh:
-                return cached.identity
-            del self._cache[key]
+                identity = cached.identity.reverified(verified)
+                self._cache[key] = _Cached(identity, cached.generation, cached.expires)
+                return identity
+            self._cache.pop(key, None)
         if account is not None:
             digest = passwords.app_password_digest(self._key, account.id, secret)
             if digest is not None:
@@ -177,7 +198,7 @@ class AccountChecker:
                 )
                 if used is not None:
                     identity = Identity(
-                        account.address, f"app password {used.label}", used.id
+                        account.address, f"app password {used.label}", used.id, verified
                     )
                     return self._remember(key, identity, account)
         hashed = self._dummy_hash
@@ -189,7 +210,8 @@ class AccountChecker:
         assert account is not None
         if account.two_factor:
             raise AppPasswordRequired()
-        return self._remember(key, Identity(account.address, "primary"), account)
+        identity = Identity(account.address, "primary", None, verified)
+        return self._remember(key, identity, account)
 
 
 class Authenticator:
@@ -210,6 +232,9 @@ class Authenticator:
         self._store = store
         self._clock = clock
         self._config = config
+        # client -> (banned until or None, when that was read): bans change
+        # rarely, and a ban by any process moves the store's change counter.
+        self._bans: OrderedDict[str, tuple[float | None, Verified]] = OrderedDict()
 
     def exempt(self, client: str) -> bool:
         """Whether ``client`` is in a network the operator exempted from bans."""
@@ -245,7 +270,7 @@ class Authenticator:
         now = self._clock.seconds()
         audit = {"protocol": protocol, "client": client, "account": account}
         if not self.exempt(client):
-            until = await self._store.client_banned_until(client, now)
+            until = await self._banned_until(client, now)
             if until is not None:
                 self._audit("refused", audit, "-", "client banned")
                 raise LoginRefused(
@@ -265,6 +290,19 @@ class Authenticator:
         method = getattr(getattr(avatar, "identity", None), "method", "-")
         self._audit("succeeded", audit, method, "-")
         return result
+
+    async def _banned_until(self, client: str, now: float) -> float | None:
+        known = self._bans.get(client)
+        if known is not None and known[1].current(self._store, now):
+            until = known[0]
+        else:
+            verified = Verified.now(self._store, now)
+            until = await self._store.client_banned_until(client, now)
+            self._bans[client] = (until, verified)
+            self._bans.move_to_end(client)
+            while len(self._bans) > CACHE_ENTRIES:
+                self._bans.popitem(last=False)
+        return until if until is not None and until > now else None
 
     async def _slow_down(self, client: str, account: str) -> None:
         cfg = self._config

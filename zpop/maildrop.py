@@ -20,6 +20,7 @@ from twisted.mail.pop3 import IMailbox
 from zope.interface import implementer
 
 from zpop.store import Account, IStore, PopEntry, StoreError
+from zpop.store.changes import Verified
 
 log = Logger()
 
@@ -32,6 +33,11 @@ SPAM_FOLDERS = {
 #: How much of a body one read fetches: large enough that a 20 MB RETR is a
 #: few hundred database calls, small enough that memory stays flat.
 CHUNK_SIZE = 256 * 1024
+#: Clients read their mail in order, so retrieving a small message fetches
+#: the next ones too, up to this many bytes and messages: one database trip
+#: per batch instead of one per message, and a bounded buffer per session.
+READ_AHEAD = 256 * 1024
+READ_AHEAD_MESSAGES = 64
 
 
 def pop_folders(account: Account) -> tuple[str, ...]:
@@ -70,6 +76,21 @@ class BodyReader:
         return d.addCallback(advance)
 
 
+class LoadedBody:
+    """A body already in memory (``body``), also readable like a BodyReader."""
+
+    crlf_only = True
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self._offset = 0
+
+    def read(self, size: int = CHUNK_SIZE) -> bytes:
+        data = self.body[self._offset : self._offset + size]
+        self._offset += len(data)
+        return data
+
+
 class LockLost(StoreError):
     """Another session took the maildrop over: this one must not commit."""
 
@@ -96,9 +117,11 @@ class Maildrop:
         #: The avatar ID the session logged in as (zpop.auth.Identity).
         self.identity = identity
         self._app_password_id: int | None = getattr(identity, "app_password_id", None)
+        self._verified: Verified | None = getattr(identity, "verified", None)
         self._store = store
         self._messages = messages
         self._deleted: set[int] = set()
+        self._read_ahead: dict[int, bytes] = {}
         self._owner = lock_owner
         self._clock = clock
         self._lease = lease
@@ -131,13 +154,35 @@ class Maildrop:
 
         return d.addCallbacks(renewed, failed)
 
+    def credentials_current(self) -> bool:
+        """True if the session's credentials surely still stand, without I/O:
+        nothing changed since they were last verified, or they cannot be
+        revoked (a primary password)."""
+        if self._app_password_id is None:
+            return True
+        verified = self._verified
+        return verified is not None and verified.current(
+            self._store, self._clock.seconds()
+        )
+
     def credentials_valid(self) -> Deferred:
         """Fires False once the app password this session used is revoked."""
         if self._app_password_id is None:
             return succeed(True)
-        return self._store.app_password_exists(self._app_password_id)
+        verified = Verified.now(self._store, self._clock.seconds())
+
+        def checked(exists: bool) -> bool:
+            if exists:
+                self._verified = verified
+            return exists
+
+        return self._store.app_password_exists(self._app_password_id).addCallback(
+            checked
+        )
 
     def _stop_heartbeat(self) -> None:
+        # Called whenever the session ends, so also drops what was read ahead.
+        self._read_ahead = {}
         if self._heartbeat.running:
             self._heartbeat.stop()
 
@@ -157,11 +202,40 @@ class Maildrop:
         message = self._message(index)
         return 0 if index in self._deleted else message.size
 
-    def getMessage(self, index: int) -> BodyReader:
+    def getMessage(self, index: int) -> Any:
+        """A reader of the body, or a Deferred of one (read ahead)."""
         message = self._message(index)
         if index in self._deleted:
             raise ValueError(f"message {index + 1} is deleted")
+        body = self._read_ahead.pop(message.id, None)
+        if body is not None:
+            return LoadedBody(body)
+        if 0 < message.size <= READ_AHEAD:
+            return self._read_from(index)
         return BodyReader(self._store, message.id, message.size)
+
+    def _read_from(self, index: int) -> Deferred:
+        wanted: list[int] = []
+        total = 0
+        for i in range(index, len(self._messages)):
+            message = self._messages[i]
+            if i in self._deleted or not message.size:
+                continue
+            total += message.size
+            if total > READ_AHEAD or len(wanted) == READ_AHEAD_MESSAGES:
+                break
+            wanted.append(message.id)
+        first = self._messages[index]
+
+        def fetched(bodies: dict[int, bytes]) -> Any:
+            body = bodies.pop(first.id, None)
+            self._read_ahead = bodies
+            if body is None:
+                # Gone since the login: the reader reports it as such.
+                return BodyReader(self._store, first.id, first.size)
+            return LoadedBody(body)
+
+        return self._store.read_bodies(wanted).addCallback(fetched)
 
     def getUidl(self, index: int) -> str:
         return uidl(self.account, self._message(index))

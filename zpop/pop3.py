@@ -82,6 +82,37 @@ _SASL_REFUSALS: dict[str, tuple[str, str | None]] = {
 }
 
 
+def _start(coroutine: Coroutine[Any, Any, Any]) -> Deferred | None:
+    """Run a handler's coroutine; None if it finished without waiting.
+
+    Most commands await only Deferreds that have already fired, so they end
+    on the first step; only one that really waits pays for a Deferred and
+    for blocking the session.
+    """
+    try:
+        awaited = coroutine.send(None)
+    except StopIteration:
+        return None
+    return Deferred.fromCoroutine(_resume(coroutine, awaited))
+
+
+async def _resume(coroutine: Coroutine[Any, Any, Any], awaited: Any) -> Any:
+    """Drive a coroutine suspended on ``awaited`` (a Deferred) to its end."""
+    while True:
+        failed: BaseException | None = None
+        try:
+            value = await awaited
+        except BaseException as error:
+            failed = error
+        try:
+            if failed is None:
+                awaited = coroutine.send(value)
+            else:
+                awaited = coroutine.throw(failed)
+        except StopIteration as stop:
+            return stop.value
+
+
 class Refusal(Exception):
     """The one error type handlers raise: rendered as ``-ERR [code] text``."""
 
@@ -454,14 +485,14 @@ class POP3Server(pop3.POP3):
         """Call a handler; render a Refusal; wait for a Deferred or coroutine."""
         try:
             result = handler(*args)
+            if isinstance(result, Coroutine):
+                result = _start(result)
         except Refusal as refusal:
             self._reply(refusal.render())
             return
         except Exception:
             self._render_failure(Failure())
             return
-        if isinstance(result, Coroutine):
-            result = Deferred.fromCoroutine(result)
         if isinstance(result, Deferred):
             self._longOperation(result)
 
@@ -489,10 +520,18 @@ class POP3Server(pop3.POP3):
             self._reply(self._usage(name))
             return
         handler = getattr(self, "do_" + name)
-        if self.mbox is not None and hasattr(self.mbox, "credentials_valid"):
+        if self._credentials_unsure():
             self._run(self._still_valid, handler, args)
         else:
             self._run(handler, *args)
+
+    def _credentials_unsure(self) -> bool:
+        """Whether the mailbox must look its credentials up before a command
+        (``credentials_current`` answers without I/O when nothing changed)."""
+        if self.mbox is None or not hasattr(self.mbox, "credentials_valid"):
+            return False
+        current = getattr(self.mbox, "credentials_current", None)
+        return current is None or not current()
 
     async def _still_valid(
         self, handler: Callable[..., Any], args: list[bytes]
@@ -738,8 +777,14 @@ class POP3Server(pop3.POP3):
         else:
             self.successResponse("Top of message follows")
         transform = _BodyTransform(lines, getattr(reader, "crlf_only", False))
-        producer = _BodyProducer(self.transport, reader, transform)
-        sent = await producer.start()
+        body = getattr(reader, "body", None)
+        if body is not None:
+            # Already in memory (and small): one write, no producer.
+            self.transport.write(transform.feed(body) + transform.finish())
+            sent = len(body)
+        else:
+            producer = _BodyProducer(self.transport, reader, transform)
+            sent = await producer.start()
         if lines is None:
             self._retrieved += 1
             self._retrieved_bytes += sent

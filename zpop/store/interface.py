@@ -10,7 +10,7 @@ could take back.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -183,6 +183,11 @@ class IStore(Interface):
 
     path: Any = Attribute("Where the data lives, for messages to operators.")
 
+    def changes() -> int:
+        """A number that moves after every committed change to credentials,
+        account settings or bans, made by any process; no I/O, so callable
+        on the reactor thread (``zpop.store.changes``)."""
+
     # domains
     def add_domain(name: str, organization: bool, now: float) -> Any:
         """Add a hosted domain; fires with a Domain or fails AlreadyExists."""
@@ -293,6 +298,11 @@ class IStore(Interface):
 
         Fails NotFound if the message no longer exists.
         """
+
+    def read_bodies(message_ids: Sequence[int]) -> Any:
+        """Fires with {message id: whole body} for the given messages, in one
+        look-up; meant for small bodies. Messages that no longer exist, and
+        empty bodies, are left out."""
 
     # POP sessions
     def acquire_pop_lock(account_id: int, owner: str, now: float, lease: float) -> Any:

@@ -14,15 +14,16 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from zpop.store.changes import ChangeCounter
 from zpop.store.interface import (
     Accepted,
     Account,
@@ -237,6 +238,7 @@ class SQLiteStore:
     def __init__(self, path: str, runner: Runner) -> None:
         self.path = path
         self._run = runner
+        self._changes = ChangeCounter(f"{path}-changes", owner_of=path)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -253,6 +255,10 @@ class SQLiteStore:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+        self._changes.close()
+
+    def changes(self) -> int:
+        return self._changes.value()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -264,12 +270,16 @@ class SQLiteStore:
         return conn
 
     @contextmanager
-    def _write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    def _write(
+        self, durable: bool = True, changes: bool = False
+    ) -> Iterator[sqlite3.Connection]:
         """A write transaction, taken up front so it never deadlocks on upgrade.
 
         ``durable=False`` commits without fsync (WAL, synchronous=NORMAL):
         still atomic and consistent, but a power cut may forget it. Only for
         state that is safe to lose, such as maildrop locks, which expire.
+        ``changes=True`` bumps the change counter after the commit: for
+        changes to credentials, account settings and bans.
         """
         conn = self._conn()
         if not durable:
@@ -285,6 +295,8 @@ class SQLiteStore:
         finally:
             if not durable:
                 conn.execute("PRAGMA synchronous = FULL")
+        if changes:
+            self._changes.bump()
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -338,7 +350,7 @@ class SQLiteStore:
 
     def _update_account(self, address: str, assignments: str, *params: Any) -> Any:
         def thd() -> Account:
-            with self._write() as conn:
+            with self._write(changes=True) as conn:
                 account = self._account_row(conn, address)
                 conn.execute(
                     f"UPDATE accounts SET {assignments}, generation = generation + 1"
@@ -464,7 +476,7 @@ class SQLiteStore:
 
     def delete_account(self, address: str) -> Deferred:
         def thd() -> None:
-            with self._write() as conn:
+            with self._write(changes=True) as conn:
                 account = self._account_row(conn, address)
                 conn.execute("DELETE FROM accounts WHERE id = ?", (account.id,))
 
@@ -478,7 +490,7 @@ class SQLiteStore:
 
     def enable_pop(self, address: str, mode: str, now: float) -> Deferred:
         def thd() -> Account:
-            with self._write() as conn:
+            with self._write(changes=True) as conn:
                 account = self._account_row(conn, address)
                 if mode == "all":
                     start = "0"
@@ -513,7 +525,7 @@ class SQLiteStore:
         self, address: str, label: str, digest: bytes, now: float
     ) -> Deferred:
         def thd() -> AppPassword:
-            with self._write() as conn:
+            with self._write(changes=True) as conn:
                 account = self._account_row(conn, address)
                 cursor = conn.execute(
                     "INSERT INTO app_passwords (account_id, label, digest, created)"
@@ -549,7 +561,7 @@ class SQLiteStore:
 
     def revoke_app_password(self, address: str, password_id: int) -> Deferred:
         def thd() -> None:
-            with self._write() as conn:
+            with self._write(changes=True) as conn:
                 account = self._account_row(conn, address)
                 cursor = conn.execute(
                     "DELETE FROM app_passwords WHERE id = ? AND account_id = ?",
@@ -835,6 +847,29 @@ class SQLiteStore:
 
         return self._call(thd)
 
+    def read_bodies(self, message_ids: Sequence[int]) -> Deferred:
+        ids = list(message_ids)
+
+        def thd() -> dict[int, bytes]:
+            marks = ", ".join("?" for _ in ids)
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT message_id, data FROM body_chunks"
+                    f" WHERE message_id IN ({marks}) ORDER BY message_id, seq",
+                    ids,
+                )
+                .fetchall()
+            )
+            pieces: dict[int, list[bytes]] = {}
+            for message_id, data in rows:
+                pieces.setdefault(message_id, []).append(data)
+            return {message_id: b"".join(parts) for message_id, parts in pieces.items()}
+
+        if not ids:
+            return succeed({})
+        return self._call(thd)
+
     # -- POP sessions -------------------------------------------------------------
 
     def acquire_pop_lock(
@@ -963,7 +998,7 @@ class SQLiteStore:
 
     def ban_client(self, client: str, until: float) -> Deferred:
         def thd() -> None:
-            with self._write() as conn:
+            with self._write(changes=True) as conn:
                 conn.execute(
                     "INSERT INTO login_bans (client, until) VALUES (?, ?)"
                     " ON CONFLICT (client) DO UPDATE SET until = excluded.until",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 
 from zpop import passwords
@@ -70,3 +70,14 @@ def deliver(
             ],
         )
     )
+
+
+def read_message(mailbox: Any, index: int) -> bytes:
+    """The whole body of a message, read as the POP3 server reads it."""
+    reader = result(maybeDeferred(mailbox.getMessage, index))
+    parts = []
+    while True:
+        data = result(maybeDeferred(reader.read, 1 << 20))
+        if not data:
+            return b"".join(parts)
+        parts.append(data)

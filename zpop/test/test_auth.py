@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import sqlite3
 import time
 from typing import Any
 
@@ -27,6 +28,8 @@ from zpop.auth import (
 )
 from zpop.config import Config
 from zpop.realm import Realm, Session
+from zpop.store import SQLiteStore
+from zpop.store.changes import RECHECK
 from zpop.test.stores import (
     COST,
     KEY,
@@ -269,6 +272,63 @@ class AuthenticatorTests(SynchronousTestCase):
         (listed,) = result(self.store.list_app_passwords("alice@example.com"))
         result(self.store.revoke_app_password("alice@example.com", listed.id))
         self.fail_after(self.login(secret), 2)
+
+    def count_lookups(self) -> list[str]:
+        """Record the store look-ups a login makes before the realm's."""
+        calls: list[str] = []
+        for name in ("get_account", "client_banned_until", "use_app_password"):
+            method = getattr(self.store, name)
+
+            def counted(*args: Any, _name: str = name, _method: Any = method) -> Any:
+                calls.append(_name)
+                return _method(*args)
+
+            self.patch(self.store, name, counted)
+        return calls
+
+    def test_cached_login_looks_nothing_up(self) -> None:
+        """While nothing changed, a repeated login from a known client costs
+        neither a ban look-up nor an account look-up; a change anywhere (here
+        to another account, by another process's store on the same file)
+        brings both back, but not the password check."""
+        add_account(self.store, "bob@example.com")
+        secret = add_app_password(self.store, self.alice)
+        calls = self.count_lookups()
+        self.successResultOf(self.login(secret))
+        self.assertEqual(
+            calls, ["client_banned_until", "get_account", "use_app_password"]
+        )
+        del calls[:]
+        self.successResultOf(self.login(secret))
+        self.assertEqual(calls, [])
+        other = SQLiteStore(self.store.path, run_synchronously)
+        self.addCleanup(other.close)
+        result(other.set_pop_deletion("bob@example.com", "delete"))
+        self.successResultOf(self.login(secret))
+        self.assertEqual(calls, ["client_banned_until", "get_account"])
+
+    def test_ban_by_another_process_is_seen(self) -> None:
+        """A client banned by another process is refused at its next login,
+        though its earlier clean look-up was remembered."""
+        self.successResultOf(self.login("primary-secret"))
+        other = SQLiteStore(self.store.path, run_synchronously)
+        self.addCleanup(other.close)
+        result(other.ban_client("192.0.2.1", self.clock.seconds() + 900))
+        self.failureResultOf(self.login("primary-secret"), LoginRefused)
+
+    def test_looks_again_after_recheck_time(self) -> None:
+        """A change whose writer died before moving the counter (here made
+        behind the store's back) is seen within RECHECK seconds."""
+        self.successResultOf(self.login("primary-secret"))
+        conn = sqlite3.connect(self.store.path)
+        with conn:
+            conn.execute(
+                "UPDATE accounts SET two_factor = 1, generation = generation + 1"
+            )
+        conn.close()
+        self.successResultOf(self.login("primary-secret"))
+        self.clock.advance(RECHECK)
+        self.failureResultOf(self.login("primary-secret"), AppPasswordRequired)
 
     def test_audit(self) -> None:
         """Every outcome is one structured event with protocol, client, account,

@@ -16,7 +16,7 @@ from zpop.auth import LoginRefused
 from zpop.config import Config
 from zpop.realm import Realm, Session
 from zpop.store import StoreError
-from zpop.test.stores import add_account, deliver, make_store, result
+from zpop.test.stores import add_account, deliver, make_store, read_message, result
 
 CONFIG = Config(
     hostname="example.test",
@@ -55,8 +55,7 @@ class RealmTests(SynchronousTestCase):
     def subjects(self, maildrop: Any) -> list[str]:
         bodies = []
         for i in range(len(maildrop.listMessages())):
-            reader = maildrop.getMessage(i)
-            bodies.append(result(reader.read(1 << 20)).split(b"\r\n")[0].decode())
+            bodies.append(read_message(maildrop, i).split(b"\r\n")[0].decode())
         return [b.removeprefix("Subject: ") for b in bodies]
 
     def test_interface(self) -> None:

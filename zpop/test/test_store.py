@@ -328,10 +328,13 @@ class StoreConformanceMixin(_MixinBase):
             self.assertEqual(str(error), "no account eve@example.com")
 
     def test_generation_bumps_on_every_change(self) -> None:
-        """Every credential or settings change raises the account's generation."""
+        """Every credential or settings change raises the account's generation
+        and moves the store's change counter."""
         address = "bob@example.com"
         seen = [self.account(address).generation]
         self.ok(self.store.add_domain("other.example", False, NOW))
+
+        counted = [self.store.changes()]
 
         def changed(result: Any) -> None:
             generation = self.get(address).generation
@@ -339,6 +342,9 @@ class StoreConformanceMixin(_MixinBase):
                 self.assertEqual(result.generation, generation)
             self.assertGreater(generation, seen[-1])
             seen.append(generation)
+            # ... and moves the change counter readers trust (zpop.store.changes).
+            self.assertNotEqual(self.store.changes(), counted[-1])
+            counted.append(self.store.changes())
 
         changed(self.ok(self.store.set_password(address, b"$2b$x")))
         changed(self.ok(self.store.set_password(address, None)))
@@ -352,6 +358,25 @@ class StoreConformanceMixin(_MixinBase):
         app = self.ok(self.store.add_app_password(address, "phone", b"a" * 32, NOW))
         changed(app)
         changed(self.ok(self.store.revoke_app_password(address, app.id)))
+
+    def test_changes_on_delete_and_ban_only(self) -> None:
+        """Deleting an account and banning a client move the change counter;
+        mail, POP sessions, app-password use and failures do not."""
+        bob = self.account()
+        secret_digest = b"d" * 32
+        self.ok(self.store.add_app_password(bob.address, "phone", secret_digest, NOW))
+        before = self.store.changes()
+        self.ok(self.store.store_messages(bob.id, [_new()]))
+        self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60))
+        self.ok(self.store.finish_pop_session(bob.id, "a", [], False))
+        self.ok(self.store.use_app_password(bob.id, secret_digest, NOW))
+        self.ok(self.store.note_login_failure("192.0.2.1", bob.address, NOW, 600))
+        self.assertEqual(self.store.changes(), before)
+        self.ok(self.store.ban_client("192.0.2.1", NOW + 900))
+        banned = self.store.changes()
+        self.assertNotEqual(banned, before)
+        self.ok(self.store.delete_account(bob.address))
+        self.assertNotEqual(self.store.changes(), banned)
 
     # -- POP settings -----------------------------------------------------
 
@@ -1428,6 +1453,9 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         self.assertEqual(self.ok(self.store.list_messages(bob.id)), stored)
         self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60)))
         self.assertFalse(self.ok(other.acquire_pop_lock(bob.id, "b", NOW, 60)))
+        before = self.store.changes()
+        self.ok(other.set_two_factor("bob@example.com", True))
+        self.assertNotEqual(self.store.changes(), before)
 
     def test_waits_for_a_busy_writer(self) -> None:
         """A write waits while another connection holds the write lock."""

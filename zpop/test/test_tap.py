@@ -324,8 +324,8 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
         )
 
     def test_default_tree_and_data(self) -> None:
-        """Defaults: pop3 is off; ./zpop-data (0700) gets the database, the
-        server key and the self-signed certificate."""
+        """Defaults: pop3 is off; ./zpop-data (0700) gets the database, its
+        change counter, the server key and the self-signed certificate."""
         top = self.make()
         data = os.path.join(self.work, "zpop-data")
         self.assertEqual(
@@ -338,7 +338,7 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
             (
                 ["db", "hashing", "pop3s", "smtps", "submission", "mx", "outbound"],
                 "0o700",
-                ["server.key", "tls", DATABASE_NAME],
+                ["server.key", "tls", DATABASE_NAME, DATABASE_NAME + "-changes"],
                 ["selfsigned.pem"],
             ),
         )

@@ -1,0 +1,184 @@
+"""The POP view of an account: read-ahead of small bodies, and how an open
+session learns that its app password was revoked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from zpop.auth import Identity
+from zpop.maildrop import READ_AHEAD, READ_AHEAD_MESSAGES, SPAM_FOLDERS, Maildrop
+from zpop.store import NewMessage, NotFound, SQLiteStore
+from zpop.store.changes import RECHECK, Verified
+from zpop.test.stores import (
+    add_account,
+    add_app_password,
+    make_store,
+    read_message,
+    result,
+)
+from zpop.threads import run_synchronously
+
+
+def body(n: int, size: int) -> bytes:
+    head = f"Subject: {n}\r\n\r\n".encode()
+    return head + b"x" * (size - len(head) - 2) + b"\r\n"
+
+
+class MaildropTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.store = make_store(self.mktemp())
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.alice = add_account(self.store, "alice@example.com")
+        result(self.store.enable_pop("alice@example.com", "all", 0.0))
+        self.reads: list[list[int]] = []
+        read_bodies = self.store.read_bodies
+
+        def counted(ids: Any) -> Any:
+            self.reads.append(list(ids))
+            return read_bodies(ids)
+
+        self.patch(self.store, "read_bodies", counted)
+
+    def deliver(self, *sizes: int) -> list[bytes]:
+        bodies = [body(n, size) for n, size in enumerate(sizes)]
+        new = [NewMessage("Inbox", b, str(n), 10.0) for n, b in enumerate(bodies)]
+        result(self.store.store_messages(self.alice.id, new))
+        return bodies
+
+    def maildrop(self, identity: str = "alice@example.com") -> Maildrop:
+        opened = result(
+            self.store.open_pop_session(
+                "alice@example.com", "owner", self.clock.seconds(), 60, SPAM_FOLDERS
+            )
+        )
+        maildrop = Maildrop(
+            self.store,
+            opened.account,
+            opened.messages,
+            "owner",
+            self.clock,
+            60,
+            identity,
+        )
+        self.addCleanup(maildrop.release)
+        return maildrop
+
+    def test_small_bodies_in_one_trip(self) -> None:
+        """Reading small messages in order costs one store trip per batch."""
+        bodies = self.deliver(*[10_000] * 20)
+        maildrop = self.maildrop()
+        self.assertEqual([read_message(maildrop, i) for i in range(20)], bodies)
+        self.assertEqual(len(self.reads), 1)
+
+    def test_batch_is_bounded(self) -> None:
+        """A batch holds at most READ_AHEAD bytes and READ_AHEAD_MESSAGES
+        messages, so a session's buffer stays small."""
+        per_batch = READ_AHEAD // 50_000
+        bodies = self.deliver(*[50_000] * (per_batch + 2))
+        tiny = self.deliver(*[100] * (READ_AHEAD_MESSAGES + 1))
+        maildrop = self.maildrop()
+        got = [read_message(maildrop, i) for i in range(len(bodies) + len(tiny))]
+        self.assertEqual(got, bodies + tiny)
+        # The bytes end the first batch; the count ends the second (the
+        # last two large bodies and 62 tiny ones); 3 tiny ones are left.
+        self.assertEqual(
+            [len(ids) for ids in self.reads], [per_batch, READ_AHEAD_MESSAGES, 3]
+        )
+
+    def test_deleted_and_large_messages_are_skipped(self) -> None:
+        """Deleted messages are not fetched; a large body is read in chunks
+        (not in a batch) and the next small one starts a new batch."""
+        bodies = self.deliver(1000, 1000, READ_AHEAD + 1, 1000)
+        maildrop = self.maildrop()
+        maildrop.deleteMessage(1)
+        self.assertEqual(read_message(maildrop, 0), bodies[0])
+        self.assertEqual(read_message(maildrop, 2), bodies[2])
+        self.assertEqual(read_message(maildrop, 3), bodies[3])
+        ids = [m.id for m in result(self.store.list_messages(self.alice.id))]
+        self.assertEqual(self.reads, [[ids[0]], [ids[3]]])
+
+    def test_out_of_order(self) -> None:
+        """Any order of reads gives the right bodies."""
+        bodies = self.deliver(*[1000] * 5)
+        maildrop = self.maildrop()
+        for i in (3, 0, 4, 1, 2, 0):
+            self.assertEqual(read_message(maildrop, i), bodies[i])
+
+    def test_gone_since_login(self) -> None:
+        """A message deleted by another session since the login is reported
+        as gone, not served from nowhere."""
+        self.deliver(1000, 1000)
+        maildrop = self.maildrop()
+        result(self.store.delete_account("alice@example.com"))
+        reader = result(maildrop.getMessage(0))
+        self.failureResultOf(reader.read(), NotFound)
+
+    def test_release_drops_read_ahead(self) -> None:
+        """Ending the session frees what was read ahead."""
+        self.deliver(1000, 1000)
+        maildrop = self.maildrop()
+        read_message(maildrop, 0)
+        self.assertEqual(len(maildrop._read_ahead), 1)
+        maildrop.release()
+        self.assertEqual(maildrop._read_ahead, {})
+
+
+class RevocationTests(SynchronousTestCase):
+    """An app-password session checks the store only when something changed."""
+
+    def setUp(self) -> None:
+        self.store = make_store(self.mktemp())
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.alice = add_account(self.store, "alice@example.com")
+        result(self.store.enable_pop("alice@example.com", "all", 0.0))
+        add_app_password(self.store, self.alice)
+        (self.app,) = result(self.store.list_app_passwords("alice@example.com"))
+
+    def maildrop(self, identity: Identity) -> Maildrop:
+        maildrop = Maildrop(self.store, self.alice, (), "o", self.clock, 60, identity)
+        self.addCleanup(maildrop.release)
+        return maildrop
+
+    def identity(self) -> Identity:
+        verified = Verified.now(self.store, self.clock.seconds())
+        return Identity("alice@example.com", "app password", self.app.id, verified)
+
+    def test_primary_password_always_current(self) -> None:
+        """A primary-password session has nothing to revoke."""
+        maildrop = self.maildrop(Identity("alice@example.com", "primary"))
+        result(self.store.set_two_factor("alice@example.com", True))
+        self.assertTrue(maildrop.credentials_current())
+
+    def test_current_until_something_changes(self) -> None:
+        """Current while nothing changed; after a change anywhere (here by
+        another process's store) the store is asked, and while the password
+        stands, current again."""
+        maildrop = self.maildrop(self.identity())
+        self.assertTrue(maildrop.credentials_current())
+        other = SQLiteStore(self.store.path, run_synchronously)
+        self.addCleanup(other.close)
+        result(other.set_pop_spam("alice@example.com", "include"))
+        self.assertFalse(maildrop.credentials_current())
+        self.assertTrue(result(maildrop.credentials_valid()))
+        self.assertTrue(maildrop.credentials_current())
+        result(other.revoke_app_password("alice@example.com", self.app.id))
+        self.assertFalse(maildrop.credentials_current())
+        self.assertFalse(result(maildrop.credentials_valid()))
+        self.assertFalse(maildrop.credentials_current())
+
+    def test_recheck_time(self) -> None:
+        """Unverified identities, and verifications older than RECHECK, are
+        not current."""
+        self.assertFalse(
+            self.maildrop(
+                Identity("alice@example.com", "app password", self.app.id)
+            ).credentials_current()
+        )
+        maildrop = self.maildrop(self.identity())
+        self.clock.advance(RECHECK)
+        self.assertFalse(maildrop.credentials_current())
