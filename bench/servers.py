@@ -295,8 +295,12 @@ class Zpop:
 
     name = "zpop"
 
-    def __init__(self, work: str, plan: Plan, cache: bool = True) -> None:
+    def __init__(
+        self, work: str, plan: Plan, cache: bool = True, workers: int = 1
+    ) -> None:
         self.cache = cache
+        #: [server] workers: processes sharing the listeners.
+        self.workers = workers
         self.dir = os.path.join(work, "zpop")
         self.data = os.path.join(self.dir, "data")
         self.setup_config = os.path.join(self.dir, "zpop.ini")
@@ -394,7 +398,7 @@ class Zpop:
         cache = "" if self.cache else "credential_cache = 0\n"
         with open(self.config, "w", encoding="utf-8") as f:
             f.write(
-                f"[server]\nhostname = {DOMAIN}\n\n"
+                f"[server]\nhostname = {DOMAIN}\nworkers = {self.workers}\n\n"
                 f"[accounts]\nbcrypt_cost = {self.plan.bcrypt_cost}\n\n"
                 "[limits]\nmessage_size = 64M\n\n"
                 "[auth]\nmax_connections_per_client = 30000\n"

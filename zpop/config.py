@@ -26,6 +26,8 @@ LISTENERS: dict[str, str] = {
 }
 
 CONFIG_NAME = "zpop.ini"
+#: More processes than this would only contend for the database.
+MAX_WORKERS = 64
 
 
 class ConfigError(Exception):
@@ -65,6 +67,9 @@ class Config:
     #: empty: postmaster@<hostname>.
     postmaster: str = ""
     db_threads: int = 4
+    #: Processes serving the listeners (zpop.workers): 1 is the main one
+    #: alone; more use more cores.
+    workers: int = 1
     save_sent_copy: bool = True
     #: Longest an SMTP session may last, however busy, seconds.
     smtp_session_deadline: float = 3600.0
@@ -166,6 +171,13 @@ def _parse_positive_int(text: str) -> int:
         value = 0
     if value <= 0:
         raise ValueError("must be a positive whole number")
+    return value
+
+
+def _parse_workers(text: str) -> int:
+    value = _parse_positive_int(text)
+    if value > MAX_WORKERS:
+        raise ValueError(f"must be at most {MAX_WORKERS}")
     return value
 
 
@@ -314,6 +326,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], Any]]]] = {
         "hostname": ("hostname", _parse_host),
         "postmaster": ("postmaster", _parse_address),
         "db_threads": ("db_threads", _parse_positive_int),
+        "workers": ("workers", _parse_workers),
     },
     "hosts": {
         "pop_personal": ("pop_personal_host", _parse_host),

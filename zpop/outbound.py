@@ -93,6 +93,8 @@ MAX_HOPS = 5
 CONNECT_TIMEOUT = 30.0
 
 _EOL = re.compile(rb"\r\n|\r|\n")
+# Faster than bytes.replace for this pattern (see zpop.pop3).
+_DOT_LINE = re.compile(rb"\r\n\.")
 _ENHANCED = re.compile(rb"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
 
 
@@ -121,7 +123,7 @@ class DotStuffer:
         text = _EOL.sub(b"\r\n", data)
         if self._line_start and text[:1] == b".":
             text = b"." + text
-        text = text.replace(b"\r\n.", b"\r\n..")
+        text = _DOT_LINE.sub(b"\r\n..", text)
         self._line_start = text.endswith(b"\r\n")
         return text
 

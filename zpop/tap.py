@@ -7,6 +7,8 @@ directory, database, TLS policy, thread pools and listeners::
     +-- db          ThreadPoolService: SQLite calls
     +-- hashing     ThreadPoolService: bcrypt
     +-- pop3s ...   one listener per enabled endpoint, in LISTENERS order
+    +-- outbound    the relay for remote recipients
+    +-- workers     with [server] workers > 1: the other processes
 
 A listener that cannot bind aborts start-up (``twistd`` exits 1 naming the
 port) instead of leaving a half-started daemon.
@@ -15,6 +17,7 @@ port) instead of leaving a half-started daemon.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +45,7 @@ from zpop.smtp import SMTPFactory
 from zpop.store import DATABASE_NAME, IStore, SchemaError, SQLiteStore, migrate
 from zpop.threads import Runner, ThreadPoolService
 from zpop.tls import ServerTLS, TLSConfigError
+from zpop.workers import Worker, WorkerPool
 
 log = Logger()
 
@@ -122,6 +126,8 @@ class Options(usage.Options):
     ] + [[name, None, None, _HELP[name]] for name in LISTENERS]
 
     config: Config
+    #: The file ``config`` was read from, if any (worker processes read it).
+    config_path: str | None = None
 
     def postOptions(self) -> None:
         data = self["data"]
@@ -158,6 +164,7 @@ class Options(usage.Options):
         self.config = cfg.replace(
             data_dir=os.path.abspath(data_dir), listeners=listeners
         )
+        self.config_path = path
 
 
 @dataclass(frozen=True)
@@ -172,8 +179,9 @@ class Services:
     reactor: Any
     #: The one way in for every protocol (bans, checker, realm, audit).
     authenticator: Authenticator
-    #: The relay for remote recipients, woken when submission queues mail.
-    outbound: OutboundService | None = None
+    #: Wakes the relay for remote recipients when submission queues mail
+    #: (in a worker process: through the main process).
+    wake: Callable[[], None] | None = None
 
 
 def protocol_factory(name: str, services: Services) -> IProtocolFactory:
@@ -192,8 +200,7 @@ def protocol_factory(name: str, services: Services) -> IProtocolFactory:
         )
     # SMTP: submission on "smtps" (inside implicit TLS) and "submission"
     # (STARTTLS), inbound MX on "mx".
-    wake = services.outbound.wake if services.outbound is not None else None
-    router = SMTPDelivery(services.store, cfg, services.reactor, wake)
+    router = SMTPDelivery(services.store, cfg, services.reactor, services.wake)
     return SMTPFactory(
         name, services.authenticator, router, cfg, services.reactor, services.tls
     )
@@ -210,6 +217,8 @@ class _ReportingEndpoint:
         self._name = name
         self._description = description
         self._inner = inner
+        #: The listening port, once listening (worker processes share it).
+        self.port: Any = None
 
     def listen(self, factory: IProtocolFactory) -> Deferred:
         protocol, tls_mode = LISTENER_KINDS[self._name]
@@ -244,7 +253,12 @@ class _ReportingEndpoint:
             log.critical("{message}", message=message)
             raise ListenError(message)
 
-        return self._inner.listen(factory).addCallbacks(listening, failed)
+        def remember(port: Any) -> Any:
+            self.port = port
+            return port
+
+        d = self._inner.listen(factory).addCallbacks(listening, failed)
+        return d.addCallback(remember)
 
 
 def listener_service(
@@ -269,7 +283,17 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
-    cfg = options.config
+    return build_service(options.config, reactor, options.config_path)
+
+
+def build_service(
+    cfg: Config,
+    reactor: Any,
+    config_path: str | None,
+    worker: Worker | None = None,
+) -> service.MultiService:
+    """The service tree of the main process, or of a worker process that
+    serves the main one's listening sockets (``zpop.workers``)."""
     data_dir = cfg.data_dir
     try:
         os.makedirs(data_dir, mode=0o700, exist_ok=True)
@@ -311,6 +335,11 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         store, server_key, hashing, reactor, cfg.bcrypt_cost, cfg.credential_cache
     )
     portal = Portal(Realm(store, cfg, reactor), [checker])
+    # Only the main process relays; a worker asks it to look at the queue.
+    outbound = OutboundService(store, cfg, reactor) if worker is None else None
+    wake = outbound.wake if outbound is not None else None
+    if worker is not None:
+        wake = worker.wake
     services = Services(
         config=cfg,
         store=store,
@@ -319,21 +348,36 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         tls=tls,
         reactor=reactor,
         authenticator=Authenticator(portal, store, reactor, cfg),
-        outbound=OutboundService(store, cfg, reactor),
+        wake=wake,
     )
+    endpoints_: list[tuple[str, _ReportingEndpoint]] = []
     for name in LISTENERS:
-        description = cfg.listeners.get(name, "")
-        if not description:
+        if worker is None:
+            description = cfg.listeners.get(name, "")
+            if not description:
+                continue
+        elif name not in worker.listeners:
             continue
+        # Each process enforces its share of the limits.
         factory: IProtocolFactory = ConnectionLimiter(
             protocol_factory(name, services),
-            cfg.max_connections_per_client,
-            cfg.max_connections,
+            -(-cfg.max_connections_per_client // cfg.workers),
+            -(-cfg.max_connections // cfg.workers),
             REFUSALS[LISTENER_KINDS[name][0]],
         )
         if LISTENER_KINDS[name][1] == "implicit":
             factory = tls.wrap(factory, reactor)
-        listener_service(name, description, factory, reactor).setServiceParent(top)
-    assert services.outbound is not None
-    services.outbound.setServiceParent(top)
+        if worker is not None:
+            worker.listener_service(name, factory).setServiceParent(top)
+            continue
+        svc = listener_service(name, description, factory, reactor)
+        svc.setServiceParent(top)
+        endpoints_.append((name, svc.endpoint))
+    if outbound is not None:
+        outbound.setServiceParent(top)
+    if worker is None and cfg.workers > 1:
+        ports = [(name, lambda e=e: e.port) for name, e in endpoints_]
+        WorkerPool(
+            reactor, cfg.workers - 1, ports, data_dir, config_path, outbound
+        ).setServiceParent(top)
     return top

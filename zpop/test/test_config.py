@@ -24,6 +24,7 @@ FULL_INI = """\
 data = state
 hostname = Mail.Example.NET.
 db_threads = 8
+workers = 3
 
 [hosts]
 pop_personal = Pop.Example.com
@@ -246,6 +247,7 @@ class FileTests(ConfigTestCase):
                 bcrypt_cost=10,
                 pop_lock_lease=90.0,
                 db_threads=8,
+                workers=3,
                 save_sent_copy=False,
             ),
         )
@@ -478,6 +480,13 @@ class ErrorTests(ConfigTestCase):
             text,
             f"{path}: [server] db_threads: bad value '0':"
             " must be a positive whole number",
+        )
+
+    def test_workers_limit(self) -> None:
+        """More worker processes than MAX_WORKERS are refused."""
+        path, text = self.error("[server]\nworkers = 65\n")
+        self.assertEqual(
+            text, f"{path}: [server] workers: bad value '65': must be at most 64"
         )
 
     def test_bad_size(self) -> None:

@@ -416,6 +416,23 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
             f"{self.work}/nope.pem: No such file or directory",
         )
 
+    def test_workers_share_limits(self) -> None:
+        """With workers, the tree ends in the worker pool and each process
+        enforces its share of the connection limits (rounded up)."""
+        config = os.path.join(self.work, "zpop.ini")
+        with open(config, "w", encoding="utf-8") as f:
+            f.write(
+                "[server]\nworkers = 3\n[auth]\nmax_connections_per_client = 20\n"
+                "max_connections = 1000\n"
+            )
+        top = self.make("--config", config, "--data", "d")
+        names = [child.name for child in top]
+        limiter = top.getServiceNamed("submission").factory
+        self.assertEqual(
+            (names[-2:], limiter.per_client, limiter.total),
+            (["outbound", "workers"], 7, 334),
+        )
+
     def test_protocol_factory_unknown(self) -> None:
         """protocol_factory refuses a listener name it does not know."""
         self.assertRaises(ValueError, protocol_factory, "imap", None)

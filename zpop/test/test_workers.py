@@ -1,0 +1,235 @@
+"""Worker processes: the real server with ``[server] workers = 2``, and the
+main process's side of a worker with a fake reactor."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from zpop.test.test_pop3_integration import POP3Client, ServerMixin
+from zpop.workers import MAX_RESTART_DELAY, RESTART_DELAY, WAKE_FD, WorkerPool
+
+STARTED = re.compile(r"worker (\d+) started, pid (\d+)")
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie nobody reaped has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_for(condition: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout}s: {condition}")
+        time.sleep(0.05)
+
+
+class WorkersIntegrationTests(ServerMixin, TestCase):
+    settings = {
+        "server": {"workers": "2"},
+        "auth": {"failure_delay": "0.01", "max_connections_per_client": "100"},
+    }
+
+    def setUp(self) -> None:
+        super().setUp()
+        wait_for(lambda: "worker 1 ready" in self.server.log_text(current=True))
+
+    def worker_pids(self) -> list[int]:
+        return [int(m[1]) for m in STARTED.findall(self.server.log_text(current=True))]
+
+    def sessions(self, count: int) -> None:
+        """``count`` POP3S sessions, open at once, then each QUIT."""
+        clients = [POP3Client(self.server) for _ in range(count)]
+        for client in clients:
+            client.quit()
+
+    def test_both_processes_serve(self) -> None:
+        """Connections to one listening port are served by the main process
+        and by the worker, each logging its own sessions."""
+        self.sessions(40)
+        wait_for(lambda: self.server.log_text(current=True).count(" logout ") >= 40)
+        lines = [
+            line
+            for line in self.server.log_text(current=True).splitlines()
+            if " logout " in line
+        ]
+        by_worker = [line for line in lines if "[worker 1]" in line]
+        self.assertEqual(len(lines), 40)
+        self.assertGreater(len(by_worker), 0)
+        self.assertLess(len(by_worker), 40)
+
+    def test_killed_worker_is_restarted(self) -> None:
+        """A worker killed with SIGKILL is started again, and mail is served
+        throughout; its maildrop locks are the store's, so a session it held
+        is not left IN-USE by a live process."""
+        address = self.account()
+        self.deliver(address, "one")
+        (pid,) = self.worker_pids()
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: len(self.worker_pids()) == 2)
+        self.assertNotEqual(self.worker_pids()[1], pid)
+        wait_for(lambda: self.server.log_text(current=True).count("ready") >= 2)
+        self.assertIn("worker 1 ended", self.server.log_text(current=True))
+        for _ in range(6):
+            self.assertEqual(self.subjects(address), ["one"])
+
+    def test_stop_ends_workers(self) -> None:
+        """SIGTERM to the main process stops its workers before it exits."""
+        (pid,) = self.worker_pids()
+        # twistd ends by re-raising the signal that stopped it.
+        self.assertEqual(self.server.stop(), -signal.SIGTERM)
+        self.assertFalse(alive(pid))
+        self.assertIn("[worker 1] Main loop terminated.", self.server.log_text())
+
+    def test_workers_do_not_outlive_main(self) -> None:
+        """A main process killed with SIGKILL leaves no worker behind: each
+        notices its pipe from the main process close."""
+        (pid,) = self.worker_pids()
+        self.server.kill()
+        wait_for(lambda: not alive(pid), timeout=10)
+
+
+class _Transport:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.signals: list[str] = []
+
+    def signalProcess(self, name: str) -> None:  # noqa: N802 - Twisted API
+        self.signals.append(name)
+
+
+class _Reactor(Clock):
+    """A Clock that records spawnProcess calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spawned: list[tuple[Any, list[str], dict[int, Any]]] = []
+
+    def spawnProcess(  # noqa: N802 - Twisted API
+        self, protocol: Any, executable: str, args: list[str], **kwargs: Any
+    ) -> Any:
+        protocol.makeConnection(_Transport(1000 + len(self.spawned)))
+        self.spawned.append((protocol, args, kwargs["childFDs"]))
+        return protocol.transport
+
+
+class _Port:
+    class socket:  # noqa: N801 - stands in for a socket object
+        family = 2
+
+        @staticmethod
+        def fileno() -> int:
+            return 17
+
+
+class _Outbound:
+    wakes = 0
+
+    def wake(self) -> None:
+        self.wakes += 1
+
+
+class WorkerPoolTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.reactor = _Reactor()
+        self.outbound = _Outbound()
+        self.pool = WorkerPool(
+            self.reactor, 1, [("pop3s", _Port)], "/data", "/etc/zpop.ini", self.outbound
+        )
+        self.pool.startService()
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def test_spawn_hands_over_the_sockets(self) -> None:
+        """A worker gets the config, data directory and listening sockets."""
+        ((_, args, fds),) = self.reactor.spawned
+        self.assertEqual(
+            (args[1:], fds),
+            (
+                [
+                    "-m",
+                    "zpop.workers",
+                    "1",
+                    "/data",
+                    "--config",
+                    "/etc/zpop.ini",
+                    "--listener",
+                    "pop3s:4:2",
+                ],
+                {0: "w", 1: "r", 2: "r", WAKE_FD: "r", 4: 17},
+            ),
+        )
+
+    def test_log_and_wake(self) -> None:
+        """JSON log events are published as system "worker N", other output
+        is logged as text, and a byte on the wake pipe wakes the relay."""
+        ((worker, _, _),) = self.reactor.spawned
+        event = {
+            "log_format": "hello {who}",
+            "who": "there",
+            "log_level": {
+                "__class_uuid__": "02E59486-F24D-46AD-8224-3ACDF2A5732A",
+                "name": "info",
+            },
+            "log_namespace": "zpop.x",
+            "log_time": 1.0,
+        }
+        line = ("\x1e" + json.dumps(event) + "\n").encode()
+        worker.childDataReceived(1, line[:10])
+        worker.childDataReceived(1, line[10:] + b"not json\n")
+        worker.childDataReceived(2, b"Traceback: boom\n")
+        worker.childDataReceived(WAKE_FD, b"w")
+        relayed = [e for e in self.events if e.get("log_system") == "worker 1"]
+        self.assertEqual([e["who"] for e in relayed], ["there"])
+        texts = [e.get("line") for e in self.events if "line" in e]
+        self.assertEqual(texts, ["not json", "Traceback: boom"])
+        self.assertEqual(self.outbound.wakes, 1)
+
+    def test_restart_backs_off(self) -> None:
+        """A worker that keeps dying soon after starting is restarted after
+        a delay that doubles up to the maximum; one that lived long is
+        restarted after the shortest delay."""
+        delays = []
+        for _ in range(9):
+            worker = self.reactor.spawned[-1][0]
+            worker.processEnded(Failure(RuntimeError("died")))
+            before = len(self.reactor.spawned)
+            waited = 0.0
+            while len(self.reactor.spawned) == before:
+                self.reactor.advance(RESTART_DELAY)
+                waited += RESTART_DELAY
+            delays.append(waited)
+        self.assertEqual(delays, [1, 2, 4, 8, 16, 32, 60, 60, 60])
+        self.assertEqual(MAX_RESTART_DELAY, 60)
+        self.reactor.advance(3600)
+        self.reactor.spawned[-1][0].processEnded(Failure(RuntimeError("died")))
+        self.reactor.advance(RESTART_DELAY)
+        self.assertEqual(len(self.reactor.spawned), 11)
+
+    def test_stop(self) -> None:
+        """Stopping sends SIGTERM, then SIGKILL to a worker still running
+        after the timeout; no restart follows."""
+        ((worker, _, _),) = self.reactor.spawned
+        d = self.pool.stopService()
+        self.assertEqual(worker.transport.signals, ["TERM"])
+        self.reactor.advance(10)
+        self.assertEqual(worker.transport.signals, ["TERM", "KILL"])
+        worker.processEnded(Failure(RuntimeError("killed")))
+        self.successResultOf(d)
+        self.reactor.advance(3600)
+        self.assertEqual(len(self.reactor.spawned), 1)

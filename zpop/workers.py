@@ -1,0 +1,325 @@
+"""Worker processes: more cores for the same listeners.
+
+One Twisted process uses one core. With ``[server] workers = N`` the main
+process (the one ``twistd`` runs) starts N-1 more, hands each its listening
+sockets, and all of them accept from those sockets. A worker has the same
+configuration, data directory and database, so what sessions must share
+already is shared: maildrop locks, bans and failure counters live in the
+store, and a credential change reaches every process's caches through the
+store's change counter (``zpop.store.changes``). Only the main process
+relays outbound mail; a worker that queued some tells it through a pipe.
+
+A worker writes its log events as JSON lines to its standard output; the
+main process publishes them in its own log as system ``worker N``. A worker
+stops when its standard input, a pipe from the main process, closes, so it
+never outlives the main process, even one killed with SIGKILL. The main
+process restarts a worker that dies, waiting longer each time one dies
+soon after starting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import abstract
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.main import CONNECTION_DONE
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import (
+    Logger,
+    eventFromJSON,
+    globalLogBeginner,
+    globalLogPublisher,
+    jsonFileLogObserver,
+)
+from twisted.python.failure import Failure
+
+log = Logger()
+
+#: The worker's end of the pipe it wakes the relay through.
+WAKE_FD = 3
+#: The worker's first inherited listening socket; the others follow.
+FIRST_LISTENER_FD = 4
+#: Seconds before a dead worker is restarted; doubled, up to MAX_RESTART_DELAY,
+#: while workers keep dying within STABLE seconds of starting.
+RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 60.0
+STABLE = 10.0
+#: Seconds a worker gets to finish its sessions' commits when stopping.
+STOP_TIMEOUT = 10.0
+#: Longest log line relayed from a worker.
+MAX_LOG_LINE = 1 << 20
+
+
+class _WorkerProcess(ProcessProtocol):
+    """The main process's end of one worker: its log, wake-ups and exit."""
+
+    transport: Any
+
+    def __init__(self, pool: WorkerPool, number: int, started: float) -> None:
+        self.pool = pool
+        self.number = number
+        self.started = started
+        self.ended: Deferred = Deferred()
+        self._log = b""
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD == WAKE_FD:
+            self.pool.wake()
+            return
+        if childFD != 1:
+            for text in data.decode("utf-8", "replace").splitlines():
+                log.warn("worker {number}: {line}", number=self.number, line=text)
+            return
+        self._log += data
+        *lines, self._log = self._log.split(b"\n")
+        if len(self._log) > MAX_LOG_LINE:
+            lines.append(self._log[:MAX_LOG_LINE])
+            self._log = b""
+        for line in lines:
+            self._relay(line.strip(b"\x1e\r ").decode("utf-8", "replace"))
+
+    def _relay(self, text: str) -> None:
+        if not text:
+            return
+        try:
+            event = eventFromJSON(text)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict):
+            log.info("worker {number}: {line}", number=self.number, line=text)
+            return
+        event["log_system"] = f"worker {self.number}"
+        globalLogPublisher(event)
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(None)
+        self.pool.ended(self, reason)
+
+    def stop(self, reactor: Any) -> Deferred:
+        if self.ended.called:
+            return succeed(None)
+        self.transport.signalProcess("TERM")
+        kill = reactor.callLater(STOP_TIMEOUT, self.transport.signalProcess, "KILL")
+        done: Deferred = Deferred()
+
+        def ended(result: object) -> None:
+            if kill.active():
+                kill.cancel()
+            done.callback(None)
+
+        self.ended.addBoth(ended)
+        return done
+
+
+class WorkerPool(service.Service):
+    """Starts, restarts and stops the worker processes of the main process.
+
+    ``ports`` are (listener name, a function returning its listening port)
+    for every listener, listening by the time this service starts.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        count: int,
+        ports: Sequence[tuple[str, Callable[[], Any]]],
+        data_dir: str,
+        config_path: str | None,
+        outbound: Any,
+    ) -> None:
+        self.setName("workers")
+        self._reactor = reactor
+        self._count = count
+        self._ports = list(ports)
+        self._data_dir = data_dir
+        self._config_path = config_path
+        self._outbound = outbound
+        self._workers: dict[int, _WorkerProcess] = {}
+        self._restarts: dict[int, Any] = {}
+        self._delays: dict[int, float] = {}
+
+    def startService(self) -> None:
+        super().startService()
+        for number in range(1, self._count + 1):
+            self._spawn(number)
+
+    def _spawn(self, number: int) -> None:
+        self._restarts.pop(number, None)
+        if not self.running:
+            return
+        argv = [sys.executable, "-m", "zpop.workers", str(number), self._data_dir]
+        if self._config_path is not None:
+            argv += ["--config", self._config_path]
+        child_fds: dict[int, Any] = {0: "w", 1: "r", 2: "r", WAKE_FD: "r"}
+        for fd, (name, port_of) in enumerate(self._ports, FIRST_LISTENER_FD):
+            sock = port_of().socket
+            child_fds[fd] = sock.fileno()
+            argv += ["--listener", f"{name}:{fd}:{int(sock.family)}"]
+        worker = _WorkerProcess(self, number, self._reactor.seconds())
+        self._reactor.spawnProcess(
+            worker, sys.executable, argv, env=dict(os.environ), childFDs=child_fds
+        )
+        self._workers[number] = worker
+        log.info(
+            "worker {number} started, pid {pid}",
+            number=number,
+            pid=worker.transport.pid,
+        )
+
+    def wake(self) -> None:
+        if self._outbound is not None:
+            self._outbound.wake()
+
+    def ended(self, worker: _WorkerProcess, reason: Failure) -> None:
+        if self._workers.get(worker.number) is worker:
+            del self._workers[worker.number]
+        if not self.running:
+            return
+        lived = self._reactor.seconds() - worker.started
+        delay = RESTART_DELAY
+        if lived < STABLE:
+            delay = min(self._delays.get(worker.number, 0) * 2, MAX_RESTART_DELAY)
+            delay = max(delay, RESTART_DELAY)
+        self._delays[worker.number] = delay
+        log.warn(
+            "worker {number} ended ({reason}); restarting in {delay:.0f}s",
+            number=worker.number,
+            reason=reason.getErrorMessage(),
+            delay=delay,
+        )
+        self._restarts[worker.number] = self._reactor.callLater(
+            delay, self._spawn, worker.number
+        )
+
+    def stopService(self) -> Deferred:
+        super().stopService()
+        for call in self._restarts.values():
+            call.cancel()
+        self._restarts.clear()
+        stopping = [w.stop(self._reactor) for w in self._workers.values()]
+        return DeferredList(stopping).addCallback(lambda _: None)
+
+
+# -- the worker's side ------------------------------------------------------------
+
+
+class _AdoptedListener(service.Service):
+    """Accepts from a listening socket inherited from the main process."""
+
+    def __init__(
+        self, reactor: Any, fd: int, family: int, factory: IProtocolFactory
+    ) -> None:
+        self._reactor = reactor
+        self._fd = fd
+        self._family = family
+        self._factory = factory
+        self._port: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._port = self._reactor.adoptStreamPort(
+            self._fd, self._family, self._factory
+        )
+        os.close(self._fd)  # adoptStreamPort works on a copy
+
+    def stopService(self) -> Any:
+        super().stopService()
+        return self._port.stopListening() if self._port is not None else None
+
+
+@dataclass
+class Worker:
+    """A worker process's part in ``zpop.tap.build_service``."""
+
+    reactor: Any
+    #: listener name -> (inherited file descriptor, address family)
+    listeners: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def wake(self) -> None:
+        """Ask the main process's relay to look at the queue now."""
+        try:
+            os.write(WAKE_FD, b"w")
+        except OSError:
+            pass  # a full pipe already holds a wake-up; a closed one: exiting
+
+    def listener_service(self, name: str, factory: IProtocolFactory) -> Any:
+        fd, family = self.listeners[name]
+        svc = _AdoptedListener(self.reactor, fd, family, factory)
+        svc.setName(name)
+        return svc
+
+
+class _ParentWatch(abstract.FileDescriptor):
+    """Stops the reactor when standard input (the main process's pipe) closes."""
+
+    def fileno(self) -> int:
+        return 0
+
+    def doRead(self) -> Any:
+        try:
+            data = os.read(0, 4096)
+        except BlockingIOError:
+            return None
+        return None if data else CONNECTION_DONE
+
+    def connectionLost(self, reason: Failure) -> None:
+        abstract.FileDescriptor.connectionLost(self, reason)
+        reactor: Any = self.reactor
+        if reactor.running:
+            reactor.stop()
+
+
+def _listener(text: str) -> tuple[str, int, int]:
+    name, fd, family = text.split(":")
+    return name, int(fd), int(family)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run worker process ``number`` (started by WorkerPool, not by hand)."""
+    parser = argparse.ArgumentParser(prog="python -m zpop.workers")
+    parser.add_argument("number", type=int)
+    parser.add_argument("data")
+    parser.add_argument("--config")
+    parser.add_argument("--listener", type=_listener, action="append", default=[])
+    args = parser.parse_args(argv)
+    # Signals for the terminal's process group (Ctrl-C) go to the main
+    # process, which stops its workers in order.
+    os.setpgrp()
+
+    from twisted.internet import reactor
+
+    from zpop.tap import Options, build_service
+
+    globalLogBeginner.beginLoggingTo(
+        [jsonFileLogObserver(sys.stdout)], redirectStandardIO=False
+    )
+    options = Options()
+    config = ["--config", args.config] if args.config else []
+    options.parseOptions([*config, "--data", args.data])
+    for fd in (0, WAKE_FD):
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    worker = Worker(reactor, {name: (fd, fam) for name, fd, fam in args.listener})
+    top = build_service(options.config, reactor, options.config_path, worker)
+    top.privilegedStartService()
+    top.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
+    reactor.addReader(_ParentWatch(reactor))
+    log.info("worker {number} ready", number=args.number)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    # Through the package, so build_service sees this module's classes.
+    from zpop.workers import main as _main
+
+    _main()
