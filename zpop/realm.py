@@ -9,6 +9,7 @@ account and the addresses it may send as.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -88,6 +89,10 @@ class Realm:
         self._store = store
         self._config = config
         self._clock = clock
+        # Lock owners unique across processes and restarts, without a
+        # random number per login.
+        self._owner_prefix = uuid.uuid4().hex
+        self._owners = itertools.count()
 
     def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Deferred:
         if IMailbox in interfaces:
@@ -108,7 +113,7 @@ class Realm:
         return (ISubmitter, submitter, lambda: None)
 
     async def _maildrop(self, address: str, session: Session | None) -> Any:
-        owner = uuid.uuid4().hex
+        owner = f"{self._owner_prefix}-{next(self._owners)}"
         lease = self._config.pop_lock_lease
         # One round trip: account, lock and snapshot.
         opened: PopSession | None = await self._store.open_pop_session(

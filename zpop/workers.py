@@ -9,8 +9,9 @@ store, and a credential change reaches every process's caches through the
 store's change counter (``zpop.store.changes``). Only the main process
 relays outbound mail; a worker that queued some tells it through a pipe.
 
-A worker writes its log events as JSON lines to its standard output; the
-main process publishes them in its own log as system ``worker N``. A worker
+A worker writes its log events, formatted, as JSON lines to its standard
+output; the main process publishes them in its own log, marked
+``[worker N: namespace#level]``. A worker
 stops when its standard input, a pipe from the main process, closes, so it
 never outlives the main process, even one killed with SIGKILL. The main
 process restarts a worker that dies, waiting longer each time one dies
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -34,13 +36,16 @@ from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.main import CONNECTION_DONE
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import (
+    ILogObserver,
+    InvalidLogLevelError,
     Logger,
-    eventFromJSON,
+    LogLevel,
+    formatEvent,
     globalLogBeginner,
     globalLogPublisher,
-    jsonFileLogObserver,
 )
 from twisted.python.failure import Failure
+from zope.interface import provider
 
 log = Logger()
 
@@ -85,19 +90,26 @@ class _WorkerProcess(ProcessProtocol):
             lines.append(self._log[:MAX_LOG_LINE])
             self._log = b""
         for line in lines:
-            self._relay(line.strip(b"\x1e\r ").decode("utf-8", "replace"))
+            self._relay(line.decode("utf-8", "replace"))
 
-    def _relay(self, text: str) -> None:
-        if not text:
+    def _relay(self, line: str) -> None:
+        if not line:
             return
         try:
-            event = eventFromJSON(text)
-        except ValueError:
-            event = None
-        if not isinstance(event, dict):
-            log.info("worker {number}: {line}", number=self.number, line=text)
+            record = json.loads(line)
+            level = LogLevel.levelWithName(record["level"])
+            namespace = str(record["namespace"])
+            event = {
+                "log_format": "{text}",
+                "text": str(record["text"]),
+                "log_time": float(record["time"]),
+                "log_level": level,
+                "log_namespace": namespace,
+                "log_system": f"worker {self.number}: {namespace}#{level.name}",
+            }
+        except (ValueError, TypeError, KeyError, InvalidLogLevelError):
+            log.info("worker {number}: {line}", number=self.number, line=line)
             return
-        event["log_system"] = f"worker {self.number}"
         globalLogPublisher(event)
 
     def processEnded(self, reason: Failure) -> None:
@@ -278,6 +290,28 @@ class _ParentWatch(abstract.FileDescriptor):
             reactor.stop()
 
 
+def _log_to_main(out: Any) -> Any:
+    """An observer writing each event, formatted here, as a JSON line for
+    the main process: it only has to publish it."""
+
+    @provider(ILogObserver)
+    def observe(event: dict[str, Any]) -> None:
+        text = formatEvent(event)
+        failure = event.get("log_failure")
+        if failure is not None:
+            text += "\n" + failure.getTraceback()
+        record = {
+            "time": event.get("log_time", 0.0),
+            "level": event.get("log_level", LogLevel.info).name,
+            "namespace": event.get("log_namespace", "-"),
+            "text": text,
+        }
+        out.write(json.dumps(record) + "\n")
+        out.flush()
+
+    return observe
+
+
 def _listener(text: str) -> tuple[str, int, int]:
     name, fd, family = text.split(":")
     return name, int(fd), int(family)
@@ -300,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     from zpop.tap import Options, build_service
 
     globalLogBeginner.beginLoggingTo(
-        [jsonFileLogObserver(sys.stdout)], redirectStandardIO=False
+        [_log_to_main(sys.stdout)], redirectStandardIO=False
     )
     options = Options()
     config = ["--config", args.config] if args.config else []

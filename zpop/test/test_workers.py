@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from twisted.internet.task import Clock
-from twisted.logger import globalLogPublisher
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -67,7 +67,7 @@ class WorkersIntegrationTests(ServerMixin, TestCase):
             for line in self.server.log_text(current=True).splitlines()
             if " logout " in line
         ]
-        by_worker = [line for line in lines if "[worker 1]" in line]
+        by_worker = [line for line in lines if "[worker 1: " in line]
         self.assertEqual(len(lines), 40)
         self.assertGreater(len(by_worker), 0)
         self.assertLess(len(by_worker), 40)
@@ -93,7 +93,10 @@ class WorkersIntegrationTests(ServerMixin, TestCase):
         # twistd ends by re-raising the signal that stopped it.
         self.assertEqual(self.server.stop(), -signal.SIGTERM)
         self.assertFalse(alive(pid))
-        self.assertIn("[worker 1] Main loop terminated.", self.server.log_text())
+        self.assertIn(
+            "[worker 1: twisted.internet.base#info] Main loop terminated.",
+            self.server.log_text(),
+        )
 
     def test_workers_do_not_outlive_main(self) -> None:
         """A main process killed with SIGKILL leaves no worker behind: each
@@ -176,26 +179,22 @@ class WorkerPoolTests(SynchronousTestCase):
         )
 
     def test_log_and_wake(self) -> None:
-        """JSON log events are published as system "worker N", other output
-        is logged as text, and a byte on the wake pipe wakes the relay."""
+        """Events (JSON lines) are published as system "worker N", other
+        output is logged as text, and a byte on the wake pipe wakes the relay."""
         ((worker, _, _),) = self.reactor.spawned
-        event = {
-            "log_format": "hello {who}",
-            "who": "there",
-            "log_level": {
-                "__class_uuid__": "02E59486-F24D-46AD-8224-3ACDF2A5732A",
-                "name": "info",
-            },
-            "log_namespace": "zpop.x",
-            "log_time": 1.0,
-        }
-        line = ("\x1e" + json.dumps(event) + "\n").encode()
+        record = {"time": 1.0, "level": "warn", "namespace": "zpop.x", "text": "hi"}
+        line = (json.dumps(record) + "\n").encode()
         worker.childDataReceived(1, line[:10])
         worker.childDataReceived(1, line[10:] + b"not json\n")
         worker.childDataReceived(2, b"Traceback: boom\n")
         worker.childDataReceived(WAKE_FD, b"w")
-        relayed = [e for e in self.events if e.get("log_system") == "worker 1"]
-        self.assertEqual([e["who"] for e in relayed], ["there"])
+        relayed = [
+            e for e in self.events if e.get("log_system") == "worker 1: zpop.x#warn"
+        ]
+        self.assertEqual(
+            [(e["text"], e["log_level"], e["log_namespace"]) for e in relayed],
+            [("hi", LogLevel.warn, "zpop.x")],
+        )
         texts = [e.get("line") for e in self.events if "line" in e]
         self.assertEqual(texts, ["not json", "Traceback: boom"])
         self.assertEqual(self.outbound.wakes, 1)
