@@ -27,13 +27,20 @@ def body(n: int, size: int) -> bytes:
     return head + b"x" * (size - len(head) - 2) + b"\r\n"
 
 
-class MaildropTests(SynchronousTestCase):
+class _AliceMixin:
+    """A store with alice@example.com, POP enabled, and a clock."""
+
     def setUp(self) -> None:
-        self.store = make_store(self.mktemp())
+        self.store = make_store(self.mktemp())  # type: ignore[attr-defined]
         self.clock = Clock()
         self.clock.advance(1000)
         self.alice = add_account(self.store, "alice@example.com")
         result(self.store.enable_pop("alice@example.com", "all", 0.0))
+
+
+class MaildropTests(_AliceMixin, SynchronousTestCase):
+    def setUp(self) -> None:
+        super().setUp()
         self.reads: list[list[int]] = []
         read_bodies = self.store.read_bodies
 
@@ -127,15 +134,11 @@ class MaildropTests(SynchronousTestCase):
         self.assertEqual(maildrop._read_ahead, {})
 
 
-class RevocationTests(SynchronousTestCase):
+class RevocationTests(_AliceMixin, SynchronousTestCase):
     """An app-password session checks the store only when something changed."""
 
     def setUp(self) -> None:
-        self.store = make_store(self.mktemp())
-        self.clock = Clock()
-        self.clock.advance(1000)
-        self.alice = add_account(self.store, "alice@example.com")
-        result(self.store.enable_pop("alice@example.com", "all", 0.0))
+        super().setUp()
         add_app_password(self.store, self.alice)
         (self.app,) = result(self.store.list_app_passwords("alice@example.com"))
 
