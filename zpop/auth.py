@@ -105,10 +105,37 @@ class Identity(str):
 
 
 @dataclass(frozen=True)
-class _Cached:
+class CachedLogin:
+    """A remembered verification: who, the account generation it saw, until
+    when. ``as_dict``/``from_dict`` carry it to other processes."""
+
     identity: Identity
     generation: int
     expires: float
+
+    def as_dict(self) -> dict[str, Any]:
+        verified = self.identity.verified
+        assert verified is not None
+        return {
+            "address": str(self.identity),
+            "method": self.identity.method,
+            "app_password_id": self.identity.app_password_id,
+            "changes": verified.changes,
+            "verified_at": verified.at,
+            "generation": self.generation,
+            "expires": self.expires,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CachedLogin:
+        app = d["app_password_id"]
+        identity = Identity(
+            str(d["address"]),
+            str(d["method"]),
+            None if app is None else int(app),
+            Verified(int(d["changes"]), float(d["verified_at"])),
+        )
+        return cls(identity, int(d["generation"]), float(d["expires"]))
 
 
 @implementer(ICredentialsChecker)
@@ -136,7 +163,10 @@ class AccountChecker:
         self._hashing = hashing
         self._clock = clock
         self._cache_time = cache_time
-        self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
+        self._cache: OrderedDict[bytes, CachedLogin] = OrderedDict()
+        #: Told of every verification remembered here, so other processes
+        #: can learn it (zpop.workers); ``learn`` takes theirs.
+        self.share: Callable[[bytes, CachedLogin], None] | None = None
         # A hash of a password nobody knows, checked for unknown users and
         # accounts without a primary password so they cost one bcrypt too.
         self._dummy_hash = hash_password(passwords.generate_app_password(), bcrypt_cost)
@@ -153,11 +183,22 @@ class AccountChecker:
     def _remember(self, key: bytes, identity: Identity, account: Account) -> Identity:
         if self._cache_time > 0:
             expires = self._clock.seconds() + self._cache_time
-            self._cache[key] = _Cached(identity, account.generation, expires)
-            self._cache.move_to_end(key)
-            while len(self._cache) > CACHE_ENTRIES:
-                self._cache.popitem(last=False)
+            entry = CachedLogin(identity, account.generation, expires)
+            self._put(key, entry)
+            if self.share is not None:
+                self.share(key, entry)
         return identity
+
+    def _put(self, key: bytes, entry: CachedLogin) -> None:
+        self._cache[key] = entry
+        self._cache.move_to_end(key)
+        while len(self._cache) > CACHE_ENTRIES:
+            self._cache.popitem(last=False)
+
+    def learn(self, key: bytes, entry: CachedLogin) -> None:
+        """Remember a verification another process made and shared."""
+        if self._cache_time > 0 and entry.expires > self._clock.seconds():
+            self._put(key, entry)
 
     async def _check(self, credentials: Any) -> Identity:
         try:
@@ -187,7 +228,9 @@ class AccountChecker:
             )
             if fresh:
                 identity = cached.identity.reverified(verified)
-                self._cache[key] = _Cached(identity, cached.generation, cached.expires)
+                self._cache[key] = CachedLogin(
+                    identity, cached.generation, cached.expires
+                )
                 return identity
             self._cache.pop(key, None)
         if account is not None:

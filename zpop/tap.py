@@ -334,6 +334,8 @@ def build_service(
     checker = AccountChecker(
         store, server_key, hashing, reactor, cfg.bcrypt_cost, cfg.credential_cache
     )
+    if worker is not None:
+        worker.use_checker(checker)
     portal = Portal(Realm(store, cfg, reactor), [checker])
     # Only the main process relays; a worker asks it to look at the queue.
     outbound = OutboundService(store, cfg, reactor) if worker is None else None
@@ -378,6 +380,6 @@ def build_service(
     if worker is None and cfg.workers > 1:
         ports = [(name, lambda e=e: e.port) for name, e in endpoints_]
         WorkerPool(
-            reactor, cfg.workers - 1, ports, data_dir, config_path, outbound
+            reactor, cfg.workers - 1, ports, data_dir, config_path, outbound, checker
         ).setServiceParent(top)
     return top

@@ -8,6 +8,9 @@ already is shared: maildrop locks, bans and failure counters live in the
 store, and a credential change reaches every process's caches through the
 store's change counter (``zpop.store.changes``). Only the main process
 relays outbound mail; a worker that queued some tells it through a pipe.
+A password verified in one process is told to the others through the main
+process, so each polling client still costs one bcrypt per cache period,
+whichever process its connections land in.
 
 A worker writes its log events, formatted, as JSON lines to its standard
 output; the main process publishes them in its own log, marked
@@ -47,10 +50,17 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 from zope.interface import provider
 
+from zpop.auth import CachedLogin
+
 log = Logger()
 
-#: The worker's end of the pipe it wakes the relay through.
-WAKE_FD = 3
+#: The worker's end of its pipe to the main process: ``wake`` lines (the
+#: relay should look at the queue) and ``login`` lines (a verification to
+#: share). The main process sends ``login`` lines to the worker's stdin.
+TO_MAIN_FD = 3
+#: Longest line sent on a pipe: one write of up to PIPE_BUF bytes is atomic,
+#: so concurrent writers never interleave and a full pipe never cuts one.
+MAX_MESSAGE = 4096
 #: The worker's first inherited listening socket; the others follow.
 FIRST_LISTENER_FD = 4
 #: Seconds before a dead worker is restarted; doubled, up to MAX_RESTART_DELAY,
@@ -75,10 +85,15 @@ class _WorkerProcess(ProcessProtocol):
         self.started = started
         self.ended: Deferred = Deferred()
         self._log = b""
+        self._messages = b""
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
-        if childFD == WAKE_FD:
-            self.pool.wake()
+        if childFD == TO_MAIN_FD:
+            self._messages += data
+            *lines, self._messages = self._messages.split(b"\n")
+            self._messages = self._messages[:MAX_MESSAGE]
+            for line in lines:
+                self.pool.message(self.number, line)
             return
         if childFD != 1:
             for text in data.decode("utf-8", "replace").splitlines():
@@ -147,6 +162,7 @@ class WorkerPool(service.Service):
         data_dir: str,
         config_path: str | None,
         outbound: Any,
+        checker: Any,
     ) -> None:
         self.setName("workers")
         self._reactor = reactor
@@ -155,6 +171,8 @@ class WorkerPool(service.Service):
         self._data_dir = data_dir
         self._config_path = config_path
         self._outbound = outbound
+        self._checker = checker
+        checker.share = self.share
         self._workers: dict[int, _WorkerProcess] = {}
         self._restarts: dict[int, Any] = {}
         self._delays: dict[int, float] = {}
@@ -171,7 +189,7 @@ class WorkerPool(service.Service):
         argv = [sys.executable, "-m", "zpop.workers", str(number), self._data_dir]
         if self._config_path is not None:
             argv += ["--config", self._config_path]
-        child_fds: dict[int, Any] = {0: "w", 1: "r", 2: "r", WAKE_FD: "r"}
+        child_fds: dict[int, Any] = {0: "w", 1: "r", 2: "r", TO_MAIN_FD: "r"}
         for fd, (name, port_of) in enumerate(self._ports, FIRST_LISTENER_FD):
             sock = port_of().socket
             child_fds[fd] = sock.fileno()
@@ -187,9 +205,25 @@ class WorkerPool(service.Service):
             pid=worker.transport.pid,
         )
 
-    def wake(self) -> None:
-        if self._outbound is not None:
-            self._outbound.wake()
+    def message(self, number: int, line: bytes) -> None:
+        """A line from worker ``number``: a wake-up or a verification."""
+        if line == b"wake":
+            if self._outbound is not None:
+                self._outbound.wake()
+        elif line.startswith(b"login "):
+            if _learn(self._checker, line):
+                for other in self._workers.values():
+                    if other.number != number:
+                        other.transport.write(line + b"\n")
+        else:
+            log.warn("worker {number} sent {line!r}", number=number, line=line[:80])
+
+    def share(self, key: bytes, entry: Any) -> None:
+        """The main process's checker verified a password: tell the workers."""
+        line = _login_line(key, entry)
+        if line is not None:
+            for worker in self._workers.values():
+                worker.transport.write(line)
 
     def ended(self, worker: _WorkerProcess, reason: Failure) -> None:
         if self._workers.get(worker.number) is worker:
@@ -219,6 +253,28 @@ class WorkerPool(service.Service):
         self._restarts.clear()
         stopping = [w.stop(self._reactor) for w in self._workers.values()]
         return DeferredList(stopping).addCallback(lambda _: None)
+
+
+def _login_line(key: bytes, entry: Any) -> bytes | None:
+    """A ``login`` line for a remembered verification, None if too long."""
+    line = (
+        b"login " + json.dumps({"key": key.hex(), **entry.as_dict()}).encode() + b"\n"
+    )
+    return line if len(line) <= MAX_MESSAGE else None
+
+
+def _learn(checker: Any, line: bytes) -> bool:
+    """Give ``checker`` the verification in a ``login`` line; False if the
+    line is malformed."""
+    try:
+        fields = json.loads(line[len(b"login ") :])
+        key = bytes.fromhex(fields.pop("key"))
+        entry = CachedLogin.from_dict(fields)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        log.warn("malformed login line {line!r}", line=line[:80])
+        return False
+    checker.learn(key, entry)
+    return True
 
 
 # -- the worker's side ------------------------------------------------------------
@@ -255,13 +311,29 @@ class Worker:
     reactor: Any
     #: listener name -> (inherited file descriptor, address family)
     listeners: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: The process's credentials checker (set by build_service).
+    checker: Any = None
+
+    @staticmethod
+    def _send(line: bytes) -> None:
+        try:
+            os.write(TO_MAIN_FD, line)
+        except OSError:
+            pass  # full pipe: the main process is busy, this one is lost
 
     def wake(self) -> None:
         """Ask the main process's relay to look at the queue now."""
-        try:
-            os.write(WAKE_FD, b"w")
-        except OSError:
-            pass  # a full pipe already holds a wake-up; a closed one: exiting
+        self._send(b"wake\n")
+
+    def share(self, key: bytes, entry: Any) -> None:
+        """Tell the other processes of a password verified here."""
+        line = _login_line(key, entry)
+        if line is not None:
+            self._send(line)
+
+    def use_checker(self, checker: Any) -> None:
+        self.checker = checker
+        checker.share = self.share
 
     def listener_service(self, name: str, factory: IProtocolFactory) -> Any:
         fd, family = self.listeners[name]
@@ -271,17 +343,30 @@ class Worker:
 
 
 class _ParentWatch(abstract.FileDescriptor):
-    """Stops the reactor when standard input (the main process's pipe) closes."""
+    """Reads the main process's pipe (standard input): verifications from
+    other processes; stops the reactor when it closes."""
+
+    def __init__(self, reactor: Any, worker: Worker) -> None:
+        super().__init__(reactor)
+        self._worker = worker
+        self._buffer = b""
 
     def fileno(self) -> int:
         return 0
 
     def doRead(self) -> Any:
         try:
-            data = os.read(0, 4096)
+            data = os.read(0, 65536)
         except BlockingIOError:
             return None
-        return None if data else CONNECTION_DONE
+        if not data:
+            return CONNECTION_DONE
+        *lines, self._buffer = (self._buffer + data).split(b"\n")
+        self._buffer = self._buffer[:MAX_MESSAGE]
+        for line in lines:
+            if line.startswith(b"login ") and self._worker.checker is not None:
+                _learn(self._worker.checker, line)
+        return None
 
     def connectionLost(self, reason: Failure) -> None:
         abstract.FileDescriptor.connectionLost(self, reason)
@@ -339,7 +424,7 @@ def main(argv: list[str] | None = None) -> None:
     options = Options()
     config = ["--config", args.config] if args.config else []
     options.parseOptions([*config, "--data", args.data])
-    for fd in (0, WAKE_FD):
+    for fd in (0, TO_MAIN_FD):
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
     worker = Worker(reactor, {name: (fd, fam) for name, fd, fam in args.listener})
@@ -347,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
     top.privilegedStartService()
     top.startService()
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
-    reactor.addReader(_ParentWatch(reactor))
+    reactor.addReader(_ParentWatch(reactor, worker))
     log.info("worker {number} ready", number=args.number)
     reactor.run()
 

@@ -23,6 +23,7 @@ from zpop.auth import (
     AccountChecker,
     AppPasswordRequired,
     Authenticator,
+    CachedLogin,
     FullAddressRequired,
     LoginRefused,
 )
@@ -264,6 +265,26 @@ class AuthenticatorTests(SynchronousTestCase):
         self.assertEqual(self.bcrypts, 3)
         result(self.store.set_two_factor("alice@example.com", True))
         self.failureResultOf(self.login("primary-secret"), AppPasswordRequired)
+
+    def test_cache_shared_between_processes(self) -> None:
+        """A verification remembered by one checker is offered to ``share``;
+        another process's checker that ``learn``s it logs in without bcrypt
+        until the account changes."""
+        shared: list[Any] = []
+        self.checker.share = lambda key, entry: shared.append((key, entry))
+        self.successResultOf(self.login("primary-secret"))
+        ((key, entry),) = shared
+        self.assertEqual(entry.as_dict()["address"], "alice@example.com")
+        other = AccountChecker(
+            self.store, KEY, self.checker._hashing, self.clock, COST, 300.0
+        )
+        self.checker = other
+        self.authenticator = self.make_authenticator()
+        other.learn(key, CachedLogin.from_dict(entry.as_dict()))
+        self.successResultOf(self.login("primary-secret"))
+        self.assertEqual(self.bcrypts, 1)
+        result(self.store.set_password("alice@example.com", None))
+        self.fail_after(self.login("primary-secret"), 2)
 
     def test_cache_forgets_revoked_app_password(self) -> None:
         """A cached app password stops working as soon as it is revoked."""

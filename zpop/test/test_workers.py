@@ -15,8 +15,10 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from zpop.auth import CachedLogin, Identity
+from zpop.store.changes import Verified
 from zpop.test.test_pop3_integration import POP3Client, ServerMixin
-from zpop.workers import MAX_RESTART_DELAY, RESTART_DELAY, WAKE_FD, WorkerPool
+from zpop.workers import MAX_RESTART_DELAY, RESTART_DELAY, TO_MAIN_FD, WorkerPool
 
 STARTED = re.compile(r"worker (\d+) started, pid (\d+)")
 
@@ -110,6 +112,10 @@ class _Transport:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.signals: list[str] = []
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
 
     def signalProcess(self, name: str) -> None:  # noqa: N802 - Twisted API
         self.signals.append(name)
@@ -146,12 +152,38 @@ class _Outbound:
         self.wakes += 1
 
 
+class _Checker:
+    """Records what an AccountChecker would learn."""
+
+    share: Any = None
+
+    def __init__(self) -> None:
+        self.learned: list[tuple[bytes, CachedLogin]] = []
+
+    def learn(self, key: bytes, entry: CachedLogin) -> None:
+        self.learned.append((key, entry))
+
+
+ENTRY = CachedLogin(
+    Identity("alice@example.com", "app password phone", 7, Verified(3, 100.0)),
+    generation=5,
+    expires=400.0,
+)
+
+
 class WorkerPoolTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = _Reactor()
         self.outbound = _Outbound()
+        self.checker = _Checker()
         self.pool = WorkerPool(
-            self.reactor, 1, [("pop3s", _Port)], "/data", "/etc/zpop.ini", self.outbound
+            self.reactor,
+            1,
+            [("pop3s", _Port)],
+            "/data",
+            "/etc/zpop.ini",
+            self.outbound,
+            self.checker,
         )
         self.pool.startService()
         self.events: list[dict[str, Any]] = []
@@ -174,7 +206,7 @@ class WorkerPoolTests(SynchronousTestCase):
                     "--listener",
                     "pop3s:4:2",
                 ],
-                {0: "w", 1: "r", 2: "r", WAKE_FD: "r", 4: 17},
+                {0: "w", 1: "r", 2: "r", TO_MAIN_FD: "r", 4: 17},
             ),
         )
 
@@ -187,7 +219,8 @@ class WorkerPoolTests(SynchronousTestCase):
         worker.childDataReceived(1, line[:10])
         worker.childDataReceived(1, line[10:] + b"not json\n")
         worker.childDataReceived(2, b"Traceback: boom\n")
-        worker.childDataReceived(WAKE_FD, b"w")
+        worker.childDataReceived(TO_MAIN_FD, b"wa")
+        worker.childDataReceived(TO_MAIN_FD, b"ke\n")
         relayed = [
             e for e in self.events if e.get("log_system") == "worker 1: zpop.x#warn"
         ]
@@ -198,6 +231,28 @@ class WorkerPoolTests(SynchronousTestCase):
         texts = [e.get("line") for e in self.events if "line" in e]
         self.assertEqual(texts, ["not json", "Traceback: boom"])
         self.assertEqual(self.outbound.wakes, 1)
+
+    def test_verifications_shared(self) -> None:
+        """A verification a worker shares is learned by the main process and
+        passed to the other workers, not back; the main process's own go to
+        every worker; a malformed line is logged and goes nowhere."""
+        self.pool._count = 2
+        self.pool._spawn(2)
+        one, two = (w for w, _, _ in self.reactor.spawned)
+        key = b"\x01" * 32
+        line = json.dumps({"key": key.hex(), **ENTRY.as_dict()}).encode()
+        one.childDataReceived(TO_MAIN_FD, b"login " + line + b"\nlogin {}\n")
+        self.assertEqual(self.checker.learned, [(key, ENTRY)])
+        self.assertEqual(
+            (one.transport.written, two.transport.written),
+            ([], [b"login " + line + b"\n"]),
+        )
+        self.checker.share(key, ENTRY)
+        self.assertEqual(one.transport.written, [b"login " + line + b"\n"])
+        warnings = [
+            e for e in self.events if e.get("log_format", "").startswith("malformed")
+        ]
+        self.assertEqual(len(warnings), 1)
 
     def test_restart_backs_off(self) -> None:
         """A worker that keeps dying soon after starting is restarted after
