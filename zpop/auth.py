@@ -10,6 +10,7 @@ raised only after the secret was verified.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import ipaddress
@@ -100,28 +101,44 @@ class Identity(str):
         identity.verified = verified
         return identity
 
-    def reverified(self, verified: Verified) -> Identity:
-        return Identity(str(self), self.method, self.app_password_id, verified)
 
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CachedLogin:
-    """A remembered verification: who, the account generation it saw, until
-    when. ``as_dict``/``from_dict`` carry it to other processes."""
+    """A remembered verification: who, how, when it was last known current,
+    the account generation it saw, until when. Plain fields rather than an
+    Identity, which costs several times the memory, for every cached
+    account in every process; ``as_dict``/``from_dict`` carry it to other
+    processes."""
 
-    identity: Identity
+    address: str
+    method: str
+    app_password_id: int | None
+    verified: Verified
     generation: int
     expires: float
 
+    @classmethod
+    def of(cls, identity: Identity, generation: int, expires: float) -> CachedLogin:
+        assert identity.verified is not None
+        return cls(
+            str(identity),
+            identity.method,
+            identity.app_password_id,
+            identity.verified,
+            generation,
+            expires,
+        )
+
+    def identity(self) -> Identity:
+        return Identity(self.address, self.method, self.app_password_id, self.verified)
+
     def as_dict(self) -> dict[str, Any]:
-        verified = self.identity.verified
-        assert verified is not None
         return {
-            "address": str(self.identity),
-            "method": self.identity.method,
-            "app_password_id": self.identity.app_password_id,
-            "changes": verified.changes,
-            "verified_at": verified.at,
+            "address": self.address,
+            "method": self.method,
+            "app_password_id": self.app_password_id,
+            "changes": self.verified.changes,
+            "verified_at": self.verified.at,
             "generation": self.generation,
             "expires": self.expires,
         }
@@ -129,13 +146,14 @@ class CachedLogin:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CachedLogin:
         app = d["app_password_id"]
-        identity = Identity(
+        return cls(
             str(d["address"]),
             str(d["method"]),
             None if app is None else int(app),
             Verified(int(d["changes"]), float(d["verified_at"])),
+            int(d["generation"]),
+            float(d["expires"]),
         )
-        return cls(identity, int(d["generation"]), float(d["expires"]))
 
 
 @implementer(ICredentialsChecker)
@@ -183,7 +201,7 @@ class AccountChecker:
     def _remember(self, key: bytes, identity: Identity, account: Account) -> Identity:
         if self._cache_time > 0:
             expires = self._clock.seconds() + self._cache_time
-            entry = CachedLogin(identity, account.generation, expires)
+            entry = CachedLogin.of(identity, account.generation, expires)
             self._put(key, entry)
             if self.share is not None:
                 self.share(key, entry)
@@ -212,10 +230,9 @@ class AccountChecker:
         now = self._clock.seconds()
         cached = self._cache.get(key)
         if cached is not None and cached.expires > now:
-            verified = cached.identity.verified
-            if verified is not None and verified.current(self._store, now):
+            if cached.verified.current(self._store, now):
                 # Nothing changed anywhere since it was checked: no look-up.
-                return cached.identity
+                return cached.identity()
         verified = Verified.now(self._store, now)
         account: Account | None = await self._store.get_account(address)
         if cached is not None:
@@ -227,11 +244,8 @@ class AccountChecker:
                 and cached.expires > self._clock.seconds()
             )
             if fresh:
-                identity = cached.identity.reverified(verified)
-                self._cache[key] = CachedLogin(
-                    identity, cached.generation, cached.expires
-                )
-                return identity
+                self._cache[key] = dataclasses.replace(cached, verified=verified)
+                return self._cache[key].identity()
             self._cache.pop(key, None)
         if account is not None:
             digest = passwords.app_password_digest(self._key, account.id, secret)

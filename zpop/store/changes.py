@@ -72,7 +72,7 @@ class ChangeCounter:
             os.close(self._fd)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Verified:
     """When something read from the store was last known to be current.
 

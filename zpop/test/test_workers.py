@@ -15,7 +15,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from zpop.auth import CachedLogin, Identity
+from zpop.auth import CachedLogin
 from zpop.store.changes import Verified
 from zpop.test.test_pop3_integration import POP3Client, ServerMixin
 from zpop.workers import MAX_RESTART_DELAY, RESTART_DELAY, TO_MAIN_FD, WorkerPool
@@ -165,7 +165,10 @@ class _Checker:
 
 
 ENTRY = CachedLogin(
-    Identity("alice@example.com", "app password phone", 7, Verified(3, 100.0)),
+    "alice@example.com",
+    "app password phone",
+    7,
+    Verified(3, 100.0),
     generation=5,
     expires=400.0,
 )
