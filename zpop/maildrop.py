@@ -9,7 +9,6 @@ in memory and applied, all or nothing, by ``sync`` at QUIT.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -19,7 +18,7 @@ from twisted.logger import Logger
 from twisted.mail.pop3 import IMailbox
 from zope.interface import implementer
 
-from zpop.store import Account, IStore, PopEntry, StoreError
+from zpop.store import Account, IStore, PopSnapshot, StoreError
 from zpop.store.changes import Verified
 
 log = Logger()
@@ -45,9 +44,9 @@ def pop_folders(account: Account) -> tuple[str, ...]:
     return SPAM_FOLDERS[account.pop.spam]
 
 
-def uidl(account: Account, message: PopEntry) -> str:
+def uidl(account: Account, uid: int) -> str:
     """A UIDL unique in the account forever: uid-validity and uid."""
-    return f"{account.uid_validity:x}-{message.uid}"
+    return f"{account.uid_validity:x}-{uid}"
 
 
 class BodyReader:
@@ -107,7 +106,7 @@ class Maildrop:
         self,
         store: IStore,
         account: Account,
-        messages: Sequence[PopEntry],
+        messages: PopSnapshot,
         lock_owner: str,
         clock: IReactorTime,
         lease: float,
@@ -120,6 +119,7 @@ class Maildrop:
         self._verified: Verified | None = getattr(identity, "verified", None)
         self._store = store
         self._messages = messages
+        self._uidl_prefix = uidl(account, 0)[:-1]
         self._deleted: set[int] = set()
         self._read_ahead: dict[int, bytes] = {}
         self._owner = lock_owner
@@ -186,62 +186,63 @@ class Maildrop:
         if self._heartbeat.running:
             self._heartbeat.stop()
 
-    def _message(self, index: int) -> PopEntry:
+    def _check(self, index: int) -> None:
         if not 0 <= index < len(self._messages):
             raise ValueError(f"no message {index + 1}")
-        return self._messages[index]
 
     # IMailbox: message numbers are 0-based here; deleted messages list as 0.
 
     def listMessages(self, index: int | None = None) -> Any:
+        sizes = self._messages.sizes
         if index is None:
-            return [
-                0 if i in self._deleted else m.size
-                for i, m in enumerate(self._messages)
-            ]
-        message = self._message(index)
-        return 0 if index in self._deleted else message.size
+            if not self._deleted:
+                return sizes.tolist()
+            return [0 if i in self._deleted else s for i, s in enumerate(sizes)]
+        self._check(index)
+        return 0 if index in self._deleted else sizes[index]
 
     def getMessage(self, index: int) -> Any:
         """A reader of the body, or a Deferred of one (read ahead)."""
-        message = self._message(index)
+        self._check(index)
         if index in self._deleted:
             raise ValueError(f"message {index + 1} is deleted")
-        body = self._read_ahead.pop(message.id, None)
+        message_id, size = self._messages.ids[index], self._messages.sizes[index]
+        body = self._read_ahead.pop(message_id, None)
         if body is not None:
             return LoadedBody(body)
-        if 0 < message.size <= READ_AHEAD:
+        if 0 < size <= READ_AHEAD:
             return self._read_from(index)
-        return BodyReader(self._store, message.id, message.size)
+        return BodyReader(self._store, message_id, size)
 
     def _read_from(self, index: int) -> Deferred:
+        ids, sizes = self._messages.ids, self._messages.sizes
         wanted: list[int] = []
         total = 0
-        for i in range(index, len(self._messages)):
-            message = self._messages[i]
-            if i in self._deleted or not message.size:
+        for i in range(index, len(ids)):
+            if i in self._deleted or not sizes[i]:
                 continue
-            total += message.size
+            total += sizes[i]
             if total > READ_AHEAD or len(wanted) == READ_AHEAD_MESSAGES:
                 break
-            wanted.append(message.id)
-        first = self._messages[index]
+            wanted.append(ids[i])
+        first_id, first_size = ids[index], sizes[index]
 
         def fetched(bodies: dict[int, bytes]) -> Any:
-            body = bodies.pop(first.id, None)
+            body = bodies.pop(first_id, None)
             self._read_ahead = bodies
             if body is None:
                 # Gone since the login: the reader reports it as such.
-                return BodyReader(self._store, first.id, first.size)
+                return BodyReader(self._store, first_id, first_size)
             return LoadedBody(body)
 
         return self._store.read_bodies(wanted).addCallback(fetched)
 
     def getUidl(self, index: int) -> str:
-        return uidl(self.account, self._message(index))
+        self._check(index)
+        return f"{self._uidl_prefix}{self._messages.uids[index]}"
 
     def deleteMessage(self, index: int) -> None:
-        self._message(index)
+        self._check(index)
         self._deleted.add(index)
 
     def undeleteMessages(self) -> None:
@@ -255,7 +256,7 @@ class Maildrop:
         # finish_pop_session releases the lock when it commits; a logout
         # racing with it must not release it first.
         self._released = True
-        ids = [self._messages[i].id for i in sorted(self._deleted)]
+        ids = [self._messages.ids[i] for i in sorted(self._deleted)]
         d = self._store.finish_pop_session(
             self.account.id,
             self._owner,

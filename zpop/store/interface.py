@@ -10,9 +10,10 @@ could take back.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 from zope.interface import Attribute, Interface
 
@@ -115,6 +116,59 @@ class PopEntry(NamedTuple):
     size: int
 
 
+class PopSnapshot(Sequence[PopEntry]):
+    """A POP queue snapshot, oldest first, in three packed arrays.
+
+    About 24 bytes a message instead of ~150 as tuples (every open session
+    holds one), made without a Python object per message (a 100,000-message
+    login); hot paths read ``ids``, ``uids`` and ``sizes`` directly.
+    """
+
+    __slots__ = ("ids", "uids", "sizes")
+
+    def __init__(
+        self,
+        ids: Iterable[int] = (),
+        uids: Iterable[int] = (),
+        sizes: Iterable[int] = (),
+    ) -> None:
+        self.ids = array("q", ids)
+        self.uids = array("q", uids)
+        self.sizes = array("q", sizes)
+        if not len(self.ids) == len(self.uids) == len(self.sizes):
+            raise ValueError("ids, uids and sizes differ in length")
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple[int, int, int]]) -> PopSnapshot:
+        """From (id, uid, size) rows."""
+        if not rows:
+            return cls()
+        ids, uids, sizes = zip(*rows, strict=True)
+        return cls(ids, uids, sizes)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, index: int) -> PopEntry: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[PopEntry]: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return tuple(self)[index]
+        return PopEntry(self.ids[index], self.uids[index], self.sizes[index])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return tuple(self) == tuple(other)
+
+    def __repr__(self) -> str:
+        return f"PopSnapshot({list(self)!r})"
+
+
 @dataclass(frozen=True)
 class PopSession:
     """What ``open_pop_session`` found, in one database round trip."""
@@ -124,7 +178,7 @@ class PopSession:
     #: disabled or another session holds it).
     locked: bool
     #: The POP queue snapshot, oldest first (empty unless locked).
-    messages: tuple[PopEntry, ...]
+    messages: PopSnapshot
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,9 @@ from zpop.store.interface import (
     OutboundJob,
     OutboundMessage,
     OutboundRecipient,
-    PopEntry,
     PopSession,
     PopSettings,
+    PopSnapshot,
     QueuedMessage,
     QueuedRecipient,
     RecipientResult,
@@ -910,9 +910,9 @@ class SQLiteStore:
                 except NotFound:
                     return None
             if not account.pop.enabled:
-                return PopSession(account, False, ())
+                return PopSession(account, False, PopSnapshot())
             if not self._thd_acquire(account.id, owner, now, lease):
-                return PopSession(account, False, ())
+                return PopSession(account, False, PopSnapshot())
             folders = folders_for[account.pop.spam]
             marks = ", ".join("?" for _ in folders)
             with self._read() as conn:
@@ -922,7 +922,7 @@ class SQLiteStore:
                     " AND pop_removed = 0 AND uid >= ? ORDER BY uid",
                     (account.id, *folders, account.pop.start_uid),
                 ).fetchall()
-            return PopSession(account, True, tuple(map(PopEntry._make, rows)))
+            return PopSession(account, True, PopSnapshot.from_rows(rows))
 
         return self._call(thd)
 

@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from zpop.auth import Identity
 from zpop.maildrop import READ_AHEAD, READ_AHEAD_MESSAGES, SPAM_FOLDERS, Maildrop
-from zpop.store import NewMessage, NotFound, SQLiteStore
+from zpop.store import NewMessage, NotFound, PopSnapshot, SQLiteStore
 from zpop.store.changes import RECHECK, Verified
 from zpop.test.stores import (
     add_account,
@@ -143,7 +143,9 @@ class RevocationTests(_AliceMixin, SynchronousTestCase):
         (self.app,) = result(self.store.list_app_passwords("alice@example.com"))
 
     def maildrop(self, identity: Identity) -> Maildrop:
-        maildrop = Maildrop(self.store, self.alice, (), "o", self.clock, 60, identity)
+        maildrop = Maildrop(
+            self.store, self.alice, PopSnapshot(), "o", self.clock, 60, identity
+        )
         self.addCleanup(maildrop.release)
         return maildrop
 

@@ -688,6 +688,24 @@ class StoreConformanceMixin(_MixinBase):
         self.assertEqual(self.ok(self.store.list_messages(bob.id, "Spam")), [stored[1]])
         self.assertEqual(self.ok(self.store.list_messages(bob.id, "Sent")), [])
 
+    def test_pop_snapshot(self) -> None:
+        """A snapshot is a sequence of PopEntry over three packed arrays."""
+        snapshot = records.PopSnapshot.from_rows([(7, 1, 100), (9, 2, 250)])
+        self.assertEqual(
+            (len(snapshot), snapshot[1], list(snapshot.sizes), snapshot[-1:]),
+            (
+                2,
+                records.PopEntry(9, 2, 250),
+                [100, 250],
+                (records.PopEntry(9, 2, 250),),
+            ),
+        )
+        self.assertEqual(
+            snapshot, (records.PopEntry(7, 1, 100), records.PopEntry(9, 2, 250))
+        )
+        self.assertEqual(records.PopSnapshot.from_rows([]), ())
+        self.assertRaises(ValueError, records.PopSnapshot, [1], [1, 2], [3])
+
     def test_open_pop_session(self) -> None:
         """One call gives the account, the lock and the queue snapshot of the
         folders its spam policy names; a second owner gets no lock."""
