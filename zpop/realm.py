@@ -23,7 +23,7 @@ from zope.interface import Attribute, Interface, implementer
 
 from zpop.auth import Identity, LoginRefused
 from zpop.config import Config
-from zpop.maildrop import SPAM_FOLDERS, Maildrop
+from zpop.maildrop import SPAM_FOLDERS, LeaseRenewer, Maildrop
 from zpop.store import Account, IStore, PopSession
 
 
@@ -91,8 +91,11 @@ class Realm:
         self._clock = clock
         # Lock owners unique across processes and restarts, without a
         # random number per login.
-        self._owner_prefix = uuid.uuid4().hex
+        self._owner_prefix = uuid.uuid4().hex + "-"
         self._owners = itertools.count()
+        self._renewer = LeaseRenewer(
+            store, clock, self._owner_prefix, config.pop_lock_lease
+        )
 
     def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Deferred:
         if IMailbox in interfaces:
@@ -113,7 +116,7 @@ class Realm:
         return (ISubmitter, submitter, lambda: None)
 
     async def _maildrop(self, address: str, session: Session | None) -> Any:
-        owner = f"{self._owner_prefix}-{next(self._owners)}"
+        owner = f"{self._owner_prefix}{next(self._owners)}"
         lease = self._config.pop_lock_lease
         # One round trip: account, lock and snapshot.
         opened: PopSession | None = await self._store.open_pop_session(
@@ -140,7 +143,7 @@ class Realm:
             opened.messages,
             owner,
             self._clock,
-            lease,
+            self._renewer,
             address,
         )
         return (IMailbox, maildrop, maildrop.release)

@@ -378,8 +378,9 @@ class IStore(Interface):
         The lock is not durable (a power cut forgets it; it expires anyway).
         """
 
-    def renew_pop_lock(account_id: int, owner: str, now: float, lease: float) -> Any:
-        """Extend the lease; fires False if ``owner`` no longer holds it."""
+    def renew_pop_locks(owner_prefix: str, now: float, lease: float) -> Any:
+        """Extend the lease of every lock whose owner starts with
+        ``owner_prefix`` (one process's sessions); fires with how many."""
 
     def release_pop_lock(account_id: int, owner: str) -> Any:
         """Give the lock up (no-op if ``owner`` does not hold it)."""

@@ -926,17 +926,14 @@ class SQLiteStore:
 
         return self._call(thd)
 
-    def renew_pop_lock(
-        self, account_id: int, owner: str, now: float, lease: float
-    ) -> Deferred:
-        def thd() -> bool:
+    def renew_pop_locks(self, owner_prefix: str, now: float, lease: float) -> Deferred:
+        def thd() -> int:
             with self._write(durable=False) as conn:
                 cursor = conn.execute(
-                    "UPDATE pop_locks SET expires = ? WHERE account_id = ?"
-                    " AND owner = ?",
-                    (now + lease, account_id, owner),
+                    "UPDATE pop_locks SET expires = ? WHERE substr(owner, 1, ?) = ?",
+                    (now + lease, len(owner_prefix), owner_prefix),
                 )
-            return cursor.rowcount == 1
+            return cursor.rowcount
 
         return self._call(thd)
 

@@ -9,7 +9,13 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from zpop.auth import Identity
-from zpop.maildrop import READ_AHEAD, READ_AHEAD_MESSAGES, SPAM_FOLDERS, Maildrop
+from zpop.maildrop import (
+    READ_AHEAD,
+    READ_AHEAD_MESSAGES,
+    SPAM_FOLDERS,
+    LeaseRenewer,
+    Maildrop,
+)
 from zpop.store import NewMessage, NotFound, PopSnapshot, SQLiteStore
 from zpop.store.changes import RECHECK, Verified
 from zpop.test.stores import (
@@ -68,7 +74,7 @@ class MaildropTests(_AliceMixin, SynchronousTestCase):
             opened.messages,
             "owner",
             self.clock,
-            60,
+            None,
             identity,
         )
         self.addCleanup(maildrop.release)
@@ -144,7 +150,7 @@ class RevocationTests(_AliceMixin, SynchronousTestCase):
 
     def maildrop(self, identity: Identity) -> Maildrop:
         maildrop = Maildrop(
-            self.store, self.alice, PopSnapshot(), "o", self.clock, 60, identity
+            self.store, self.alice, PopSnapshot(), "o", self.clock, None, identity
         )
         self.addCleanup(maildrop.release)
         return maildrop
@@ -187,3 +193,42 @@ class RevocationTests(_AliceMixin, SynchronousTestCase):
         maildrop = self.maildrop(self.identity())
         self.clock.advance(RECHECK)
         self.assertFalse(maildrop.credentials_current())
+
+
+class LeaseRenewerTests(_AliceMixin, SynchronousTestCase):
+    def test_one_write_renews_every_session(self) -> None:
+        """One renewal per third of a lease keeps every lock of the process's
+        sessions, and none of another process's; the last session to end
+        stops the renewals."""
+        bob = add_account(self.store, "bob@example.com")
+        renewals: list[int] = []
+        renew = self.store.renew_pop_locks
+
+        def counted(*args: Any) -> Any:
+            return renew(*args).addCallback(lambda n: renewals.append(n) or n)
+
+        self.patch(self.store, "renew_pop_locks", counted)
+        renewer = LeaseRenewer(self.store, self.clock, "p1-", 60.0)
+        now = self.clock.seconds()
+        for account, owner in ((self.alice, "p1-1"), (bob, "p1-2")):
+            self.assertTrue(
+                result(self.store.acquire_pop_lock(account.id, owner, now, 60.0))
+            )
+        carol = add_account(self.store, "carol@example.com")
+        result(self.store.acquire_pop_lock(carol.id, "p2-1", now, 60.0))
+        one = Maildrop(
+            self.store, self.alice, PopSnapshot(), "p1-1", self.clock, renewer
+        )
+        two = Maildrop(self.store, bob, PopSnapshot(), "p1-2", self.clock, renewer)
+        for _ in range(6):
+            self.clock.advance(20.0)
+        self.assertEqual(renewals, [2] * 6)
+        later = self.clock.seconds()
+        self.assertFalse(result(self.store.acquire_pop_lock(bob.id, "x", later, 60)))
+        self.assertTrue(result(self.store.acquire_pop_lock(carol.id, "x", later, 60)))
+        result(one.release())
+        self.clock.advance(20.0)
+        self.assertEqual(renewals[-1], 1)
+        result(two.release())
+        self.clock.advance(60.0)
+        self.assertEqual(len(renewals), 7)

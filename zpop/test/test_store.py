@@ -838,7 +838,7 @@ class StoreConformanceMixin(_MixinBase):
         self.assertFalse(
             self.ok(self.store.acquire_pop_lock(bob.id, "b", NOW + 59, 60))
         )
-        self.assertTrue(self.ok(self.store.renew_pop_lock(bob.id, "a", NOW + 59, 60)))
+        self.assertEqual(self.ok(self.store.renew_pop_locks("a", NOW + 59, 60)), 1)
 
     def test_lock_per_account(self) -> None:
         """Locks of different accounts do not interfere."""
@@ -848,11 +848,11 @@ class StoreConformanceMixin(_MixinBase):
         self.assertTrue(self.ok(self.store.acquire_pop_lock(ann.id, "b", NOW, 60)))
 
     def test_lock_expired_taken_over(self) -> None:
-        """An expired lease is taken over; the old owner can no longer renew."""
+        """An expired lease is taken over; the old owner can no longer renew it."""
         bob = self.account()
         self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60)))
         self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "b", NOW + 61, 60)))
-        self.assertFalse(self.ok(self.store.renew_pop_lock(bob.id, "a", NOW + 62, 60)))
+        self.assertEqual(self.ok(self.store.renew_pop_locks("a", NOW + 62, 60)), 0)
         self.assertFalse(
             self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW + 62, 60))
         )
@@ -861,7 +861,7 @@ class StoreConformanceMixin(_MixinBase):
         """Renewing extends the lease from the renewal time."""
         bob = self.account()
         self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 10))
-        self.assertTrue(self.ok(self.store.renew_pop_lock(bob.id, "a", NOW + 8, 10)))
+        self.assertEqual(self.ok(self.store.renew_pop_locks("a", NOW + 8, 10)), 1)
         self.assertFalse(
             self.ok(self.store.acquire_pop_lock(bob.id, "b", NOW + 15, 10))
         )
@@ -870,11 +870,11 @@ class StoreConformanceMixin(_MixinBase):
         )
 
     def test_lock_renew_non_owner(self) -> None:
-        """Renewing a lock one does not hold fires False and changes nothing."""
+        """Renewing locks one does not hold renews none and changes nothing."""
         bob = self.account()
-        self.assertFalse(self.ok(self.store.renew_pop_lock(bob.id, "a", NOW, 60)))
+        self.assertEqual(self.ok(self.store.renew_pop_locks("a", NOW, 60)), 0)
         self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 10))
-        self.assertFalse(self.ok(self.store.renew_pop_lock(bob.id, "b", NOW + 5, 60)))
+        self.assertEqual(self.ok(self.store.renew_pop_locks("b", NOW + 5, 60)), 0)
         self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "c", NOW + 10, 60)))
 
     def test_lock_release(self) -> None:
@@ -955,7 +955,7 @@ class StoreConformanceMixin(_MixinBase):
         )
         self.assertEqual(str(error), "the maildrop lock was lost")
         self.assertEqual(self.ok(self.store.list_messages(bob.id)), stored)
-        self.assertTrue(self.ok(self.store.renew_pop_lock(bob.id, "a", NOW, 60)))
+        self.assertEqual(self.ok(self.store.renew_pop_locks("a", NOW, 60)), 1)
 
     def test_finish_without_any_lock(self) -> None:
         """Finishing a session that never held the lock fails StoreError."""
@@ -979,7 +979,7 @@ class StoreConformanceMixin(_MixinBase):
         )
         self.assertEqual(self.ok(self.store.list_messages(bob.id)), stored)
         # The new owner still holds its lock.
-        self.assertTrue(self.ok(self.store.renew_pop_lock(bob.id, "b", NOW + 130, 60)))
+        self.assertEqual(self.ok(self.store.renew_pop_locks("b", NOW + 130, 60)), 1)
 
     # -- accepting SMTP mail ------------------------------------------------
 
