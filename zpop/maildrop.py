@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.mail.pop3 import IMailbox
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from zpop.store import Account, IStore, PopSnapshot
@@ -60,19 +61,54 @@ class BodyReader:
         self._store = store
         self._message_id = message_id
         self._size = size
-        self._offset = 0
+        #: Where the next read from the store starts.
+        self._requested = 0
+        self._ahead: _Ahead | None = None
 
     def read(self, size: int = CHUNK_SIZE) -> Deferred:
-        if self._offset >= self._size:
+        """The next ``size`` bytes. The chunk after them is read at once (of
+        the same size), so the database works while this one is sent."""
+        if self._ahead is not None:
+            d, self._ahead = self._ahead.get(), None
+        elif self._requested < self._size:
+            d = self._fetch(size)
+        else:
             # The end is known: no database trip to learn it.
             return succeed(b"")
-        d = self._store.read_body(self._message_id, self._offset, size)
+        if self._requested < self._size:
+            self._ahead = _Ahead(self._fetch(size))
+        return d
 
-        def advance(data: bytes) -> bytes:
-            self._offset += len(data)
-            return data
+    def _fetch(self, size: int) -> Deferred:
+        d = self._store.read_body(self._message_id, self._requested, size)
+        self._requested += size
+        return d
 
-        return d.addCallback(advance)
+
+class _Ahead:
+    """A read started before it was asked for: its result (or failure) is
+    kept for whoever asks, and dropped quietly if nobody does."""
+
+    _PENDING = object()
+
+    def __init__(self, d: Deferred) -> None:
+        self._result: Any = self._PENDING
+        self._waiting: Deferred | None = None
+        d.addBoth(self._done)
+
+    def _done(self, result: Any) -> None:
+        if self._waiting is not None:
+            waiting, self._waiting = self._waiting, None
+            waiting.callback(result)
+        else:
+            self._result = result
+
+    def get(self) -> Deferred:
+        if self._result is self._PENDING:
+            self._waiting = Deferred()
+            return self._waiting
+        result, self._result = self._result, None
+        return fail(result) if isinstance(result, Failure) else succeed(result)
 
 
 class LoadedBody:

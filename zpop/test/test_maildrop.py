@@ -3,9 +3,12 @@ session learns that its app password was revoked."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from zpop.auth import Identity
@@ -13,6 +16,7 @@ from zpop.maildrop import (
     READ_AHEAD,
     READ_AHEAD_MESSAGES,
     SPAM_FOLDERS,
+    BodyReader,
     LeaseRenewer,
     Maildrop,
 )
@@ -232,3 +236,52 @@ class LeaseRenewerTests(_AliceMixin, SynchronousTestCase):
         result(two.release())
         self.clock.advance(60.0)
         self.assertEqual(len(renewals), 7)
+
+
+class _SlowStore:
+    """read_body calls answered only when the test says so."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int, Deferred]] = []
+
+    def read_body(self, message_id: int, offset: int, length: int) -> Deferred:
+        d: Deferred = Deferred()
+        self.calls.append((offset, length, d))
+        return d
+
+
+class BodyReaderTests(SynchronousTestCase):
+    def test_next_chunk_read_ahead(self) -> None:
+        """Each read starts the following chunk's read at once, so the
+        database works while a chunk is sent; results come in order."""
+        store = _SlowStore()
+        reader = BodyReader(store, 1, 25)  # type: ignore[arg-type]
+        first = reader.read(10)
+        self.assertEqual([(o, n) for o, n, _ in store.calls], [(0, 10), (10, 10)])
+        store.calls[1][2].callback(b"b" * 10)  # the second answers first
+        store.calls[0][2].callback(b"a" * 10)
+        self.assertEqual(self.successResultOf(first), b"a" * 10)
+        second = reader.read(10)
+        self.assertEqual(self.successResultOf(second), b"b" * 10)
+        third = reader.read(10)
+        self.assertNoResult(third)
+        self.assertEqual(len(store.calls), 3)
+        store.calls[2][2].callback(b"c" * 5)
+        self.assertEqual(self.successResultOf(third), b"c" * 5)
+        self.assertEqual(self.successResultOf(reader.read(10)), b"")
+
+    def test_failure_read_ahead(self) -> None:
+        """A read-ahead that fails fails the read that asks for it; one that
+        nobody asks for is dropped without an unhandled error."""
+        store = _SlowStore()
+        reader = BodyReader(store, 1, 30)  # type: ignore[arg-type]
+        reader.read(10)
+        store.calls[1][2].errback(NotFound("message 1 no longer exists"))
+        self.failureResultOf(reader.read(10), NotFound)
+        slow = _SlowStore()
+        other = BodyReader(slow, 2, 30)  # type: ignore[arg-type]
+        other.read(10)
+        slow.calls[1][2].errback(Failure(NotFound("gone")))
+        del other, slow
+        gc.collect()
+        self.assertEqual(self.flushLoggedErrors(NotFound), [])
