@@ -66,8 +66,9 @@ class BodyReader:
         self._ahead: _Ahead | None = None
 
     def read(self, size: int = CHUNK_SIZE) -> Deferred:
-        """The next ``size`` bytes. The chunk after them is read at once (of
-        the same size), so the database works while this one is sent."""
+        """The next ``size`` bytes. When they arrive the read of the chunk
+        after them (of the same size) starts, so the database works while
+        this one is sent; one read at a time, so one thread's buffers."""
         if self._ahead is not None:
             d, self._ahead = self._ahead.get(), None
         elif self._requested < self._size:
@@ -75,9 +76,13 @@ class BodyReader:
         else:
             # The end is known: no database trip to learn it.
             return succeed(b"")
-        if self._requested < self._size:
-            self._ahead = _Ahead(self._fetch(size))
-        return d
+
+        def arrived(data: bytes) -> bytes:
+            if self._requested < self._size:
+                self._ahead = _Ahead(self._fetch(size))
+            return data
+
+        return d.addCallback(arrived)
 
     def _fetch(self, size: int) -> Deferred:
         d = self._store.read_body(self._message_id, self._requested, size)

@@ -252,23 +252,26 @@ class _SlowStore:
 
 class BodyReaderTests(SynchronousTestCase):
     def test_next_chunk_read_ahead(self) -> None:
-        """Each read starts the following chunk's read at once, so the
-        database works while a chunk is sent; results come in order."""
+        """When a chunk arrives the following chunk's read starts, so the
+        database works while a chunk is sent; one read at a time."""
         store = _SlowStore()
         reader = BodyReader(store, 1, 25)  # type: ignore[arg-type]
         first = reader.read(10)
-        self.assertEqual([(o, n) for o, n, _ in store.calls], [(0, 10), (10, 10)])
-        store.calls[1][2].callback(b"b" * 10)  # the second answers first
+        self.assertEqual([(o, n) for o, n, _ in store.calls], [(0, 10)])
         store.calls[0][2].callback(b"a" * 10)
         self.assertEqual(self.successResultOf(first), b"a" * 10)
+        self.assertEqual([(o, n) for o, n, _ in store.calls], [(0, 10), (10, 10)])
+        store.calls[1][2].callback(b"b" * 10)
+        self.assertEqual(len(store.calls), 2)
         second = reader.read(10)
         self.assertEqual(self.successResultOf(second), b"b" * 10)
+        self.assertEqual([(o, n) for o, n, _ in store.calls][2:], [(20, 10)])
         third = reader.read(10)
         self.assertNoResult(third)
-        self.assertEqual(len(store.calls), 3)
         store.calls[2][2].callback(b"c" * 5)
         self.assertEqual(self.successResultOf(third), b"c" * 5)
         self.assertEqual(self.successResultOf(reader.read(10)), b"")
+        self.assertEqual(len(store.calls), 3)
 
     def test_failure_read_ahead(self) -> None:
         """A read-ahead that fails fails the read that asks for it; one that
@@ -276,11 +279,13 @@ class BodyReaderTests(SynchronousTestCase):
         store = _SlowStore()
         reader = BodyReader(store, 1, 30)  # type: ignore[arg-type]
         reader.read(10)
+        store.calls[0][2].callback(b"a" * 10)
         store.calls[1][2].errback(NotFound("message 1 no longer exists"))
         self.failureResultOf(reader.read(10), NotFound)
         slow = _SlowStore()
         other = BodyReader(slow, 2, 30)  # type: ignore[arg-type]
         other.read(10)
+        slow.calls[0][2].callback(b"a" * 10)
         slow.calls[1][2].errback(Failure(NotFound("gone")))
         del other, slow
         gc.collect()
