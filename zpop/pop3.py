@@ -25,15 +25,13 @@ from zope.interface import implementer
 
 from zpop import sasl, tls
 from zpop.auth import LoginRefused
+from zpop.commands import CommandRunner
 from zpop.config import Config
 from zpop.realm import Session
 
 log = Logger()
 
 CHUNK_SIZE = 256 * 1024
-#: Bytes a client may pipeline while a command is pending before zpop stops
-#: reading from its socket (back-pressure instead of an unbounded buffer).
-PIPELINE_LIMIT = 64 * 1024
 #: Over-long lines tolerated in one session before it is closed.
 MAX_LONG_LINES = 3
 #: Failed logins in one session before it is closed.
@@ -83,37 +81,6 @@ _SASL_REFUSALS: dict[str, tuple[str, str | None]] = {
     sasl.BAD_BASE64: ("Invalid base64 in authentication response", None),
     sasl.OTHER_IDENTITY: ("Logging in as another user is not allowed", "AUTH"),
 }
-
-
-def _start(coroutine: Coroutine[Any, Any, Any]) -> Deferred | None:
-    """Run a handler's coroutine; None if it finished without waiting.
-
-    Most commands await only Deferreds that have already fired, so they end
-    on the first step; only one that really waits pays for a Deferred and
-    for blocking the session.
-    """
-    try:
-        awaited = coroutine.send(None)
-    except StopIteration:
-        return None
-    return Deferred.fromCoroutine(_resume(coroutine, awaited))
-
-
-async def _resume(coroutine: Coroutine[Any, Any, Any], awaited: Any) -> Any:
-    """Drive a coroutine suspended on ``awaited`` (a Deferred) to its end."""
-    while True:
-        failed: BaseException | None = None
-        try:
-            value = await awaited
-        except BaseException as error:
-            failed = error
-        try:
-            if failed is None:
-                awaited = coroutine.send(value)
-            else:
-                awaited = coroutine.throw(failed)
-        except StopIteration as stop:
-            return stop.value
 
 
 class Refusal(Exception):
@@ -291,14 +258,13 @@ class _BodyProducer:
             self.done.errback(Failure(ConnectionError("connection lost")))
 
 
-class POP3Server(pop3.POP3):
+class POP3Server(CommandRunner, pop3.POP3):
     """A POP3 server session, plaintext+STLS or inside implicit TLS."""
 
     # Upstream declares these None at class level; zpop sets them all.
     authenticator: Any
     transport: Any
     mbox: Any
-    blocked: Any
     _userIs: Any
     _onLogout: Any
     config: Config
@@ -317,6 +283,7 @@ class POP3Server(pop3.POP3):
         self._long_lines = 0
         self._login_failures = 0
         self._processing = False
+        self._waiting = False
         self._reading_paused = False
         self._closing = False
         self._disconnected = False
@@ -404,7 +371,7 @@ class POP3Server(pop3.POP3):
         self._processing = True
         limit = self.config.max_line_length
         try:
-            while self.blocked is None and not self._closing:
+            while not self._waiting and not self._closing:
                 newline = self._buffer.find(b"\n", self._pos)
                 if self._discarding:
                     if newline < 0:
@@ -428,10 +395,7 @@ class POP3Server(pop3.POP3):
         finally:
             self._buffer, self._pos = self._buffer[self._pos :], 0
             self._processing = False
-        if self.blocked is not None and len(self._buffer) > PIPELINE_LIMIT:
-            if not self._reading_paused:
-                self._reading_paused = True
-                self.transport.pauseProducing()
+        self._hold_input()
 
     def _line_too_long(self) -> None:
         self._long_lines += 1
@@ -441,33 +405,15 @@ class POP3Server(pop3.POP3):
         else:
             self._reply(b"-ERR Line too long")
 
-    def _longOperation(self, d: Deferred) -> Deferred:
-        # Upstream never unblocks if the operation fails; every zpop
-        # operation ends in _unblock, and its errors are rendered first.
-        # The idle timer restarts from the config, not from timeOut, which
-        # setTimeout(None) clears.
-        self.setTimeout(None)
-        self.blocked = []
-        d.addErrback(self._render_failure)
-        d.addBoth(self._unblock)
-        return d
+    # -- running commands (zpop.commands): upstream's _longOperation never
+    # unblocks a session whose operation failed.
 
-    def _unblock(self, _: object) -> None:
-        self.blocked = None
-        if self._disconnected:
-            return
-        self.setTimeout(self.config.pop_idle_timeout)
-        if self._reading_paused:
-            self._reading_paused = False
-            self.transport.resumeProducing()
-        self._process()
+    refusal = Refusal
 
-    def _render_failure(self, failure: Failure) -> None:
-        if self._disconnected:
-            return
-        if failure.check(Refusal):
-            self._reply(failure.value.render())
-            return
+    def _refuse(self, refusal: Refusal) -> None:
+        self._reply(refusal.render())
+
+    def _server_error(self, failure: Failure) -> None:
         log.failure(
             "POP3 command failed for {account} from {client}",
             failure,
@@ -476,6 +422,9 @@ class POP3Server(pop3.POP3):
         )
         self._reply(b"-ERR [SYS/TEMP] Temporary server error, try again later")
 
+    def _idle_timeout(self) -> float:
+        return self.config.pop_idle_timeout
+
     def lineReceived(self, line: bytes) -> None:
         self.resetTimeout()
         if self._sasl is not None:
@@ -483,21 +432,6 @@ class POP3Server(pop3.POP3):
             self._run(exchange, line)
             return
         self.state_COMMAND(line)
-
-    def _run(self, handler: Callable[..., Any], *args: Any) -> None:
-        """Call a handler; render a Refusal; wait for a Deferred or coroutine."""
-        try:
-            result = handler(*args)
-            if isinstance(result, Coroutine):
-                result = _start(result)
-        except Refusal as refusal:
-            self._reply(refusal.render())
-            return
-        except Exception:
-            self._render_failure(Failure())
-            return
-        if isinstance(result, Deferred):
-            self._longOperation(result)
 
     def state_COMMAND(self, line: bytes) -> None:
         # Upstream splits on single spaces, feeds arguments to handlers
@@ -550,9 +484,7 @@ class POP3Server(pop3.POP3):
             self._close(b"-ERR [AUTH] The password of this session was revoked")
             return
         result = handler(*args)
-        if isinstance(result, Coroutine):
-            result = Deferred.fromCoroutine(result)
-        if isinstance(result, Deferred):
+        if isinstance(result, (Coroutine, Deferred)):
             await result
 
     @staticmethod

@@ -18,7 +18,7 @@ import binascii
 import re
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ from twisted.python.failure import Failure
 
 from zpop import sasl, tls
 from zpop.auth import AppPasswordRequired, LoginRefused
+from zpop.commands import CommandRunner
 from zpop.config import Config
 from zpop.delivery import (
     Envelope,
@@ -49,9 +50,6 @@ log = Logger()
 
 COMMAND, DATA, AUTH = smtp.COMMAND, smtp.DATA, smtp.AUTH
 
-#: Bytes a client may pipeline while a command is pending before zpop stops
-#: reading from its socket (back-pressure instead of an unbounded buffer).
-PIPELINE_LIMIT = 64 * 1024
 #: Over-long command lines tolerated in one session before it is closed.
 MAX_LONG_LINES = 3
 #: Failed AUTH attempts in one session before it is closed.
@@ -194,7 +192,7 @@ ROLES = {
 }
 
 
-class SMTPServer(smtp.ESMTP):
+class SMTPServer(CommandRunner, smtp.ESMTP):
     """One SMTP session in one of the ROLES."""
 
     # Set by SMTPFactory.buildProtocol.
@@ -218,7 +216,7 @@ class SMTPServer(smtp.ESMTP):
         self.callLater = self.clock.callLater  # type: ignore[method-assign,assignment]
         self._buffer = b""
         self._processing = False
-        self._blocked = False
+        self._waiting = False
         self._reading_paused = False
         self._closing = False
         self._disconnected = False
@@ -345,7 +343,7 @@ class SMTPServer(smtp.ESMTP):
             return
         self._processing = True
         try:
-            while not self._blocked and not self._closing and not self._disconnected:
+            while not self._waiting and not self._closing and not self._disconnected:
                 if self.mode == DATA:
                     if not self._data_step():
                         break
@@ -354,10 +352,7 @@ class SMTPServer(smtp.ESMTP):
                     break
         finally:
             self._processing = False
-        if self._blocked and len(self._buffer) > PIPELINE_LIMIT:
-            if not self._reading_paused:
-                self._reading_paused = True
-                self.transport.pauseProducing()
+        self._hold_input()
 
     def _next_line(self) -> bool:
         """Handle one command (or SASL) line; False if none is complete."""
@@ -414,46 +409,15 @@ class SMTPServer(smtp.ESMTP):
         else:
             self.state_COMMAND(line)
 
-    def _run(self, handler: Callable[..., Any], *args: Any) -> None:
-        """Call a handler; send a Reply; block input while it is pending."""
-        try:
-            result = handler(*args)
-        except Reply as reply:
-            self._send(reply)
-            return
-        except Exception:
-            self._render_failure(Failure())
-            return
-        if isinstance(result, Coroutine):
-            result = Deferred.fromCoroutine(result)
-        if isinstance(result, Deferred):
-            self._block(result)
+    # -- running commands (zpop.commands): upstream answers pipelined
+    # commands as their checks finish, so a RCPT can run before its MAIL.
 
-    def _block(self, d: Deferred) -> None:
-        # Upstream answers pipelined commands as their checks finish, so a
-        # RCPT can run before the MAIL it follows; zpop reads no further
-        # command until the pending one has replied.
-        self._blocked = True
-        self.setTimeout(None)
-        d.addErrback(self._render_failure)
-        d.addBoth(self._unblock)
+    refusal = Reply
 
-    def _unblock(self, _: object) -> None:
-        self._blocked = False
-        if self._disconnected:
-            return
-        self.setTimeout(self.config.smtp_timeout)
-        if self._reading_paused:
-            self._reading_paused = False
-            self.transport.resumeProducing()
-        self._process()
+    def _refuse(self, reply: Reply) -> None:
+        self._send(reply)
 
-    def _render_failure(self, failure: Failure) -> None:
-        if self._disconnected:
-            return
-        if failure.check(Reply):
-            self._send(failure.value)
-            return
+    def _server_error(self, failure: Failure) -> None:
         log.failure(
             "SMTP command failed ({role}) for {account} from {client}",
             failure,
@@ -462,6 +426,9 @@ class SMTPServer(smtp.ESMTP):
             client=self._client,
         )
         self._send(Reply(451, "4.3.0", "Temporary server error, try again later"))
+
+    def _idle_timeout(self) -> float:
+        return self.config.smtp_timeout
 
     def state_COMMAND(self, line: bytes) -> None:
         # Upstream looks the command up with getattr on whatever the client

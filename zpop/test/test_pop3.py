@@ -25,9 +25,9 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from zpop.auth import LoginRefused
+from zpop.commands import PIPELINE_LIMIT
 from zpop.config import Config
 from zpop.pop3 import (
-    PIPELINE_LIMIT,
     POP3Factory,
     POP3Server,
     _BodyProducer,

@@ -19,10 +19,11 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from zpop.auth import AccountChecker, Authenticator
+from zpop.commands import PIPELINE_LIMIT
 from zpop.config import Config
 from zpop.delivery import SMTPDelivery
 from zpop.realm import ISubmitter, Realm, Submitter
-from zpop.smtp import PIPELINE_LIMIT, AddressError, SMTPFactory, parse_address
+from zpop.smtp import AddressError, SMTPFactory, parse_address
 from zpop.store import Accepted, StoreError
 from zpop.test.stores import KEY, add_account, add_app_password, make_store, result
 from zpop.threads import run_synchronously
