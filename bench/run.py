@@ -457,119 +457,93 @@ def targets(
     def times(r: float | None) -> str:
         return f"{r:.2f}×" if r is not None else "–"
 
-    out = []
-    r = ratio(m("sess50"), m("sess50", "dovecot"))
-    out.append(
-        (
-            "POP3S sessions/s c=50 ≥ 2× Dovecot",
-            times(r),
-            verdict(None if r is None else r >= 2),
-        )
+    out: list[tuple[str, str, str]] = []
+
+    def check(label: str, measured: str, ok: bool | None) -> None:
+        out.append((label, measured, verdict(ok)))
+
+    def at_least(label: str, r: float | None, factor: float) -> None:
+        check(label, times(r), None if r is None else r >= factor)
+
+    at_least(
+        "POP3S sessions/s c=50 ≥ 2× Dovecot",
+        ratio(m("sess50"), m("sess50", "dovecot")),
+        2,
     )
-    r = ratio(m("sess50"), m("sess50", "twistd mail"))
-    out.append(
-        (
-            "POP3S sessions/s c=50 ≥ 1× twistd mail",
-            times(r),
-            verdict(None if r is None else r >= 1),
-        )
+    at_least(
+        "POP3S sessions/s c=50 ≥ 1× twistd mail",
+        ratio(m("sess50"), m("sess50", "twistd mail")),
+        1,
     )
     c = m("sess50_cpu")
-    out.append(
-        (
-            "≤ 4 ms server CPU per session (c=50)",
-            f"{c:.2f} ms" if c is not None else "–",
-            verdict(None if c is None else c <= 4),
-        )
+    check(
+        "≤ 4 ms server CPU per session (c=50)",
+        f"{c:.2f} ms" if c is not None else "–",
+        None if c is None else c <= 4,
     )
     b = m("bulk_mbs")
-    out.append(
-        (
-            "bulk RETR ≥ 400 MB/s class",
-            f"{b:.0f} MB/s" if b is not None else "–",
-            verdict(None if b is None else b >= 400),
-        )
+    check(
+        "bulk RETR ≥ 400 MB/s class",
+        f"{b:.0f} MB/s" if b is not None else "–",
+        None if b is None else b >= 400,
     )
-    r = ratio(b, m("bulk_mbs", "dovecot"))
-    out.append(
-        ("bulk RETR ≥ 1.7× Dovecot", times(r), verdict(None if r is None else r >= 1.7))
-    )
+    at_least("bulk RETR ≥ 1.7× Dovecot", ratio(b, m("bulk_mbs", "dovecot")), 1.7)
     g = m("bulk_mem")
-    out.append(
-        (
-            "memory growth < 8 MB in a 50 MB RETR",
-            f"{g * 1.048576:.1f} MB" if g is not None else "–",
-            verdict(None if g is None else g * 1.048576 < 8),
-        )
+    check(
+        "memory growth < 8 MB in a 50 MB RETR",
+        f"{g * 1.048576:.1f} MB" if g is not None else "–",
+        None if g is None else g * 1.048576 < 8,
     )
     r = ratio(m("big"), m("big", "dovecot"))
-    out.append(
-        (
-            "100k mailbox login+STAT+UIDL ≤ 1.0× Dovecot (time)",
-            times(r),
-            verdict(None if r is None else r <= 1.0),
-        )
+    check(
+        "100k mailbox login+STAT+UIDL ≤ 1.0× Dovecot (time)",
+        times(r),
+        None if r is None else r <= 1.0,
     )
     i, held = m("idle"), m("idle_held")
-    out.append(
-        (
-            "idle TLS session ≤ 32 KiB",
-            f"{i:.1f} KiB ({held:.0f} held, fresh server)"
-            if i is not None and held
-            else "–",
-            verdict(None if i is None or i <= 0 else i <= 32),
-        )
+    check(
+        "idle TLS session ≤ 32 KiB",
+        f"{i:.1f} KiB ({held:.0f} held, fresh server)"
+        if i is not None and held
+        else "–",
+        None if i is None or i <= 0 else i <= 32,
     )
     h = m("idle10k_held")
     ok = None if h is None else (True if h >= 10_000 else None)
     if h is not None and idle_target >= 10_000 and h < 10_000:
         ok = False
-    out.append(
-        (
-            "10,000 idle authenticated sessions held",
-            f"{h:.0f} held of {idle_target} tried" if h is not None else "–",
-            verdict(ok),
-        )
+    check(
+        "10,000 idle authenticated sessions held",
+        f"{h:.0f} held of {idle_target} tried" if h is not None else "–",
+        ok,
     )
     c = m("cold")
-    out.append(
-        (
-            f"cold bcrypt logins ≥ 90% of bcrypt capacity ({capacity:.1f}/s)",
-            f"{c / capacity:.0%}" if c is not None else "–",
-            verdict(None if c is None else c >= 0.9 * capacity),
-        )
+    check(
+        f"cold bcrypt logins ≥ 90% of bcrypt capacity ({capacity:.1f}/s)",
+        f"{c / capacity:.0%}" if c is not None else "–",
+        None if c is None else c >= 0.9 * capacity,
     )
     n = m("cold_noop_p99")
-    out.append(
-        (
-            "  with a concurrent session's NOOP p99 < 50 ms",
-            f"{n:.1f} ms" if n is not None else "–",
-            verdict(None if n is None else n < 50),
-        )
+    check(
+        "  with a concurrent session's NOOP p99 < 50 ms",
+        f"{n:.1f} ms" if n is not None else "–",
+        None if n is None else n < 50,
     )
-    r = ratio(m("logins"), m("logins", "dovecot"))
-    out.append(
-        (
-            "cached (primary-password) logins ≥ 3× Dovecot",
-            times(r),
-            verdict(None if r is None else r >= 3),
-        )
+    at_least(
+        "cached (primary-password) logins ≥ 3× Dovecot",
+        ratio(m("logins"), m("logins", "dovecot")),
+        3,
     )
-    r = ratio(m("logins_app"), m("logins", "dovecot"))
-    out.append(
-        (
-            "app-password logins ≥ 3× Dovecot",
-            times(r),
-            verdict(None if r is None else r >= 3),
-        )
+    at_least(
+        "app-password logins ≥ 3× Dovecot",
+        ratio(m("logins_app"), m("logins", "dovecot")),
+        3,
     )
     r = ratio(m("smtp_submission_10_1"), m("smtp_submission_10_1", "postfix"))
-    out.append(
-        (
-            "SMTP submission (587) durable 10 KB c=10 ≥ Postfix",
-            times(r) if r is not None else "not available",
-            verdict(None if r is None else r >= 1),
-        )
+    check(
+        "SMTP submission (587) durable 10 KB c=10 ≥ Postfix",
+        times(r) if r is not None else "not available",
+        None if r is None else r >= 1,
     )
     return out
 
