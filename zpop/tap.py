@@ -339,9 +339,7 @@ def build_service(
     portal = Portal(Realm(store, cfg, reactor), [checker])
     # Only the main process relays; a worker asks it to look at the queue.
     outbound = OutboundService(store, cfg, reactor) if worker is None else None
-    wake = outbound.wake if outbound is not None else None
-    if worker is not None:
-        wake = worker.wake
+    wake = worker.wake if worker is not None else outbound.wake  # type: ignore[union-attr]
     services = Services(
         config=cfg,
         store=store,

@@ -823,12 +823,16 @@ class PopTests(AdminTestCase):
             )
 
 
-class TwoFactorTests(AdminTestCase):
+class AliceTestCase(AdminTestCase):
+    """A hosted example.org with alice@example.org."""
+
     def setUp(self) -> None:
         super().setUp()
         self.ok("domain", "add", "example.org")
         self.ok("account", "add", "alice@example.org")
 
+
+class TwoFactorTests(AliceTestCase):
     def test_enable_disable(self) -> None:
         """twofactor enable|disable ADDRESS toggles and says what it means."""
         self.assertEqual(
@@ -857,12 +861,7 @@ class TwoFactorTests(AdminTestCase):
         )
 
 
-class AppPasswordTests(AdminTestCase):
-    def setUp(self) -> None:
-        super().setUp()
-        self.ok("domain", "add", "example.org")
-        self.ok("account", "add", "alice@example.org")
-
+class AppPasswordTests(AliceTestCase):
     def test_create(self) -> None:
         """create prints only the password, stored as the keyed digest."""
         out = self.ok("app-password", "create", "alice@example.org", "--label", "a")
