@@ -133,6 +133,30 @@ class ZpopServer:
             env=self._env(),
         )
 
+    def zpop(self, *args: str, stdin: bytes = b"", status: int = 0) -> str:
+        """Run ``zpop ARGS``; its stdout (its stderr when a failure
+        ``status`` is expected). AssertionError if it exits otherwise."""
+        done = self.cli(*args, stdin=stdin)
+        if done.returncode != status:
+            raise AssertionError(
+                f"zpop {' '.join(args)} exited {done.returncode}:"
+                f" {done.stdout.decode()} {done.stderr.decode()}"
+            )
+        return (done.stdout if status == 0 else done.stderr).decode()
+
+    def add_account(self, address: str, password: str, *flags: str) -> None:
+        """A paid account with a primary password (``flags`` added)."""
+        self.zpop(
+            "account",
+            "add",
+            address,
+            "--plan",
+            "paid",
+            *flags,
+            "--password-stdin",
+            stdin=password.encode() + b"\n",
+        )
+
     # The server --------------------------------------------------------
 
     def zpop_args(self) -> list[str]:

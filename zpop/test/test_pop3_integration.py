@@ -57,13 +57,7 @@ class ServerMixin:
             self.zpop("domain", "add", domain, *flags)
 
     def zpop(self, *args: str, stdin: bytes = b"", status: int = 0) -> str:
-        done = self.server.cli(*args, stdin=stdin)
-        if done.returncode != status:
-            raise AssertionError(
-                f"zpop {' '.join(args)} exited {done.returncode}:"
-                f" {done.stdout.decode()} {done.stderr.decode()}"
-            )
-        return (done.stdout if status == 0 else done.stderr).decode()
+        return self.server.zpop(*args, stdin=stdin, status=status)
 
     def account(
         self, *flags: str, domain: str = HOSTNAME, enable: str | None = "all"
@@ -72,16 +66,7 @@ class ServerMixin:
         if "--federated" in flags:
             self.zpop("account", "add", address, *flags)
         else:
-            self.zpop(
-                "account",
-                "add",
-                address,
-                "--plan",
-                "paid",
-                *flags,
-                "--password-stdin",
-                stdin=PASSWORD.encode() + b"\n",
-            )
+            self.server.add_account(address, PASSWORD, *flags)
         if enable:
             self.zpop("pop", "enable", address, "--mode", enable)
         return address

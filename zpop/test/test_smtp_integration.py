@@ -79,25 +79,12 @@ class ServerTestCase(TestCase):
         self.server.start()
         self.zpop("domain", "add", HOSTNAME)
         for address in (ALICE, BOB):
-            self.zpop(
-                "account",
-                "add",
-                address,
-                "--plan",
-                "paid",
-                "--password-stdin",
-                stdin=PASSWORD.encode() + b"\n",
-            )
+            self.server.add_account(address, PASSWORD)
         self.zpop("pop", "enable", BOB, "--mode", "all")
         self.zpop("alias", "add", ALICE, f"al@{HOSTNAME}")
 
     def zpop(self, *args: str, stdin: bytes = b"") -> str:
-        done = self.server.cli(*args, stdin=stdin)
-        if done.returncode != 0:
-            raise AssertionError(
-                f"zpop {' '.join(args)} exited {done.returncode}: {done.stderr!r}"
-            )
-        return done.stdout.decode()
+        return self.server.zpop(*args, stdin=stdin)
 
     def pop_messages(self) -> list[bytes]:
         """Every message bob's next POP session retrieves."""
