@@ -258,7 +258,7 @@ class _BodyProducer:
             self.done.errback(Failure(ConnectionError("connection lost")))
 
 
-class POP3Server(CommandRunner, pop3.POP3):
+class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
     """A POP3 server session, plaintext+STLS or inside implicit TLS."""
 
     # Upstream declares these None at class level; zpop sets them all.
@@ -584,18 +584,6 @@ class POP3Server(CommandRunner, pop3.POP3):
                 raise Refusal(f"Malformed {e.mechanism} response", "AUTH") from None
             text, code = _SASL_REFUSALS[e.kind]
             raise Refusal(text, code) from None
-
-    def _sasl_plain(self, line: bytes) -> Deferred:
-        return self._login(*self._sasl_parse(sasl.plain, line))
-
-    def _sasl_login_user(self, line: bytes) -> None:
-        user = self._sasl_parse(sasl.login_user, line)
-        self._challenge(
-            b"Password:", lambda reply: self._sasl_login_password(user, reply)
-        )
-
-    def _sasl_login_password(self, user: bytes, line: bytes) -> Deferred:
-        return self._login(user, self._sasl_parse(sasl.decode, line))
 
     def _login(self, user: bytes, password: bytes) -> Deferred:
         self._tls_version = tls.tls_version(self.transport)

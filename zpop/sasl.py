@@ -4,6 +4,8 @@ protocol. Each protocol turns a SASLError into a reply of its own words."""
 from __future__ import annotations
 
 import binascii
+from collections.abc import Callable
+from typing import Any
 
 CANCELLED = "cancelled"
 BAD_BASE64 = "bad base64"
@@ -50,3 +52,26 @@ def login_user(line: bytes) -> bytes:
     if not user:
         raise SASLError(MALFORMED, "LOGIN")
     return user
+
+
+class Exchanges:
+    """The PLAIN and LOGIN exchange steps, for a protocol that supplies
+    ``_sasl_parse`` (a parser's SASLError turned into its refusal),
+    ``_challenge`` (send a challenge, route the next line to a step) and
+    ``_login``."""
+
+    _sasl_parse: Callable[..., Any]
+    _challenge: Callable[[bytes, Callable[[bytes], Any]], None]
+    _login: Callable[[bytes, bytes], Any]
+
+    def _sasl_plain(self, line: bytes) -> Any:
+        return self._login(*self._sasl_parse(plain, line))
+
+    def _sasl_login_user(self, line: bytes) -> None:
+        user = self._sasl_parse(login_user, line)
+        self._challenge(
+            b"Password:", lambda reply: self._sasl_login_password(user, reply)
+        )
+
+    def _sasl_login_password(self, user: bytes, line: bytes) -> Any:
+        return self._login(user, self._sasl_parse(decode, line))

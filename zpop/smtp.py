@@ -192,7 +192,7 @@ ROLES = {
 }
 
 
-class SMTPServer(CommandRunner, smtp.ESMTP):
+class SMTPServer(CommandRunner, sasl.Exchanges, smtp.ESMTP):
     """One SMTP session in one of the ROLES."""
 
     # Set by SMTPFactory.buildProtocol.
@@ -577,18 +577,6 @@ class SMTPServer(CommandRunner, smtp.ESMTP):
             if e.kind == sasl.BAD_BASE64:
                 raise Reply(501, "5.5.2", "Invalid base64 data") from None
             raise Reply(501, "5.5.2", f"Malformed {e.mechanism} response") from None
-
-    def _sasl_plain(self, line: bytes) -> Deferred:
-        return self._login(*self._sasl_parse(sasl.plain, line))
-
-    def _sasl_login_user(self, line: bytes) -> None:
-        user = self._sasl_parse(sasl.login_user, line)
-        self._challenge(
-            b"Password:", lambda reply: self._sasl_login_password(user, reply)
-        )
-
-    def _sasl_login_password(self, user: bytes, line: bytes) -> Deferred:
-        return self._login(user, self._sasl_parse(sasl.decode, line))
 
     def _login(self, user: bytes, password: bytes) -> Deferred:
         session = Session(
