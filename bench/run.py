@@ -128,22 +128,29 @@ class Bench:
                 s.port, self.ctx, user, password, self.args.retr
             )
 
-        cpu0 = proc.cpu_seconds(s.pid)
-        res = asyncio.run(
-            pop3load.closed_loop([op(u) for u in users], self.args.duration)
+        res, cpu = self.closed_loop(
+            s, f"sessions c={conc}", [op(u) for u in users], self.args.duration
         )
-        cpu = proc.cpu_seconds(s.pid) - cpu0
-        if res.errors:
-            self.notes.append(
-                f"{s.name} sessions c={conc}: {res.errors} errors, "
-                f"first: {res.first_error}"
-            )
         return {
             f"sess{conc}": res.rate,
             f"sess{conc}_p50": percentile(res.latencies, 0.5) * 1000,
             f"sess{conc}_p99": percentile(res.latencies, 0.99) * 1000,
-            f"sess{conc}_cpu": cpu / res.done * 1000 if res.done else float("nan"),
+            f"sess{conc}_cpu": cpu,
         }
+
+    def closed_loop(
+        self, s: Server, what: str, ops: list[Callable[[], Any]], seconds: float
+    ) -> tuple[pop3load.LoadResult, float]:
+        """Run ``ops`` as concurrent clients for ``seconds``; the result and
+        the server's CPU ms per completed operation. Errors become notes."""
+        cpu0 = proc.cpu_seconds(s.pid)
+        res = asyncio.run(pop3load.closed_loop(ops, seconds))
+        cpu = proc.cpu_seconds(s.pid) - cpu0
+        if res.errors:
+            self.notes.append(
+                f"{s.name} {what}: {res.errors} errors, first: {res.first_error}"
+            )
+        return res, cpu / res.done * 1000 if res.done else float("nan")
 
     def bulk(self, s: Server) -> dict[str, float]:
         user = f"bulk20@{DOMAIN}"
@@ -288,19 +295,8 @@ class Bench:
             pw = password(user)
             return lambda: pop3load.login_session(s.port, self.ctx, user, pw)
 
-        cpu0 = proc.cpu_seconds(s.pid)
-        res = asyncio.run(
-            pop3load.closed_loop([op(u) for u in users], self.args.duration)
-        )
-        cpu = proc.cpu_seconds(s.pid) - cpu0
-        if res.errors:
-            self.notes.append(
-                f"{s.name} {row}: {res.errors} errors, first: {res.first_error}"
-            )
-        return {
-            row: res.rate,
-            row + "_cpu": cpu / res.done * 1000 if res.done else float("nan"),
-        }
+        res, cpu = self.closed_loop(s, row, [op(u) for u in users], self.args.duration)
+        return {row: res.rate, row + "_cpu": cpu}
 
     # -- SMTP --------------------------------------------------------------
 
@@ -331,14 +327,12 @@ class Bench:
                             data,
                         )
 
-                    res = asyncio.run(
-                        pop3load.closed_loop([op] * conc, self.args.smtp_duration)
+                    res, _ = self.closed_loop(
+                        s,
+                        f"SMTP {mode} c={conc} x{per_conn}",
+                        [op] * conc,
+                        self.args.smtp_duration,
                     )
-                    if res.errors:
-                        self.notes.append(
-                            f"{s.name} SMTP {mode} c={conc} x{per_conn}: "
-                            f"{res.errors} errors, first: {res.first_error}"
-                        )
                     out[f"smtp_{mode}_{conc}_{per_conn}"] = res.rate * per_conn
         return out
 
