@@ -25,6 +25,23 @@ def client_context(cafile: str) -> ssl.SSLContext:
     return ctx
 
 
+def served_key(port: int, ctx: ssl.SSLContext) -> str:
+    """The key type of the certificate an implicit-TLS server on ``port``
+    serves this client: "ECDSA secp256r1", "RSA-2048"..."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    with socket.create_connection((HOST, port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=SNI) as tls:
+            der = tls.getpeercert(binary_form=True)
+    key = x509.load_der_x509_certificate(der).public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"ECDSA {key.curve.name}"
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA-{key.key_size}"
+    return type(key).__name__
+
+
 class Session:
     """One POP3S connection driven command by command (no pipelining)."""
 

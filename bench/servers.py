@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import resource
 import shutil
 import signal
@@ -247,38 +246,60 @@ def chown_tree(path: str, uid: int, gid: int) -> None:
 # -- TLS ---------------------------------------------------------------------
 
 
-def split_pem(source: str, work: str) -> tuple[str, str]:
-    """zpop's self-signed file (cert + key) as separate files the anchors
-    can read; returns (cert path, key path)."""
+@dataclass(frozen=True)
+class Certificates:
+    """The bench's TLS certificates, made once per work directory and served
+    alike by every server: an RSA-2048 and an ECDSA P-256 chain side by side
+    (zpop, Dovecot and Postfix pick per client; twistd mail takes one, the
+    ECDSA one the clients get from the others). ``ca`` holds both for the
+    clients to trust."""
+
+    rsa_cert: str
+    rsa_key: str
+    ecdsa_cert: str
+    ecdsa_key: str
+    ca: str
+
+
+#: Names the bench certificates cover (the clients verify ``SNI``).
+CERT_NAMES = ["pop.bench.test", "poppro.bench.test", "smtp.bench.test", DOMAIN]
+
+
+def make_certificates(work: str) -> Certificates:
+    """Generate (or reuse) the bench certificates in WORK/tls."""
+    from zpop.tls import generate_self_signed
+
     tls = os.path.join(work, "tls")
     os.makedirs(tls, exist_ok=True)
-    with open(source, encoding="ascii") as f:
-        text = f.read()
-    cert = re.search(
-        r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n", text, re.S
-    )
-    key = re.search(
-        r"-----BEGIN [A-Z ]*PRIVATE KEY-----.+?-----END [A-Z ]*PRIVATE KEY-----\n",
-        text,
-        re.S,
-    )
-    if cert is None or key is None:
-        raise RuntimeError(f"no certificate/key in {source}")
-    cert_path, key_path = os.path.join(tls, "cert.pem"), os.path.join(tls, "key.pem")
-    with open(cert_path, "w", encoding="ascii") as f:
-        f.write(cert.group(0))
-    with open(key_path, "w", encoding="ascii") as f:
-        f.write(key.group(0))
     os.chmod(tls, 0o755)
-    os.chmod(cert_path, 0o644)
-    os.chmod(key_path, 0o640)
-    try:
-        import grp
+    paths = {}
+    for kind in ("rsa", "ecdsa"):
+        cert_path = os.path.join(tls, f"{kind}.crt")
+        key_path = os.path.join(tls, f"{kind}.key")
+        if not (os.path.exists(cert_path) and os.path.exists(key_path)):
+            pem = generate_self_signed(
+                [*CERT_NAMES, "localhost"], ["127.0.0.1", "::1"], key_type=kind
+            ).decode("ascii")
+            split = pem.index("-----BEGIN PRIVATE KEY-----")
+            with open(cert_path, "w", encoding="ascii") as f:
+                f.write(pem[:split])
+            with open(key_path, "w", encoding="ascii") as f:
+                f.write(pem[split:])
+        os.chmod(cert_path, 0o644)
+        os.chmod(key_path, 0o640)
+        try:
+            import grp
 
-        os.chown(key_path, 0, grp.getgrnam("postfix").gr_gid)
-    except KeyError:
-        pass
-    return cert_path, key_path
+            os.chown(key_path, 0, grp.getgrnam("postfix").gr_gid)
+        except KeyError:
+            pass
+        paths[kind] = (cert_path, key_path)
+    ca = os.path.join(tls, "ca.pem")
+    with open(ca, "w", encoding="ascii") as out:
+        for cert_path, _ in paths.values():
+            with open(cert_path, encoding="ascii") as f:
+                out.write(f.read())
+    return Certificates(*paths["rsa"], *paths["ecdsa"], ca)
 
 
 # -- zpop --------------------------------------------------------------------
@@ -296,8 +317,14 @@ class Zpop:
     name = "zpop"
 
     def __init__(
-        self, work: str, plan: Plan, cache: bool = True, workers: int = 1
+        self,
+        work: str,
+        plan: Plan,
+        certs: Certificates,
+        cache: bool = True,
+        workers: int = 1,
     ) -> None:
+        self.certs = certs
         self.cache = cache
         #: [server] workers: processes sharing the listeners.
         self.workers = workers
@@ -325,10 +352,6 @@ class Zpop:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
-
-    @property
-    def certificate(self) -> str:
-        return os.path.join(self.data, "tls", "selfsigned.pem")
 
     def _admin(self, commands: list[dict[str, object]]) -> list[str]:
         prefix = ["--config", self.setup_config, "--data", self.data]
@@ -402,7 +425,11 @@ class Zpop:
                 f"[accounts]\nbcrypt_cost = {self.plan.bcrypt_cost}\n\n"
                 "[limits]\nmessage_size = 64M\n\n"
                 "[auth]\nmax_connections_per_client = 30000\n"
-                f"max_connections = 30000\n{cache}"
+                f"max_connections = 30000\n{cache}\n"
+                f"[tls]\ncertificate = {self.certs.rsa_cert}\n"
+                f"key = {self.certs.rsa_key}\n"
+                f"alt_certificate = {self.certs.ecdsa_cert}\n"
+                f"alt_key = {self.certs.ecdsa_key}\n"
             )
 
     def setup(self, corpus: dict[str, str]) -> None:
@@ -535,8 +562,10 @@ listen = 127.0.0.1
 protocols = pop3
 log_path = {d}/dovecot.log
 ssl = required
-ssl_cert = <{cert}
-ssl_key = <{key}
+ssl_cert = <{certs.rsa_cert}
+ssl_key = <{certs.rsa_key}
+ssl_alt_cert = <{certs.ecdsa_cert}
+ssl_alt_key = <{certs.ecdsa_key}
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = yes
 auth_mechanisms = plain login
@@ -598,11 +627,11 @@ class Dovecot:
 
     name = "dovecot"
 
-    def __init__(self, work: str, plan: Plan, cert: str, key: str) -> None:
+    def __init__(self, work: str, plan: Plan, certs: Certificates) -> None:
         self.dir = os.path.join(work, "dovecot")
         self.conf = os.path.join(self.dir, "dovecot.conf")
         self.plan = plan
-        self.cert, self.key = cert, key
+        self.certs = certs
         self.port = PORTS["dovecot_pop3s"]
         self.proc: subprocess.Popen | None = None
 
@@ -628,8 +657,7 @@ class Dovecot:
             f.write(
                 DOVECOT_CONF.format(
                     d=self.dir,
-                    cert=self.cert,
-                    key=self.key,
+                    certs=self.certs,
                     uid=uid,
                     gid=gid,
                     port=self.port,
@@ -693,11 +721,13 @@ class TwistdMail:
 
     name = "twistd mail"
 
-    def __init__(self, work: str, plan: Plan, cert: str, key: str) -> None:
+    def __init__(self, work: str, plan: Plan, certs: Certificates) -> None:
         self.dir = os.path.join(work, "twmail")
         self.root = os.path.join(self.dir, "root")
         self.plan = plan
-        self.cert, self.key = cert, key
+        # One certificate per endpoint: the ECDSA one, which is what the
+        # clients negotiate with the servers that hold both.
+        self.cert, self.key = certs.ecdsa_cert, certs.ecdsa_key
         self.port = PORTS["twmail_pop3s"]
         self.proc: subprocess.Popen | None = None
         self.users = [session_user(i) for i in range(plan.session_users)]
@@ -779,11 +809,11 @@ class Postfix:
 
     name = "postfix"
 
-    def __init__(self, work: str, cert: str, key: str, sasl_socket: str) -> None:
+    def __init__(self, work: str, certs: Certificates, sasl_socket: str) -> None:
         self.dir = os.path.join(work, "postfix")
         self.conf = os.path.join(self.dir, "conf")
         self.queue = os.path.join(self.dir, "queue")
-        self.cert, self.key, self.sasl = cert, key, sasl_socket
+        self.certs, self.sasl = certs, sasl_socket
         self.ports = {
             "mx": PORTS["postfix_mx"],
             "submission": PORTS["postfix_submission"],
@@ -828,8 +858,8 @@ virtual_minimum_uid = 1
 message_size_limit = 67108864
 # virtual(8) refuses to start if its limit (default 50 MB) is below this.
 virtual_mailbox_limit = 0
-smtpd_tls_cert_file = {self.cert}
-smtpd_tls_key_file = {self.key}
+smtpd_tls_chain_files = {self.certs.rsa_key}, {self.certs.rsa_cert},
+    {self.certs.ecdsa_key}, {self.certs.ecdsa_cert}
 smtpd_tls_security_level = may
 smtpd_tls_protocols = >=TLSv1.2
 smtpd_sasl_type = dovecot

@@ -36,10 +36,14 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class TLSCertificate:
-    """A certificate chain and its private key, both PEM files."""
+    """A certificate chain and its private key, both PEM files; optionally a
+    second chain and key of the other key type (RSA beside ECDSA), served to
+    the clients that can use it."""
 
     chain: str
     key: str
+    alt_chain: str | None = None
+    alt_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -400,7 +404,7 @@ def _tls_section(
     source: str, section: configparser.SectionProxy, base: str
 ) -> TLSCertificate:
     values = dict(section)
-    unknown = set(values) - {"certificate", "key"}
+    unknown = set(values) - {"certificate", "key", "alt_certificate", "alt_key"}
     if unknown:
         key = sorted(unknown)[0]
         raise ConfigError(f"{source}: [{section.name}] {key}: unknown key")
@@ -408,7 +412,16 @@ def _tls_section(
     key = values.get("key", "").strip() or chain
     if not chain:
         raise ConfigError(f"{source}: [{section.name}] certificate: missing")
-    return TLSCertificate(chain=os.path.join(base, chain), key=os.path.join(base, key))
+    alt_chain = values.get("alt_certificate", "").strip()
+    alt_key = values.get("alt_key", "").strip() or alt_chain
+    if alt_key and not alt_chain:
+        raise ConfigError(f"{source}: [{section.name}] alt_certificate: missing")
+    return TLSCertificate(
+        chain=os.path.join(base, chain),
+        key=os.path.join(base, key),
+        alt_chain=os.path.join(base, alt_chain) if alt_chain else None,
+        alt_key=os.path.join(base, alt_key) if alt_chain else None,
+    )
 
 
 def load(path: str | None, overrides: Mapping[str, Any] | None = None) -> Config:

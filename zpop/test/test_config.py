@@ -320,6 +320,42 @@ class FileTests(ConfigTestCase):
         both = os.path.join(os.path.dirname(path), "both.pem")
         self.assertEqual(load(path).tls_default, TLSCertificate(chain=both, key=both))
 
+    def test_tls_alt_certificate(self) -> None:
+        """alt_certificate/alt_key name a second chain (key defaults to the
+        chain file), in [tls] and in [tls:HOST]."""
+        path = self.write(
+            "[tls]\ncertificate = rsa.pem\nkey = rsa.key\n"
+            "alt_certificate = ec.pem\nalt_key = /keys/ec.key\n"
+            "[tls:pop.example.com]\ncertificate = pop.pem\n"
+            "alt_certificate = pop-ec.pem\n"
+        )
+        base = os.path.dirname(path)
+        config = load(path)
+        self.assertEqual(
+            (config.tls_default, dict(config.tls_by_host)),
+            (
+                TLSCertificate(
+                    chain=os.path.join(base, "rsa.pem"),
+                    key=os.path.join(base, "rsa.key"),
+                    alt_chain=os.path.join(base, "ec.pem"),
+                    alt_key="/keys/ec.key",
+                ),
+                {
+                    "pop.example.com": TLSCertificate(
+                        chain=os.path.join(base, "pop.pem"),
+                        key=os.path.join(base, "pop.pem"),
+                        alt_chain=os.path.join(base, "pop-ec.pem"),
+                        alt_key=os.path.join(base, "pop-ec.pem"),
+                    )
+                },
+            ),
+        )
+
+    def test_tls_alt_key_without_certificate(self) -> None:
+        """alt_key alone says alt_certificate is missing."""
+        path, text = self.error("[tls]\ncertificate = c.pem\nalt_key = k.pem\n")
+        self.assertEqual(text, f"{path}: [tls] alt_certificate: missing")
+
     def test_tls_per_host(self) -> None:
         """[tls:HOST] sections give certificates per SNI host name, lower-cased."""
         path = self.write(

@@ -51,9 +51,11 @@ TLS13 = [
 ]
 
 
-def write_cert(directory: str, name: str, dns: list[str]) -> TLSCertificate:
+def write_cert(
+    directory: str, name: str, dns: list[str], key_type: str = "rsa"
+) -> TLSCertificate:
     """A self-signed certificate for ``dns`` as separate cert and key files."""
-    pem = generate_self_signed(dns, ["127.0.0.1"]).decode("ascii")
+    pem = generate_self_signed(dns, ["127.0.0.1"], key_type=key_type).decode("ascii")
     split = pem.index("-----BEGIN PRIVATE KEY-----")
     chain = os.path.join(directory, f"{name}.crt")
     key = os.path.join(directory, f"{name}.key")
@@ -288,6 +290,102 @@ class SNITests(LoopbackMixin, TestCase):
         )
 
 
+def dual(rsa: TLSCertificate, ecdsa: TLSCertificate) -> TLSCertificate:
+    return TLSCertificate(rsa.chain, rsa.key, ecdsa.chain, ecdsa.key)
+
+
+def s_client_cert(port: int, *options: str) -> bytes:
+    """The DER certificate ``openssl s_client`` was served, with ``options``."""
+    out = subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}"]
+        + ["-servername", "pop.example.test", *options],
+        input=b"",
+        capture_output=True,
+        timeout=30,
+    )
+    match = re.search(
+        rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", out.stdout, re.S
+    )
+    if match is None:
+        raise AssertionError(f"no certificate from s_client: {out.stderr!r}")
+    return ssl.PEM_cert_to_DER_cert(match.group(0).decode("ascii"))
+
+
+class AltCertificateTests(LoopbackMixin, TestCase):
+    """An RSA and an ECDSA chain side by side: each client gets the one it
+    can verify, modern ones the cheaper ECDSA."""
+
+    def setUp(self) -> None:
+        self.dir = self.mktemp()
+        os.makedirs(self.dir)
+        names = ["pop.example.test"]
+        self.rsa = write_cert(self.dir, "rsa", names)
+        self.ecdsa = write_cert(self.dir, "ecdsa", names, key_type="ecdsa")
+        self.pro_rsa = write_cert(self.dir, "pro-rsa", ["poppro.example.test"])
+        self.pro_ecdsa = write_cert(
+            self.dir, "pro-ecdsa", ["poppro.example.test"], key_type="ecdsa"
+        )
+        self.tls = ServerTLS.from_files(
+            dual(self.rsa, self.ecdsa),
+            {"poppro.example.test": dual(self.pro_rsa, self.pro_ecdsa)},
+        )
+        self.cadata = "".join(
+            cert_pem(c) for c in (self.rsa, self.ecdsa, self.pro_rsa, self.pro_ecdsa)
+        )
+        self.port = self.listen(self.tls)
+
+    @inlineCallbacks
+    def test_client_gets_the_certificate_it_can_use(self) -> Any:
+        """TLS 1.3 clients and TLS 1.2 ECDSA suites get the ECDSA chain; a
+        TLS 1.2 client offering only ECDHE-RSA suites gets the RSA one; the
+        same per SNI host."""
+        results = []
+        for host, ciphers in (
+            ("pop.example.test", None),
+            ("pop.example.test", "ECDHE-ECDSA-AES128-GCM-SHA256"),
+            ("pop.example.test", "ECDHE-RSA-AES128-GCM-SHA256"),
+            ("poppro.example.test", None),
+            ("poppro.example.test", "ECDHE-RSA-AES256-GCM-SHA384"),
+        ):
+            ctx = client_ctx(self.cadata)
+            if ciphers is not None:
+                ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+                ctx.set_ciphers(ciphers)
+            version, _, cert, _ = yield deferToThread(converse, self.port, ctx, host)
+            results.append((version, cert))
+        self.assertEqual(
+            results,
+            [
+                ("TLSv1.3", der(self.ecdsa)),
+                ("TLSv1.2", der(self.ecdsa)),
+                ("TLSv1.2", der(self.rsa)),
+                ("TLSv1.3", der(self.pro_ecdsa)),
+                ("TLSv1.2", der(self.pro_rsa)),
+            ],
+        )
+
+    @inlineCallbacks
+    def test_tls13_client_without_ecdsa(self) -> Any:
+        """openssl s_client offering only RSA-PSS signatures in TLS 1.3 (as
+        a client that cannot verify ECDSA does) gets the RSA chain; offering
+        only ECDSA, the ECDSA one."""
+        require_tool("openssl")
+        got = []
+        for sigalgs in ("rsa_pss_rsae_sha256", "ecdsa_secp256r1_sha256"):
+            got.append(
+                (
+                    yield deferToThread(
+                        s_client_cert,
+                        self.port,
+                        "-tls1_3",
+                        "-sigalgs",
+                        sigalgs,
+                    )
+                )
+            )
+        self.assertEqual(got, [der(self.rsa), der(self.ecdsa)])
+
+
 class SelfSignedTests(SynchronousTestCase):
     """The self-signed certificate made when no [tls] certificate is set."""
 
@@ -473,6 +571,35 @@ class ConfiguredCertificateTests(SynchronousTestCase):
                 {"poppro.example.test": f"certificate from {self.other.chain}"},
                 False,
             ),
+        )
+
+    def test_alt_source(self) -> None:
+        """An alternative chain of the other key type is loaded and logged."""
+        ecdsa = write_cert(self.dir, "ecdsa", ["pop.example.test"], key_type="ecdsa")
+        tls = self.build(dual(self.good, ecdsa))
+        self.assertEqual(
+            tls.source,
+            f"certificates from {self.good.chain} and {ecdsa.chain}",
+        )
+
+    def test_alt_same_key_type(self) -> None:
+        """Two chains of one key type cannot share a context: an error naming
+        both files (OpenSSL would silently keep only the second)."""
+        self.assertEqual(
+            self.error(dual(self.good, self.other)),
+            f"TLS certificates {self.good.chain} and {self.other.chain} both hold"
+            " RSA keys: the alternative certificate must be of the other key type"
+            " (RSA beside ECDSA)",
+        )
+
+    def test_alt_mismatched_key(self) -> None:
+        """A wrong alternative key names its file and the alternative chain."""
+        ecdsa = write_cert(self.dir, "ecdsa", ["pop.example.test"], key_type="ecdsa")
+        wrong = write_cert(self.dir, "wrong", ["pop.example.test"], key_type="ecdsa")
+        cert = TLSCertificate(self.good.chain, self.good.key, ecdsa.chain, wrong.key)
+        self.assertEqual(
+            self.error(cert),
+            f"TLS key {wrong.key} does not match the certificate in {ecdsa.chain}",
         )
 
     def test_missing_certificate(self) -> None:
