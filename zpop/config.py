@@ -66,7 +66,6 @@ class Config:
     default_plan: str = "free"
     free_pop_cutoff: datetime.datetime | None = None
     bcrypt_cost: int = 12
-    pop_lock_lease: float = 120.0
     #: Where RCPT TO:<postmaster> (no domain, RFC 5321 4.5.1) delivers;
     #: empty: postmaster@<hostname>.
     postmaster: str = ""
@@ -343,7 +342,6 @@ _SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], Any]]]] = {
         "pop_idle_timeout": ("pop_idle_timeout", _parse_seconds),
         "smtp_timeout": ("smtp_timeout", _parse_seconds),
         "line_length": ("max_line_length", _parse_positive_int),
-        "pop_lock_lease": ("pop_lock_lease", _parse_seconds),
         "smtp_session": ("smtp_session_deadline", _parse_seconds),
     },
     "accounts": {
@@ -395,6 +393,15 @@ _SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], Any]]]] = {
     },
 }
 
+
+#: (section, key) -> why a key older versions knew is refused now, and
+#: what to do: a setting that silently did nothing would mislead.
+_RETIRED = {
+    ("limits", "pop_lock_lease"): (
+        "no longer used: maildrop locks now end with the process that holds"
+        " them, so there is no lease; remove the line"
+    ),
+}
 
 #: Config fields holding file names: relative to the config file.
 _PATHS = ("outbound_smarthost_password_file", "outbound_smarthost_ca")
@@ -475,6 +482,9 @@ def load(path: str | None, overrides: Mapping[str, Any] | None = None) -> Config
             if schema is None:
                 raise ConfigError(f"{path}: [{name}]: unknown section")
             for key, text in section.items():
+                retired = _RETIRED.get((name, key))
+                if retired is not None:
+                    raise ConfigError(f"{path}: [{name}] {key}: {retired}")
                 if key not in schema:
                     raise ConfigError(f"{path}: [{name}] {key}: unknown key")
                 attr, parse = schema[key]

@@ -13,7 +13,6 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.mail.pop3 import IMailbox
 from twisted.python.failure import Failure
@@ -131,56 +130,14 @@ class LoadedBody:
         return data
 
 
-class LeaseRenewer:
-    """Keeps the maildrop leases of one process's open sessions alive.
-
-    One write per third of a lease renews them all (their owners share
-    ``prefix``), however many sessions are open: a heartbeat per session
-    was a write per session every 40 s, 250 a second at 10,000 sessions,
-    and a timer per idle session. A lease renewed too late (a crashed
-    process) expires; a session whose lock another one took over is told
-    so when it commits (``finish_pop_session``).
-    """
-
-    def __init__(
-        self, store: IStore, clock: IReactorTime, prefix: str, lease: float
-    ) -> None:
-        self._store = store
-        self._clock = clock
-        self._prefix = prefix
-        self._lease = lease
-        self._held = 0
-        self._loop = LoopingCall(self._renew)
-        self._loop.clock = clock
-
-    def hold(self) -> None:
-        """A session took a lock under ``prefix``."""
-        self._held += 1
-        if not self._loop.running:
-            self._loop.start(self._lease / 3, now=False)
-
-    def drop(self) -> None:
-        """A session ended (its lock released or never to be renewed)."""
-        self._held -= 1
-        if self._held <= 0 and self._loop.running:
-            self._held = 0
-            self._loop.stop()
-
-    def _renew(self) -> Deferred:
-        d = self._store.renew_pop_locks(
-            self._prefix, self._clock.seconds(), self._lease
-        )
-        # A busy database now and then must not stop the renewals; a lease
-        # is three renewals long.
-        return d.addErrback(lambda f: log.failure("renewing maildrop leases", f))
-
-
 @implementer(IMailbox)
 class Maildrop:
     """IMailbox over a snapshot of an account's POP queue.
 
-    Holds the account's maildrop lock for the session; ``renewer`` keeps
-    its lease alive, so a crashed process's lock expires on its own.
+    Holds the account's maildrop lock, as ``lock_owner``, for the session:
+    ``sync`` releases it after committing the deletions, ``release`` without
+    applying them. The lock needs no upkeep meanwhile, and ends with the
+    process if the process dies first.
     """
 
     def __init__(
@@ -190,7 +147,6 @@ class Maildrop:
         messages: PopSnapshot,
         lock_owner: str,
         clock: IReactorTime,
-        renewer: LeaseRenewer | None,
         identity: str = "",
     ) -> None:
         self.account = account
@@ -205,10 +161,7 @@ class Maildrop:
         self._read_ahead: dict[int, bytes] = {}
         self._owner = lock_owner
         self._clock = clock
-        self._renewer = renewer
         self._released = False
-        if renewer is not None:
-            renewer.hold()
 
     def credentials_current(self) -> bool:
         """True if the session's credentials surely still stand, without I/O:
@@ -237,11 +190,8 @@ class Maildrop:
         )
 
     def _end(self) -> None:
-        """The session is over: no more renewals, nothing read ahead."""
+        """The session is over: nothing read ahead is kept."""
         self._read_ahead = {}
-        if self._renewer is not None:
-            self._renewer.drop()
-            self._renewer = None
 
     def _check(self, index: int) -> None:
         if not 0 <= index < len(self._messages):
@@ -306,9 +256,9 @@ class Maildrop:
         self._deleted.clear()
 
     def sync(self) -> Deferred:
-        """Apply the deletions and release the lock in one transaction."""
+        """Apply the deletions, then release the lock (after the commit)."""
         self._end()
-        # finish_pop_session releases the lock when it commits; a logout
+        # finish_pop_session releases the lock once it committed; a logout
         # racing with it must not release it first.
         self._released = True
         ids = [self._messages.ids[i] for i in sorted(self._deleted)]

@@ -10,7 +10,6 @@ account and the addresses it may send as.
 from __future__ import annotations
 
 import itertools
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +22,13 @@ from zope.interface import Attribute, Interface, implementer
 
 from zpop.auth import Identity, LoginRefused
 from zpop.config import Config
-from zpop.maildrop import SPAM_FOLDERS, LeaseRenewer, Maildrop
+from zpop.maildrop import SPAM_FOLDERS, Maildrop
 from zpop.store import Account, IStore, PopSession
+
+#: Maildrop lock owners. A lock belongs to the process that took it, so an
+#: owner need only be unique among this process's sessions; one counter for
+#: the process keeps two realms on one store from sharing names.
+_owners = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -89,13 +93,6 @@ class Realm:
         self._store = store
         self._config = config
         self._clock = clock
-        # Lock owners unique across processes and restarts, without a
-        # random number per login.
-        self._owner_prefix = uuid.uuid4().hex + "-"
-        self._owners = itertools.count()
-        self._renewer = LeaseRenewer(
-            store, clock, self._owner_prefix, config.pop_lock_lease
-        )
 
     def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Deferred:
         if IMailbox in interfaces:
@@ -116,11 +113,10 @@ class Realm:
         return (ISubmitter, submitter, lambda: None)
 
     async def _maildrop(self, address: str, session: Session | None) -> Any:
-        owner = f"{self._owner_prefix}{next(self._owners)}"
-        lease = self._config.pop_lock_lease
+        owner = f"pop-{next(_owners)}"
         # One round trip: account, lock and snapshot.
         opened: PopSession | None = await self._store.open_pop_session(
-            address, owner, self._clock.seconds(), lease, SPAM_FOLDERS
+            address, owner, SPAM_FOLDERS
         )
         if opened is None:
             # Deleted between the password check and now.
@@ -143,7 +139,6 @@ class Realm:
             opened.messages,
             owner,
             self._clock,
-            self._renewer,
             address,
         )
         return (IMailbox, maildrop, maildrop.release)

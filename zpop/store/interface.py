@@ -359,40 +359,44 @@ class IStore(Interface):
         empty bodies, are left out."""
 
     # POP sessions
-    def acquire_pop_lock(account_id: int, owner: str, now: float, lease: float) -> Any:
-        """Fires True if ``owner`` now holds the account's maildrop lock."""
-
+    #
+    # A session holds its account's maildrop lock from open_pop_session to
+    # finish_pop_session or release_pop_lock, so at most one session, in any
+    # process using the store, reads and changes a maildrop at a time. The
+    # lock belongs to the process that took it, under the ``owner`` name the
+    # caller chose (unique among that process's sessions): it is not kept in
+    # the database and ends with the process, however the process ends, so
+    # it has no lease to renew and nothing of it survives a crash.
     def open_pop_session(
-        address: str,
-        owner: str,
-        now: float,
-        lease: float,
-        folders_for: Mapping[str, tuple[str, ...]],
+        address: str, owner: str, folders_for: Mapping[str, tuple[str, ...]]
     ) -> Any:
         """Start a POP session: the account, its maildrop lock, its queue.
 
         Fires with None for an unknown address, else a PopSession: if POP is
-        enabled and the lock was free (or expired), ``owner`` holds it and
-        ``messages`` are the account's messages in ``folders_for[spam
-        policy]`` that are still in the POP queue, from its start uid on.
-        The lock is not durable (a power cut forgets it; it expires anyway).
+        enabled and no other session (of this process or another) holds the
+        lock, ``owner`` now holds it and ``messages`` are the account's
+        messages in ``folders_for[spam policy]`` that are still in the POP
+        queue, from its start uid on, read after the lock was taken (so
+        they reflect every deletion committed by an earlier session).
         """
 
-    def renew_pop_locks(owner_prefix: str, now: float, lease: float) -> Any:
-        """Extend the lease of every lock whose owner starts with
-        ``owner_prefix`` (one process's sessions); fires with how many."""
-
     def release_pop_lock(account_id: int, owner: str) -> Any:
-        """Give the lock up (no-op if ``owner`` does not hold it)."""
+        """Give the lock up without applying anything; a no-op if ``owner``
+        does not hold it, so a late or repeated release never frees a newer
+        session's lock. Fires once released."""
 
     def finish_pop_session(
         account_id: int, owner: str, message_ids: list[int], to_trash: bool
     ) -> Any:
-        """Apply a POP session's deletions and release its lock, atomically.
+        """Apply a POP session's deletions, then release its lock.
 
         Each message leaves the POP queue (and moves to Trash if
-        ``to_trash``). Fails StoreError, applying nothing, if ``owner`` no
-        longer holds the lock.
+        ``to_trash``), in one transaction; the lock is released only once
+        that is committed, so the next session never sees a message whose
+        removal is not durable, and the Deferred fires after both. Fails
+        StoreError, applying nothing, if ``owner`` does not hold the lock;
+        if the transaction fails, nothing is applied and the lock is still
+        held: the caller releases it (``release_pop_lock``).
         """
 
     # login throttling

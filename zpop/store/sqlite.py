@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -47,6 +47,7 @@ from zpop.store.interface import (
     SchemaError,
     StoreError,
 )
+from zpop.store.locks import MaildropLocks
 from zpop.threads import Runner
 
 T = TypeVar("T")
@@ -239,6 +240,9 @@ class SQLiteStore:
         self.path = path
         self._run = runner
         self._changes = ChangeCounter(f"{path}-changes", owner_of=path)
+        #: Opened on the first POP session, so the zpop command makes no
+        #: lock file.
+        self._pop_locks = MaildropLocks(f"{path}-pop-locks", owner_of=path)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -256,6 +260,8 @@ class SQLiteStore:
             self._connections.clear()
         self._local = threading.local()
         self._changes.close()
+        # Closing the lock file drops every maildrop lock this store holds.
+        self._pop_locks.close()
 
     def changes(self) -> int:
         return self._changes.value()
@@ -270,31 +276,21 @@ class SQLiteStore:
         return conn
 
     @contextmanager
-    def _write(
-        self, durable: bool = True, changes: bool = False
-    ) -> Iterator[sqlite3.Connection]:
-        """A write transaction, taken up front so it never deadlocks on upgrade.
+    def _write(self, changes: bool = False) -> Iterator[sqlite3.Connection]:
+        """A durable write transaction, taken up front so it never deadlocks
+        on upgrade.
 
-        ``durable=False`` commits without fsync (WAL, synchronous=NORMAL):
-        still atomic and consistent, but a power cut may forget it. Only for
-        state that is safe to lose, such as maildrop locks, which expire.
         ``changes=True`` bumps the change counter after the commit: for
         changes to credentials, account settings and bans.
         """
         conn = self._conn()
-        if not durable:
-            conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            if not durable:
-                conn.execute("PRAGMA synchronous = FULL")
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
         if changes:
             self._changes.bump()
 
@@ -872,99 +868,87 @@ class SQLiteStore:
 
     # -- POP sessions -------------------------------------------------------------
 
-    def acquire_pop_lock(
-        self, account_id: int, owner: str, now: float, lease: float
-    ) -> Deferred:
-        return self._call(self._thd_acquire, account_id, owner, now, lease)
-
-    def _thd_acquire(
-        self, account_id: int, owner: str, now: float, lease: float
-    ) -> bool:
-        with self._write(durable=False) as conn:
-            conn.execute(
-                "DELETE FROM pop_locks WHERE account_id = ? AND expires <= ?",
-                (account_id, now),
-            )
-            conn.execute(
-                "INSERT OR IGNORE INTO pop_locks (account_id, owner, expires)"
-                " VALUES (?, ?, ?)",
-                (account_id, owner, now + lease),
-            )
-            row = conn.execute(
-                "SELECT owner FROM pop_locks WHERE account_id = ?", (account_id,)
-            ).fetchone()
-        return row is not None and row[0] == owner
-
     def open_pop_session(
-        self,
-        address: str,
-        owner: str,
-        now: float,
-        lease: float,
-        folders_for: Mapping[str, tuple[str, ...]],
+        self, address: str, owner: str, folders_for: Mapping[str, tuple[str, ...]]
     ) -> Deferred:
         def thd() -> PopSession | None:
             with self._read() as conn:
                 try:
-                    account = self._account_row(conn, address)
+                    found = self._account_row(conn, address)
                 except NotFound:
                     return None
-            if not account.pop.enabled:
+            if not found.pop.enabled or not self._pop_locks.acquire(found.id, owner):
+                return PopSession(found, False, PopSnapshot())
+            # The snapshot is read once the lock is held: one begun before
+            # could miss the deletions of a session that committed and let
+            # the lock go meanwhile, and offer those messages again.
+            try:
+                with self._read() as conn:
+                    row = conn.execute(
+                        f"SELECT {_ACCOUNT_COLUMNS} FROM {_ACCOUNT_FROM}"
+                        " WHERE a.id = ?",
+                        (found.id,),
+                    ).fetchone()
+                    if row is None:
+                        account = None
+                    else:
+                        account = _account(row)
+                        folders = folders_for[account.pop.spam]
+                        marks = ", ".join("?" for _ in folders)
+                        rows = conn.execute(
+                            f"SELECT id, uid, size FROM messages"
+                            f" WHERE account_id = ? AND folder IN ({marks})"
+                            " AND pop_removed = 0 AND uid >= ? ORDER BY uid",
+                            (account.id, *folders, account.pop.start_uid),
+                        ).fetchall()
+            except BaseException:
+                self._pop_locks.release(found.id, owner)
+                raise
+            if account is None or not account.pop.enabled:
+                # Deleted, or POP disabled, since the first look.
+                self._pop_locks.release(found.id, owner)
+                if account is None:
+                    return None
                 return PopSession(account, False, PopSnapshot())
-            if not self._thd_acquire(account.id, owner, now, lease):
-                return PopSession(account, False, PopSnapshot())
-            folders = folders_for[account.pop.spam]
-            marks = ", ".join("?" for _ in folders)
-            with self._read() as conn:
-                rows = conn.execute(
-                    f"SELECT id, uid, size FROM messages"
-                    f" WHERE account_id = ? AND folder IN ({marks})"
-                    " AND pop_removed = 0 AND uid >= ? ORDER BY uid",
-                    (account.id, *folders, account.pop.start_uid),
-                ).fetchall()
             return PopSession(account, True, PopSnapshot.from_rows(rows))
 
         return self._call(thd)
 
-    def renew_pop_locks(self, owner_prefix: str, now: float, lease: float) -> Deferred:
-        def thd() -> int:
-            with self._write(durable=False) as conn:
-                cursor = conn.execute(
-                    "UPDATE pop_locks SET expires = ? WHERE substr(owner, 1, ?) = ?",
-                    (now + lease, len(owner_prefix), owner_prefix),
-                )
-            return cursor.rowcount
-
-        return self._call(thd)
-
     def release_pop_lock(self, account_id: int, owner: str) -> Deferred:
-        def thd() -> None:
-            with self._write(durable=False) as conn:
-                conn.execute(
-                    "DELETE FROM pop_locks WHERE account_id = ? AND owner = ?",
-                    (account_id, owner),
-                )
-
-        return self._call(thd)
+        # A non-blocking fcntl on a local file: no thread trip.
+        try:
+            self._pop_locks.release(account_id, owner)
+        except StoreError:
+            return fail()
+        return succeed(None)
 
     def finish_pop_session(
         self, account_id: int, owner: str, message_ids: list[int], to_trash: bool
     ) -> Deferred:
+        if not message_ids:
+            # Nothing to apply: no database trip, only the lock goes.
+            try:
+                released = self._pop_locks.release(account_id, owner)
+            except StoreError:
+                return fail()
+            if not released:
+                return fail(StoreError("the maildrop lock was lost"))
+            return succeed(None)
+
         def thd() -> None:
-            # Without deletions only the lock goes, which need not be durable.
-            with self._write(durable=bool(message_ids)) as conn:
-                cursor = conn.execute(
-                    "DELETE FROM pop_locks WHERE account_id = ? AND owner = ?",
-                    (account_id, owner),
-                )
-                if cursor.rowcount != 1:
-                    raise StoreError("the maildrop lock was lost")
-                folder = ", folder = 'Trash'" if to_trash else ""
+            if not self._pop_locks.holds(account_id, owner):
+                raise StoreError("the maildrop lock was lost")
+            folder = ", folder = 'Trash'" if to_trash else ""
+            with self._write() as conn:
                 conn.executemany(
                     f"UPDATE messages SET pop_removed = 1{folder}"
                     " WHERE id = ? AND account_id = ?",
                     [(mid, account_id) for mid in message_ids],
                 )
+            # Only after COMMIT: the next session to take the lock must see
+            # these messages gone. A failed commit keeps the lock; the
+            # session releases it when it ends (Maildrop.sync).
+            self._pop_locks.release(account_id, owner)
 
         return self._call(thd)
 

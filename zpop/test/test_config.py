@@ -44,7 +44,6 @@ recipients = 50
 pop_idle_timeout = 300
 smtp_timeout = 120.5
 line_length = 4096
-pop_lock_lease = 90
 
 [accounts]
 default_plan = Paid
@@ -109,7 +108,6 @@ class DefaultsTests(ConfigTestCase):
                 default_plan="free",
                 free_pop_cutoff=None,
                 bcrypt_cost=12,
-                pop_lock_lease=120.0,
                 db_threads=4,
                 save_sent_copy=True,
             ),
@@ -245,7 +243,6 @@ class FileTests(ConfigTestCase):
                 default_plan="paid",
                 free_pop_cutoff=datetime.datetime(2024, 6, 1, tzinfo=datetime.UTC),
                 bcrypt_cost=10,
-                pop_lock_lease=90.0,
                 db_threads=8,
                 workers=3,
                 save_sent_copy=False,
@@ -482,6 +479,17 @@ class ErrorTests(ConfigTestCase):
         """An unknown key is named with the file and section."""
         path, text = self.error("[limits]\nrecipients = 5\nmax_size = 10\n")
         self.assertEqual(text, f"{path}: [limits] max_size: unknown key")
+
+    def test_retired_pop_lock_lease(self) -> None:
+        """pop_lock_lease, which older versions knew, is refused with why it
+        went and what to do, not as an unknown key."""
+        path, text = self.error("[limits]\nrecipients = 5\npop_lock_lease = 120\n")
+        self.assertEqual(
+            text,
+            f"{path}: [limits] pop_lock_lease: no longer used: maildrop locks now"
+            " end with the process that holds them, so there is no lease;"
+            " remove the line",
+        )
 
     def test_unknown_listener(self) -> None:
         """An unknown listener is an unknown key of [listeners]."""

@@ -4,6 +4,7 @@ session learns that its app password was revoked."""
 from __future__ import annotations
 
 import gc
+import sqlite3
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -17,10 +18,9 @@ from zpop.maildrop import (
     READ_AHEAD_MESSAGES,
     SPAM_FOLDERS,
     BodyReader,
-    LeaseRenewer,
     Maildrop,
 )
-from zpop.store import NewMessage, NotFound, PopSnapshot, SQLiteStore
+from zpop.store import NewMessage, NotFound, PopSnapshot, SQLiteStore, StoreError
 from zpop.store.changes import RECHECK, Verified
 from zpop.test.stores import (
     add_account,
@@ -68,9 +68,7 @@ class MaildropTests(_AliceMixin, SynchronousTestCase):
 
     def maildrop(self, identity: str = "alice@example.com") -> Maildrop:
         opened = result(
-            self.store.open_pop_session(
-                "alice@example.com", "owner", self.clock.seconds(), 60, SPAM_FOLDERS
-            )
+            self.store.open_pop_session("alice@example.com", "owner", SPAM_FOLDERS)
         )
         maildrop = Maildrop(
             self.store,
@@ -78,7 +76,6 @@ class MaildropTests(_AliceMixin, SynchronousTestCase):
             opened.messages,
             "owner",
             self.clock,
-            None,
             identity,
         )
         self.addCleanup(maildrop.release)
@@ -154,7 +151,7 @@ class RevocationTests(_AliceMixin, SynchronousTestCase):
 
     def maildrop(self, identity: Identity) -> Maildrop:
         maildrop = Maildrop(
-            self.store, self.alice, PopSnapshot(), "o", self.clock, None, identity
+            self.store, self.alice, PopSnapshot(), "o", self.clock, identity
         )
         self.addCleanup(maildrop.release)
         return maildrop
@@ -199,43 +196,102 @@ class RevocationTests(_AliceMixin, SynchronousTestCase):
         self.assertFalse(maildrop.credentials_current())
 
 
-class LeaseRenewerTests(_AliceMixin, SynchronousTestCase):
-    def test_one_write_renews_every_session(self) -> None:
-        """One renewal per third of a lease keeps every lock of the process's
-        sessions, and none of another process's; the last session to end
-        stops the renewals."""
-        bob = add_account(self.store, "bob@example.com")
-        renewals: list[int] = []
-        renew = self.store.renew_pop_locks
+class MaildropLockTests(_AliceMixin, SynchronousTestCase):
+    """The session's maildrop lock: released by sync after the commit, or by
+    release; a session needs no timer and no database trip to keep it."""
 
-        def counted(*args: Any) -> Any:
-            return renew(*args).addCallback(lambda n: renewals.append(n) or n)
-
-        self.patch(self.store, "renew_pop_locks", counted)
-        renewer = LeaseRenewer(self.store, self.clock, "p1-", 60.0)
-        now = self.clock.seconds()
-        for account, owner in ((self.alice, "p1-1"), (bob, "p1-2")):
-            self.assertTrue(
-                result(self.store.acquire_pop_lock(account.id, owner, now, 60.0))
-            )
-        carol = add_account(self.store, "carol@example.com")
-        result(self.store.acquire_pop_lock(carol.id, "p2-1", now, 60.0))
-        one = Maildrop(
-            self.store, self.alice, PopSnapshot(), "p1-1", self.clock, renewer
+    def session(self, owner: str) -> Maildrop | None:
+        """A Maildrop for alice as ``owner``, or None if the lock is held."""
+        opened = result(
+            self.store.open_pop_session("alice@example.com", owner, SPAM_FOLDERS)
         )
-        two = Maildrop(self.store, bob, PopSnapshot(), "p1-2", self.clock, renewer)
-        for _ in range(6):
-            self.clock.advance(20.0)
-        self.assertEqual(renewals, [2] * 6)
-        later = self.clock.seconds()
-        self.assertFalse(result(self.store.acquire_pop_lock(bob.id, "x", later, 60)))
-        self.assertTrue(result(self.store.acquire_pop_lock(carol.id, "x", later, 60)))
-        result(one.release())
-        self.clock.advance(20.0)
-        self.assertEqual(renewals[-1], 1)
-        result(two.release())
-        self.clock.advance(60.0)
-        self.assertEqual(len(renewals), 7)
+        if not opened.locked:
+            return None
+        maildrop = Maildrop(
+            self.store, opened.account, opened.messages, owner, self.clock
+        )
+        self.addCleanup(maildrop.release)
+        return maildrop
+
+    def count_trips(self) -> list[str]:
+        trips: list[str] = []
+        run = self.store._run
+
+        def counted(f: Any, *args: Any) -> Any:
+            trips.append("trip")
+            return run(f, *args)
+
+        self.patch(self.store, "_run", counted)
+        return trips
+
+    def deliver(self, *subjects: str) -> None:
+        new = [
+            NewMessage("Inbox", f"Subject: {s}\r\n\r\n".encode(), s, 1.0)
+            for s in subjects
+        ]
+        result(self.store.store_messages(self.alice.id, new))
+
+    def test_held_without_upkeep(self) -> None:
+        """An open session schedules nothing and keeps the maildrop however
+        long it lasts."""
+        self.assertIsNotNone(self.session("one"))
+        self.clock.advance(86400.0)
+        self.assertEqual(
+            (self.clock.getDelayedCalls(), self.session("two")), ([], None)
+        )
+
+    def test_sync_without_deletions_no_database_call(self) -> None:
+        """QUIT with nothing deleted frees the lock without a database trip."""
+        self.deliver("a")
+        one = self.session("one")
+        assert one is not None
+        trips = self.count_trips()
+        self.assertIsNone(result(one.sync()))
+        self.assertEqual(trips, [])
+        self.assertIsNotNone(self.session("two"))
+
+    def test_sync_with_deletions(self) -> None:
+        """QUIT with deletions applies them in one trip, then frees the lock."""
+        self.deliver("a", "b")
+        one = self.session("one")
+        assert one is not None
+        one.deleteMessage(0)
+        trips = self.count_trips()
+        self.assertIsNone(result(one.sync()))
+        self.assertEqual(trips, ["trip"])
+        two = self.session("two")
+        assert two is not None
+        self.assertEqual(len(two.listMessages()), 1)
+
+    def test_failed_sync_releases_lock(self) -> None:
+        """A QUIT whose deletions cannot be committed fails, applies nothing,
+        and still ends the session's hold on the maildrop."""
+        self.deliver("a")
+        one = self.session("one")
+        assert one is not None
+        one.deleteMessage(0)
+        conn = sqlite3.connect(self.store.path)
+        with conn:
+            conn.execute(
+                "CREATE TRIGGER refuse BEFORE UPDATE ON messages"
+                " BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+        conn.close()
+        self.assertRaises(StoreError, result, one.sync())
+        two = self.session("two")
+        assert two is not None
+        self.assertEqual(len(two.listMessages()), 1)
+
+    def test_late_release_keeps_newer_session(self) -> None:
+        """Releasing an ended session again, even through the store, never
+        frees the lock of the session that followed it."""
+        one = self.session("one")
+        assert one is not None
+        self.assertIsNone(result(one.sync()))
+        self.assertIsNotNone(self.session("two"))
+        self.assertIsNone(one.release())
+        result(self.store.release_pop_lock(self.alice.id, "one"))
+        self.assertIsNone(self.session("three"))
 
 
 class _SlowStore:

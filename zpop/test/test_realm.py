@@ -14,14 +14,15 @@ from zope.interface.verify import verifyObject
 
 from zpop.auth import LoginRefused
 from zpop.config import Config
+from zpop.maildrop import SPAM_FOLDERS
 from zpop.realm import Realm, Session
-from zpop.store import StoreError
+from zpop.store import SQLiteStore, StoreError
 from zpop.test.stores import add_account, deliver, make_store, read_message, result
+from zpop.threads import run_synchronously
 
 CONFIG = Config(
     hostname="example.test",
     free_pop_cutoff=datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC),
-    pop_lock_lease=60.0,
 )
 CUTOFF = CONFIG.free_pop_cutoff.timestamp()  # type: ignore[union-attr]
 
@@ -125,25 +126,56 @@ class RealmTests(SynchronousTestCase):
         result(first.release())
         self.login()
 
-    def test_heartbeat_keeps_lock(self) -> None:
-        """A live session renews its lease, so a long session keeps the maildrop."""
+    def test_long_session_keeps_lock(self) -> None:
+        """A session keeps the maildrop however long it lasts, with no timer
+        and no renewal."""
         self.enable()
         self.login()
-        for _ in range(10):
-            self.clock.advance(CONFIG.pop_lock_lease / 2)
-        self.assertEqual(self.refusal()[0], "IN-USE")
+        self.clock.advance(7 * 86400.0)
+        self.assertEqual(
+            (self.clock.getDelayedCalls(), self.refusal()[0]), ([], "IN-USE")
+        )
 
-    def test_crashed_lock_expires(self) -> None:
-        """A lock left by a crashed process expires after its lease."""
+    def test_lock_of_another_process(self) -> None:
+        """A session in another process (another store on the database)
+        refuses the login [IN-USE]; the login works as soon as that process
+        ends, with no lease to wait out."""
         self.enable()
-        held = result(
-            self.store.acquire_pop_lock(
-                self.alice.id, "dead", self.clock.seconds(), 60.0
+        other = SQLiteStore(self.store.path, run_synchronously)
+        self.addCleanup(other.close)
+        held = result(other.open_pop_session("alice@example.com", "dead", SPAM_FOLDERS))
+        self.assertTrue(held.locked)
+        self.assertEqual(
+            self.refusal(),
+            ("IN-USE", "Another POP session is already using this mailbox"),
+        )
+        other.close()
+        self.login()
+
+    def test_owner_per_session(self) -> None:
+        """Every session has its own lock owner, across realms of the
+        process, so an ended session's stale release frees nobody's lock."""
+        self.enable()
+        first = self.login()
+        result(first.release())
+        second = Realm(self.store, CONFIG, self.clock)
+        _, maildrop, _ = result(
+            second.requestAvatar(
+                "alice@example.com", Session("127.0.0.1", None), IMailbox
             )
         )
-        self.assertTrue(held)
+        self.addCleanup(maildrop.release)
+        self.assertNotEqual(first._owner, maildrop._owner)
+        result(self.store.release_pop_lock(self.alice.id, first._owner))
         self.assertEqual(self.refusal()[0], "IN-USE")
-        self.clock.advance(60.0)
+
+    def test_refused_login_keeps_no_lock(self) -> None:
+        """A login refused for its account state (here the host name) does
+        not keep the maildrop lock it took."""
+        self.enable()
+        self.assertEqual(
+            self.refusal("alice@example.com", "poppro.example.test")[0], "AUTH"
+        )
         self.login()
 
     def test_spam_policies(self) -> None:
@@ -237,11 +269,10 @@ class RealmTests(SynchronousTestCase):
         maildrop = self.login()
         maildrop.deleteMessage(0)
         result(self.store.release_pop_lock(self.alice.id, maildrop._owner))
-        result(
-            self.store.acquire_pop_lock(
-                self.alice.id, "other", self.clock.seconds(), 60.0
-            )
+        taken = result(
+            self.store.open_pop_session("alice@example.com", "other", SPAM_FOLDERS)
         )
+        self.assertTrue(taken.locked)
         self.assertRaises(StoreError, result, maildrop.sync())
         result(self.store.release_pop_lock(self.alice.id, "other"))
         self.assertEqual(self.subjects(self.login()), ["a"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import threading
 import time
 from typing import TYPE_CHECKING, Any, cast
@@ -36,6 +37,13 @@ from zpop.store.sqlite import SQLiteStore, latest_version, migrate, migrations
 from zpop.threads import ThreadPoolService, run_synchronously
 
 NOW = 1_700_000_000.0
+
+#: open_pop_session's folders per spam policy (zpop.maildrop.SPAM_FOLDERS).
+FOLDERS = {
+    "exclude": ("Inbox",),
+    "include": ("Inbox", "Spam"),
+    "only": ("Spam",),
+}
 
 #: The real reactor, for the tests that run real threads.
 REACTOR = cast(IReactorFromThreads, _global_reactor)
@@ -94,6 +102,18 @@ class StoreConformanceMixin(_MixinBase):
         account = self.ok(self.store.get_account(address))
         self.assertIsNotNone(account)
         return account
+
+    def lock(self, account: Account, owner: str, store: Any = None) -> bool:
+        """Open a POP session on the account (POP enabled) as ``owner``;
+        whether it got the maildrop lock."""
+        store = self.store if store is None else store
+        opened = self.ok(store.open_pop_session(account.address, owner, FOLDERS))
+        return bool(opened.locked)
+
+    def pop_account(self, address: str = "bob@example.com") -> Account:
+        """A new account with POP enabled (mode all)."""
+        self.account(address)
+        return self.ok(self.store.enable_pop(address, "all", NOW))
 
     # -- the interface ----------------------------------------------------
 
@@ -362,13 +382,15 @@ class StoreConformanceMixin(_MixinBase):
     def test_changes_on_delete_and_ban_only(self) -> None:
         """Deleting an account and banning a client move the change counter;
         mail, POP sessions, app-password use and failures do not."""
-        bob = self.account()
+        bob = self.pop_account()
         secret_digest = b"d" * 32
         self.ok(self.store.add_app_password(bob.address, "phone", secret_digest, NOW))
         before = self.store.changes()
-        self.ok(self.store.store_messages(bob.id, [_new()]))
-        self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60))
-        self.ok(self.store.finish_pop_session(bob.id, "a", [], False))
+        (message,) = self.ok(self.store.store_messages(bob.id, [_new()]))
+        self.assertTrue(self.lock(bob, "a"))
+        self.ok(self.store.finish_pop_session(bob.id, "a", [message.id], False))
+        self.assertTrue(self.lock(bob, "b"))
+        self.ok(self.store.finish_pop_session(bob.id, "b", [], False))
         self.ok(self.store.use_app_password(bob.id, secret_digest, NOW))
         self.ok(self.store.note_login_failure("192.0.2.1", bob.address, NOW, 600))
         self.assertEqual(self.store.changes(), before)
@@ -407,7 +429,7 @@ class StoreConformanceMixin(_MixinBase):
         bob = self.account()
         self.ok(self.store.enable_pop("bob@example.com", "all", NOW))
         first, second = self.ok(self.store.store_messages(bob.id, [_new(), _new()]))
-        self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "s1", NOW, 60)))
+        self.assertTrue(self.lock(bob, "s1"))
         self.ok(self.store.finish_pop_session(bob.id, "s1", [first.id], False))
         self.assertEqual(
             [m.id for m in self.ok(self.store.pop_messages(bob.id, ("Inbox",), 0))],
@@ -665,9 +687,9 @@ class StoreConformanceMixin(_MixinBase):
 
     def test_uids_not_reused_after_pop_removal(self) -> None:
         """After a POP session removed every message, new mail gets higher uids."""
-        bob = self.account()
+        bob = self.pop_account()
         stored = self.ok(self.store.store_messages(bob.id, [_new(), _new()]))
-        self.ok(self.store.acquire_pop_lock(bob.id, "s1", NOW, 60))
+        self.assertTrue(self.lock(bob, "s1"))
         self.ok(
             self.store.finish_pop_session(bob.id, "s1", [m.id for m in stored], True)
         )
@@ -708,32 +730,22 @@ class StoreConformanceMixin(_MixinBase):
 
     def test_open_pop_session(self) -> None:
         """One call gives the account, the lock and the queue snapshot of the
-        folders its spam policy names; a second owner gets no lock."""
-        folders = {
-            "exclude": ("Inbox",),
-            "include": ("Inbox", "Spam"),
-            "only": ("Spam",),
-        }
+        folders its spam policy names; a second owner gets no lock until the
+        first lets it go."""
         self.assertIsNone(
-            self.ok(
-                self.store.open_pop_session("no@example.com", "s1", NOW, 60, folders)
-            )
+            self.ok(self.store.open_pop_session("no@example.com", "s1", FOLDERS))
         )
         bob = self.account()
         inbox, spam = self.ok(
             self.store.store_messages(bob.id, [_new(), _new(folder="Spam")])
         )
-        closed = self.ok(
-            self.store.open_pop_session("BOB@example.com", "s1", NOW, 60, folders)
-        )
+        closed = self.ok(self.store.open_pop_session("BOB@example.com", "s1", FOLDERS))
         self.assertEqual(
             (closed.account, closed.locked, closed.messages), (bob, False, ())
         )
         self.ok(self.store.enable_pop("bob@example.com", "all", NOW))
         self.ok(self.store.set_pop_spam("bob@example.com", "include"))
-        opened = self.ok(
-            self.store.open_pop_session("bob@example.com", "s1", NOW, 60, folders)
-        )
+        opened = self.ok(self.store.open_pop_session("bob@example.com", "s1", FOLDERS))
         self.assertEqual(
             (opened.account.address, opened.locked, opened.messages),
             (
@@ -742,18 +754,15 @@ class StoreConformanceMixin(_MixinBase):
                 tuple(PopEntry(m.id, m.uid, m.size) for m in (inbox, spam)),
             ),
         )
-        other = self.ok(
-            self.store.open_pop_session("bob@example.com", "s2", NOW, 60, folders)
-        )
+        other = self.ok(self.store.open_pop_session("bob@example.com", "s2", FOLDERS))
         self.assertEqual((other.locked, other.messages), (False, ()))
-        later = self.ok(
-            self.store.open_pop_session("bob@example.com", "s2", NOW + 60, 60, folders)
-        )
+        self.ok(self.store.release_pop_lock(bob.id, "s1"))
+        later = self.ok(self.store.open_pop_session("bob@example.com", "s2", FOLDERS))
         self.assertEqual((later.locked, len(later.messages)), (True, 2))
 
     def test_pop_messages_filters(self) -> None:
         """pop_messages offers the given folders, not removed, from min_uid on."""
-        bob = self.account()
+        bob = self.pop_account()
         inbox1, spam1, sent, inbox2, spam2, inbox3 = self.ok(
             self.store.store_messages(
                 bob.id,
@@ -767,7 +776,7 @@ class StoreConformanceMixin(_MixinBase):
                 ],
             )
         )
-        self.ok(self.store.acquire_pop_lock(bob.id, "s1", NOW, 60))
+        self.assertTrue(self.lock(bob, "s1"))
         self.ok(self.store.finish_pop_session(bob.id, "s1", [inbox2.id], False))
 
         def offered(folders: tuple[str, ...], min_uid: int) -> list[int]:
@@ -832,67 +841,58 @@ class StoreConformanceMixin(_MixinBase):
     # -- POP locks ------------------------------------------------------------
 
     def test_lock_one_owner(self) -> None:
-        """One owner holds the lock; a second owner is refused meanwhile."""
-        bob = self.account()
-        self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60)))
-        self.assertFalse(
-            self.ok(self.store.acquire_pop_lock(bob.id, "b", NOW + 59, 60))
+        """One owner holds the lock; a second owner is refused meanwhile,
+        however long the first session lasts (nothing expires)."""
+        bob = self.pop_account()
+        self.assertTrue(self.lock(bob, "a"))
+        self.assertFalse(self.lock(bob, "b"))
+        self.assertFalse(self.lock(bob, "a"))
+        # "a" still holds it: its finish succeeds.
+        self.assertIsNone(
+            self.ok(self.store.finish_pop_session(bob.id, "a", [], False))
         )
-        self.assertEqual(self.ok(self.store.renew_pop_locks("a", NOW + 59, 60)), 1)
 
     def test_lock_per_account(self) -> None:
         """Locks of different accounts do not interfere."""
-        bob = self.account("bob@example.com")
-        ann = self.account("ann@example.com")
-        self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60)))
-        self.assertTrue(self.ok(self.store.acquire_pop_lock(ann.id, "b", NOW, 60)))
+        bob = self.pop_account("bob@example.com")
+        ann = self.pop_account("ann@example.com")
+        self.assertTrue(self.lock(bob, "a"))
+        self.assertTrue(self.lock(ann, "b"))
 
-    def test_lock_expired_taken_over(self) -> None:
-        """An expired lease is taken over; the old owner can no longer renew it."""
+    def test_lock_not_taken_for_disabled_pop(self) -> None:
+        """A session refused because POP is disabled takes no lock."""
         bob = self.account()
-        self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60)))
-        self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "b", NOW + 61, 60)))
-        self.assertEqual(self.ok(self.store.renew_pop_locks("a", NOW + 62, 60)), 0)
-        self.assertFalse(
-            self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW + 62, 60))
-        )
-
-    def test_lock_renew_extends(self) -> None:
-        """Renewing extends the lease from the renewal time."""
-        bob = self.account()
-        self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 10))
-        self.assertEqual(self.ok(self.store.renew_pop_locks("a", NOW + 8, 10)), 1)
-        self.assertFalse(
-            self.ok(self.store.acquire_pop_lock(bob.id, "b", NOW + 15, 10))
-        )
-        self.assertTrue(
-            self.ok(self.store.acquire_pop_lock(bob.id, "b", NOW + 18.5, 10))
-        )
-
-    def test_lock_renew_non_owner(self) -> None:
-        """Renewing locks one does not hold renews none and changes nothing."""
-        bob = self.account()
-        self.assertEqual(self.ok(self.store.renew_pop_locks("a", NOW, 60)), 0)
-        self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 10))
-        self.assertEqual(self.ok(self.store.renew_pop_locks("b", NOW + 5, 60)), 0)
-        self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "c", NOW + 10, 60)))
+        self.assertFalse(self.lock(bob, "a"))
+        self.ok(self.store.enable_pop(bob.address, "all", NOW))
+        self.assertTrue(self.lock(bob, "b"))
 
     def test_lock_release(self) -> None:
         """Releasing frees the lock; a non-owner's release is a no-op."""
-        bob = self.account()
-        self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60))
+        bob = self.pop_account()
+        self.assertTrue(self.lock(bob, "a"))
         self.assertIsNone(self.ok(self.store.release_pop_lock(bob.id, "b")))
-        self.assertFalse(self.ok(self.store.acquire_pop_lock(bob.id, "b", NOW, 60)))
+        self.assertFalse(self.lock(bob, "b"))
         self.assertIsNone(self.ok(self.store.release_pop_lock(bob.id, "a")))
-        self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "b", NOW, 60)))
+        self.assertTrue(self.lock(bob, "b"))
+
+    def test_late_release_keeps_newer_lock(self) -> None:
+        """A late or repeated release by an ended session never frees the
+        lock a newer session took."""
+        bob = self.pop_account()
+        self.assertTrue(self.lock(bob, "a"))
+        self.ok(self.store.finish_pop_session(bob.id, "a", [], False))
+        self.assertTrue(self.lock(bob, "b"))
+        self.assertIsNone(self.ok(self.store.release_pop_lock(bob.id, "a")))
+        self.assertIsNone(self.ok(self.store.release_pop_lock(bob.id, "a")))
+        self.assertFalse(self.lock(bob, "c"))
 
     def test_finish_keep(self) -> None:
         """Finishing with keep removes messages from POP but leaves their folder."""
-        bob = self.account()
+        bob = self.pop_account()
         stored = self.ok(
             self.store.store_messages(bob.id, [_new("Inbox"), _new("Spam"), _new()])
         )
-        self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60))
+        self.assertTrue(self.lock(bob, "a"))
         self.assertIsNone(
             self.ok(
                 self.store.finish_pop_session(
@@ -916,13 +916,13 @@ class StoreConformanceMixin(_MixinBase):
             [stored[2]],
         )
         # The session's lock is released.
-        self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "b", NOW, 60)))
+        self.assertTrue(self.lock(bob, "b"))
 
     def test_finish_to_trash(self) -> None:
         """Finishing with to_trash moves the deleted messages to Trash."""
-        bob = self.account()
+        bob = self.pop_account()
         stored = self.ok(self.store.store_messages(bob.id, [_new("Inbox"), _new()]))
-        self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60))
+        self.assertTrue(self.lock(bob, "a"))
         self.ok(self.store.finish_pop_session(bob.id, "a", [stored[1].id], True))
         self.assertEqual(
             [
@@ -935,31 +935,45 @@ class StoreConformanceMixin(_MixinBase):
             self.ok(self.store.read_body(stored[1].id, 0, 1000)), _new().body
         )
 
+    def test_finish_without_deletions(self) -> None:
+        """Finishing with nothing to delete changes no message and frees
+        the lock."""
+        bob = self.pop_account()
+        stored = self.ok(self.store.store_messages(bob.id, [_new()]))
+        self.assertTrue(self.lock(bob, "a"))
+        self.assertIsNone(self.ok(self.store.finish_pop_session(bob.id, "a", [], True)))
+        self.assertEqual(self.ok(self.store.list_messages(bob.id)), stored)
+        self.assertTrue(self.lock(bob, "b"))
+
     def test_finish_ignores_other_accounts_messages(self) -> None:
         """A session's deletions never touch another account's messages."""
-        bob = self.account("bob@example.com")
+        bob = self.pop_account("bob@example.com")
         ann = self.account("ann@example.com")
         anns = self.ok(self.store.store_messages(ann.id, [_new()]))
-        self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60))
+        self.assertTrue(self.lock(bob, "a"))
         self.ok(self.store.finish_pop_session(bob.id, "a", [anns[0].id], True))
         self.assertEqual(self.ok(self.store.list_messages(ann.id)), anns)
 
     def test_finish_by_non_owner(self) -> None:
-        """Finishing without holding the lock fails StoreError, applying nothing."""
-        bob = self.account()
+        """Finishing without holding the lock fails StoreError, applying
+        nothing and leaving the holder's lock alone."""
+        bob = self.pop_account()
         stored = self.ok(self.store.store_messages(bob.id, [_new()]))
-        self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60))
-        error = self.fails(
-            self.store.finish_pop_session(bob.id, "b", [stored[0].id], True),
-            StoreError,
-        )
-        self.assertEqual(str(error), "the maildrop lock was lost")
+        self.assertTrue(self.lock(bob, "a"))
+        for ids in ([stored[0].id], []):
+            error = self.fails(
+                self.store.finish_pop_session(bob.id, "b", ids, True), StoreError
+            )
+            self.assertEqual(str(error), "the maildrop lock was lost")
         self.assertEqual(self.ok(self.store.list_messages(bob.id)), stored)
-        self.assertEqual(self.ok(self.store.renew_pop_locks("a", NOW, 60)), 1)
+        self.assertFalse(self.lock(bob, "c"))
+        self.assertIsNone(
+            self.ok(self.store.finish_pop_session(bob.id, "a", [], False))
+        )
 
     def test_finish_without_any_lock(self) -> None:
         """Finishing a session that never held the lock fails StoreError."""
-        bob = self.account()
+        bob = self.pop_account()
         stored = self.ok(self.store.store_messages(bob.id, [_new()]))
         self.fails(
             self.store.finish_pop_session(bob.id, "a", [stored[0].id], False),
@@ -967,19 +981,25 @@ class StoreConformanceMixin(_MixinBase):
         )
         self.assertEqual(self.ok(self.store.list_messages(bob.id)), stored)
 
-    def test_finish_after_takeover(self) -> None:
-        """A session whose lease was taken over applies nothing at QUIT."""
-        bob = self.account()
+    def test_finish_after_release(self) -> None:
+        """A session whose lock was released (and taken by another session)
+        applies nothing at QUIT."""
+        bob = self.pop_account()
         stored = self.ok(self.store.store_messages(bob.id, [_new(), _new()]))
-        self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60))
-        self.ok(self.store.acquire_pop_lock(bob.id, "b", NOW + 120, 60))
-        self.fails(
+        self.assertTrue(self.lock(bob, "a"))
+        self.ok(self.store.release_pop_lock(bob.id, "a"))
+        self.assertTrue(self.lock(bob, "b"))
+        error = self.fails(
             self.store.finish_pop_session(bob.id, "a", [m.id for m in stored], True),
             StoreError,
         )
+        self.assertEqual(str(error), "the maildrop lock was lost")
         self.assertEqual(self.ok(self.store.list_messages(bob.id)), stored)
         # The new owner still holds its lock.
-        self.assertEqual(self.ok(self.store.renew_pop_locks("b", NOW + 130, 60)), 1)
+        self.assertFalse(self.lock(bob, "c"))
+        self.assertIsNone(
+            self.ok(self.store.finish_pop_session(bob.id, "b", [], False))
+        )
 
     # -- accepting SMTP mail ------------------------------------------------
 
@@ -1469,11 +1489,213 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         self.assertEqual(self.get(), changed)
         stored = self.ok(other.store_messages(bob.id, [_new()]))
         self.assertEqual(self.ok(self.store.list_messages(bob.id)), stored)
-        self.assertTrue(self.ok(self.store.acquire_pop_lock(bob.id, "a", NOW, 60)))
-        self.assertFalse(self.ok(other.acquire_pop_lock(bob.id, "b", NOW, 60)))
+        self.assertTrue(self.lock(bob, "a"))
+        self.assertFalse(self.lock(bob, "b", other))
         before = self.store.changes()
         self.ok(other.set_two_factor("bob@example.com", True))
         self.assertNotEqual(self.store.changes(), before)
+
+    # -- maildrop locks (zpop.store.locks) -----------------------------------
+
+    def count_trips(self, store: SQLiteStore | None = None) -> list[str]:
+        """Patch the store's runner to record every database thread trip."""
+        store = self.store if store is None else store
+        trips: list[str] = []
+        run = store._run
+
+        def counted(f: Any, *args: Any) -> defer.Deferred:
+            trips.append("trip")
+            return run(f, *args)
+
+        self.patch(store, "_run", counted)
+        return trips
+
+    def count_writes(self) -> list[bool]:
+        """Patch the store to record every write transaction it opens."""
+        writes: list[bool] = []
+        write = self.store._write
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            writes.append(True)
+            return write(*args, **kwargs)
+
+        self.patch(self.store, "_write", counted)
+        return writes
+
+    def test_lock_file_beside_database(self) -> None:
+        """The lock file is made (0600) beside the database by the first POP
+        session, not by opening the store (the zpop command)."""
+        bob = self.pop_account()
+        lock_path = f"{self.store.path}-pop-locks"
+        self.assertFalse(os.path.exists(lock_path))
+        self.assertTrue(self.lock(bob, "a"))
+        self.assertEqual(stat.S_IMODE(os.stat(lock_path).st_mode), 0o600)
+
+    def test_lock_held_by_another_process_refuses(self) -> None:
+        """A lock held through another description of the file (another
+        process: a worker, or the server beside a test) refuses the
+        session; it is free as soon as that store closes (its process
+        ends), with nothing to wait out."""
+        bob = self.pop_account()
+        other = SQLiteStore(self.store.path, run_synchronously)
+        self.addCleanup(other.close)
+        self.assertTrue(self.lock(bob, "a", other))
+        opened = self.ok(self.store.open_pop_session(bob.address, "b", FOLDERS))
+        self.assertEqual(
+            (opened.account, opened.locked, opened.messages), (bob, False, ())
+        )
+        other.close()
+        self.assertTrue(self.lock(bob, "b"))
+
+    def test_close_frees_locks(self) -> None:
+        """Closing the store drops the locks of its sessions."""
+        bob = self.pop_account()
+        other = SQLiteStore(self.store.path, run_synchronously)
+        self.addCleanup(other.close)
+        self.assertTrue(self.lock(bob, "a"))
+        self.store.close()
+        self.assertTrue(self.lock(bob, "b", other))
+        self.assertIsNone(self.ok(self.store.release_pop_lock(bob.id, "a")))
+        self.assertFalse(self.lock(bob, "c", other))
+
+    def test_open_pop_session_reads_only(self) -> None:
+        """Opening a session is one thread trip and writes nothing."""
+        bob = self.pop_account()
+        trips, writes = self.count_trips(), self.count_writes()
+        self.assertTrue(self.lock(bob, "a"))
+        self.assertFalse(self.lock(bob, "b"))
+        self.assertEqual((trips, writes), (["trip", "trip"], []))
+
+    def test_finish_without_deletions_no_database_call(self) -> None:
+        """A session that deleted nothing ends without a database trip, and
+        so does releasing a lock."""
+        bob = self.pop_account()
+        self.assertTrue(self.lock(bob, "a"))
+        self.assertFalse(self.lock(bob, "c"))
+        trips = self.count_trips()
+        self.assertIsNone(
+            self.ok(self.store.finish_pop_session(bob.id, "a", [], False))
+        )
+        self.fails(self.store.finish_pop_session(bob.id, "a", [], False), StoreError)
+        self.assertIsNone(self.ok(self.store.release_pop_lock(bob.id, "a")))
+        self.assertEqual(trips, [])
+        self.assertTrue(self.lock(bob, "b"))
+
+    def test_finish_with_deletions_one_write(self) -> None:
+        """Deletions cost one thread trip and one write transaction."""
+        bob = self.pop_account()
+        (message,) = self.ok(self.store.store_messages(bob.id, [_new()]))
+        self.assertTrue(self.lock(bob, "a"))
+        trips, writes = self.count_trips(), self.count_writes()
+        self.ok(self.store.finish_pop_session(bob.id, "a", [message.id], False))
+        self.assertEqual((trips, writes), (["trip"], [True]))
+
+    def test_finish_releases_after_commit(self) -> None:
+        """The lock is released only once the deletions are committed: at
+        that moment another connection already sees them."""
+        bob = self.pop_account()
+        stored = self.ok(self.store.store_messages(bob.id, [_new(), _new()]))
+        self.assertTrue(self.lock(bob, "a"))
+        seen: list[list[tuple[int, int]]] = []
+        release = self.store._pop_locks.release
+
+        def observed(account_id: int, owner: str) -> bool:
+            conn = sqlite3.connect(self.store.path)
+            try:
+                seen.append(
+                    conn.execute(
+                        "SELECT id, pop_removed FROM messages ORDER BY id"
+                    ).fetchall()
+                )
+            finally:
+                conn.close()
+            return release(account_id, owner)
+
+        self.patch(self.store._pop_locks, "release", observed)
+        self.ok(self.store.finish_pop_session(bob.id, "a", [stored[0].id], False))
+        self.assertEqual(seen, [[(stored[0].id, 1), (stored[1].id, 0)]])
+
+    def test_snapshot_read_after_lock(self) -> None:
+        """The snapshot is read after the lock is taken, so it never misses
+        the deletions of a session (here another process's) that committed
+        and let the lock go just before."""
+        bob = self.pop_account()
+        stored = self.ok(self.store.store_messages(bob.id, [_new(), _new()]))
+        other = SQLiteStore(self.store.path, run_synchronously)
+        self.addCleanup(other.close)
+        self.assertTrue(self.lock(bob, "a", other))
+        acquire = self.store._pop_locks.acquire
+
+        def after_other_finished(account_id: int, owner: str) -> bool:
+            # The other session commits its deletion and releases the lock
+            # between this session's first look and its lock.
+            self.ok(other.finish_pop_session(bob.id, "a", [stored[0].id], False))
+            return acquire(account_id, owner)
+
+        self.patch(self.store._pop_locks, "acquire", after_other_finished)
+        opened = self.ok(self.store.open_pop_session(bob.address, "b", FOLDERS))
+        self.assertEqual(
+            (opened.locked, [entry.id for entry in opened.messages]),
+            (True, [stored[1].id]),
+        )
+
+    def test_account_deleted_while_locking(self) -> None:
+        """An account deleted between the first look and the snapshot gives
+        None, and its lock is not kept."""
+        bob = self.pop_account()
+        acquire = self.store._pop_locks.acquire
+
+        def deleted_first(account_id: int, owner: str) -> bool:
+            conn = sqlite3.connect(self.store.path)
+            conn.execute("PRAGMA foreign_keys = ON")
+            with conn:
+                conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
+            conn.close()
+            return acquire(account_id, owner)
+
+        self.patch(self.store._pop_locks, "acquire", deleted_first)
+        self.assertIsNone(
+            self.ok(self.store.open_pop_session(bob.address, "a", FOLDERS))
+        )
+        self.assertFalse(self.store._pop_locks.holds(bob.id, "a"))
+
+    def test_failed_commit_keeps_lock(self) -> None:
+        """If the deletions cannot be committed, nothing is applied, the
+        call fails StoreError and the session still holds its lock, for
+        its end to release."""
+        bob = self.pop_account()
+        stored = self.ok(self.store.store_messages(bob.id, [_new()]))
+        self.assertTrue(self.lock(bob, "a"))
+        conn = sqlite3.connect(self.store.path)
+        with conn:
+            conn.execute(
+                "CREATE TRIGGER refuse BEFORE UPDATE ON messages"
+                " BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+        conn.close()
+        error = self.fails(
+            self.store.finish_pop_session(bob.id, "a", [stored[0].id], False),
+            StoreError,
+        )
+        self.assertEqual(str(error), f"database error in {self.store.path}: disk full")
+        self.assertEqual(self.ok(self.store.list_messages(bob.id)), stored)
+        self.assertFalse(self.lock(bob, "b"))
+        self.ok(self.store.release_pop_lock(bob.id, "a"))
+        self.assertTrue(self.lock(bob, "b"))
+
+    def test_unusable_lock_file(self) -> None:
+        """A lock file that cannot be opened fails the session with
+        StoreError naming it."""
+        bob = self.pop_account()
+        lock_path = f"{self.store.path}-pop-locks"
+        os.mkdir(lock_path)
+        error = self.fails(
+            self.store.open_pop_session(bob.address, "a", FOLDERS), StoreError
+        )
+        self.assertEqual(
+            str(error),
+            f"cannot open the maildrop lock file {lock_path}: Is a directory",
+        )
 
     def test_waits_for_a_busy_writer(self) -> None:
         """A write waits while another connection holds the write lock."""
@@ -1555,6 +1777,36 @@ class MigrationTests(SynchronousTestCase):
                 d = store.read_body(uid, offset, 100000)
                 chunks.append(self.successResultOf(d))
             self.assertEqual(b"".join(chunks), body, size)
+
+    def test_pop_locks_table_dropped(self) -> None:
+        """Migration 006 drops pop_locks, rows an older server left in it
+        included: maildrop locks are kernel locks now."""
+        path = os.path.join(self.directory(), "zpop.sqlite")
+        migrate(path, to_version=5)
+        conn = sqlite3.connect(path)
+        with conn:
+            conn.execute(
+                "INSERT INTO domains (name, organization, created)"
+                " VALUES ('example.com', 0, 0)"
+            )
+            conn.execute(
+                "INSERT INTO accounts (address, domain_id, plan, created,"
+                " uid_validity) VALUES ('a@example.com', 1, 'paid', 0, 1)"
+            )
+            conn.execute(
+                "INSERT INTO pop_locks (account_id, owner, expires)"
+                " VALUES (1, 'old-server-1', 1e12)"
+            )
+        conn.close()
+        self.assertEqual(migrate(path), latest_version())
+        self.assertNotIn("pop_locks", [name for _, name, _ in _schema(path)])
+        store = SQLiteStore(path, run_synchronously)
+        self.addCleanup(store.close)
+        self.successResultOf(store.enable_pop("a@example.com", "all", NOW))
+        opened = self.successResultOf(
+            store.open_pop_session("a@example.com", "s1", FOLDERS)
+        )
+        self.assertTrue(opened.locked)
 
     def test_creates_atomically(self) -> None:
         """migrate creates the database, WAL, leaving no temporary file."""
@@ -1677,8 +1929,11 @@ class ThreadedSQLiteStoreTests(TestCase):
         yield self.store.enable_pop("bob@example.com", "all", NOW)
         body = b"x" * 5000
         stored = yield self.store.store_messages(bob.id, [_new(body=body), _new()])
-        self.assertTrue((yield self.store.acquire_pop_lock(bob.id, "a", NOW, 60)))
-        self.assertFalse((yield self.store.acquire_pop_lock(bob.id, "b", NOW, 60)))
+        first = yield self.store.open_pop_session(bob.address, "a", FOLDERS)
+        second = yield self.store.open_pop_session(bob.address, "b", FOLDERS)
+        self.assertEqual(
+            (first.locked, len(first.messages), second.locked), (True, 2, False)
+        )
         chunks = yield defer.gatherResults(
             [
                 self.store.read_body(stored[0].id, offset, 1024)
@@ -1689,6 +1944,30 @@ class ThreadedSQLiteStoreTests(TestCase):
         yield self.store.finish_pop_session(bob.id, "a", [stored[0].id], True)
         offered = yield self.store.pop_messages(bob.id, ("Inbox",), 0)
         self.assertEqual(offered, [stored[1]])
+
+    @defer.inlineCallbacks
+    def test_concurrent_sessions_one_lock(self) -> Any:
+        """Sessions opened at once on pool threads for one account: exactly
+        one gets the lock, and once it ends exactly one of the next."""
+        yield self.store.add_domain("example.com", False, NOW)
+        bob = yield self.store.add_account("bob@example.com", "paid", False, None, NOW)
+        yield self.store.enable_pop("bob@example.com", "all", NOW)
+        opened = yield defer.gatherResults(
+            [
+                self.store.open_pop_session(bob.address, f"s{i}", FOLDERS)
+                for i in range(12)
+            ]
+        )
+        winners = [f"s{i}" for i, session in enumerate(opened) if session.locked]
+        self.assertEqual(len(winners), 1)
+        yield self.store.finish_pop_session(bob.id, winners[0], [], False)
+        again = yield defer.gatherResults(
+            [
+                self.store.open_pop_session(bob.address, f"t{i}", FOLDERS)
+                for i in range(12)
+            ]
+        )
+        self.assertEqual(sum(session.locked for session in again), 1)
 
     @defer.inlineCallbacks
     def test_connections_per_thread(self) -> Any:

@@ -1,0 +1,141 @@
+"""Maildrop locks: at most one POP session per account, across every process.
+
+RFC 1939 gives a POP session exclusive access to its maildrop. The lock used
+to be a row in the database with a lease, which cost two write transactions
+per session, a renewal timer, and a lock that outlived a crashed process by
+its lease. Now it is a kernel lock: a Linux open-file-description (OFD)
+write lock on the one byte at offset ``account_id`` of a lock file beside
+the database (``<database>-pop-locks``). The kernel drops a process's OFD
+locks when the process ends, however it ends (``kill -9`` included), so
+there is nothing to renew and nothing to expire, and taking or dropping
+one is a non-blocking system call, cheap enough for the reactor thread.
+
+OFD locks conflict between open file descriptions, not between the sessions
+of one process: every session of a process shares this object's one
+description, whose locks never conflict with each other. So within the
+process a dict records which session (``owner``) holds each account's lock,
+and a second session for the same account is refused exactly like one in
+another process. Only the holder can release a lock, so a late or repeated
+release never frees a newer session's lock. The dict is guarded by a
+``threading.Lock``: the store takes locks in its database threads.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import struct
+import threading
+
+from zpop.store.interface import StoreError
+
+#: ``struct flock`` on 64-bit Linux (x86-64, arm64): short l_type, short
+#: l_whence, 4 bytes of alignment padding, off_t l_start, off_t l_len,
+#: pid_t l_pid (0, as OFD locks require), 4 bytes of trailing padding.
+FLOCK = struct.Struct("=hh4xqqi4x")
+assert FLOCK.size == 32
+
+#: fcntl's answers when a conflicting lock is held through another
+#: description (POSIX allows either).
+_HELD_ELSEWHERE = (errno.EAGAIN, errno.EACCES)
+
+
+class MaildropLocks:
+    """The maildrop locks one store holds, in the lock file at ``path``.
+
+    The file (mode 0600) is opened, and created if missing, on the first
+    ``acquire``, so a ``zpop`` command that never opens a POP session never
+    makes it. ``owner_of`` names a file whose owner the lock file is given
+    when root creates it, so a server running as that owner can still open
+    it (as ``zpop.store.changes`` does).
+    """
+
+    def __init__(self, path: str, owner_of: str | None = None) -> None:
+        self.path = path
+        self._owner_of = owner_of
+        self._fd: int | None = None
+        self._closed = False
+        #: account id -> the owner holding its lock through this description.
+        self._holders: dict[int, str] = {}
+        self._mutex = threading.Lock()
+
+    def acquire(self, account_id: int, owner: str) -> bool:
+        """Take the account's lock for ``owner``; False if any session, of
+        this process or another, holds it. Never blocks."""
+        with self._mutex:
+            if account_id in self._holders:
+                return False
+            fd = self._open()
+            try:
+                fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock(fcntl.F_WRLCK, account_id))
+            except OSError as e:
+                if e.errno in _HELD_ELSEWHERE:
+                    return False
+                raise StoreError(
+                    f"cannot lock maildrop {account_id} in {self.path}: {e.strerror}"
+                ) from e
+            self._holders[account_id] = owner
+            return True
+
+    def holds(self, account_id: int, owner: str) -> bool:
+        """Whether ``owner`` holds the account's lock."""
+        with self._mutex:
+            return self._holders.get(account_id) == owner
+
+    def release(self, account_id: int, owner: str) -> bool:
+        """Give the account's lock up if ``owner`` holds it; returns whether
+        it did (False, changing nothing, for anyone else). Never blocks."""
+        with self._mutex:
+            if self._holders.get(account_id) != owner:
+                return False
+            del self._holders[account_id]
+            assert self._fd is not None
+            try:
+                fcntl.fcntl(
+                    self._fd, fcntl.F_OFD_SETLK, _flock(fcntl.F_UNLCK, account_id)
+                )
+            except OSError as e:
+                raise StoreError(
+                    f"cannot unlock maildrop {account_id} in {self.path}: {e.strerror}"
+                ) from e
+            return True
+
+    def close(self) -> None:
+        """Drop every lock held here (closing the description does) and
+        close the file; acquiring afterwards fails StoreError."""
+        with self._mutex:
+            self._closed = True
+            self._holders.clear()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def _open(self) -> int:
+        if self._fd is not None:
+            return self._fd
+        if self._closed:
+            raise StoreError(f"the maildrop lock file {self.path} is closed")
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise StoreError(
+                f"cannot open the maildrop lock file {self.path}: {e.strerror}"
+            ) from e
+        try:
+            if self._owner_of is not None and os.geteuid() == 0:
+                owner = os.stat(self._owner_of)
+                os.fchown(fd, owner.st_uid, owner.st_gid)
+        except OSError as e:
+            os.close(fd)
+            raise StoreError(
+                f"cannot give the maildrop lock file {self.path} to the owner"
+                f" of {self._owner_of}: {e.strerror}"
+            ) from e
+        self._fd = fd
+        return fd
+
+
+def _flock(kind: int, account_id: int) -> bytes:
+    """A ``struct flock`` for the one byte of ``account_id``."""
+    return FLOCK.pack(kind, os.SEEK_SET, account_id, 1, 0)
