@@ -62,20 +62,17 @@ class RunSynchronouslyTests(SynchronousTestCase):
 
 
 class ThreadPoolServiceLifecycleTests(SynchronousTestCase):
-    """The pool's life follows the service's."""
+    """The pool's threads live while the service runs."""
 
     def test_configuration(self) -> None:
-        """The service is named, and its pool is bounded by the given size."""
+        """The service is named and sized; no thread runs before it starts."""
         service = ThreadPoolService(REACTOR, "db", 3)
-        self.assertEqual(
-            (service.name, service.pool.name, service.pool.min, service.pool.max),
-            ("db", "db", 1, 3),
-        )
+        self.assertEqual((service.name, service.size, service.threads), ("db", 3, []))
 
     def test_starts_and_stops_with_service(self) -> None:
-        """Starting the service starts the pool; stopping it joins the threads."""
+        """Threads start when calls need them, named after the pool; stopping
+        the service ends and joins them."""
         service = ThreadPoolService(REACTOR, "zpop-test-lifecycle", 2)
-        self.assertFalse(service.pool.started)
         service.startService()
 
         def stop() -> None:
@@ -83,19 +80,27 @@ class ThreadPoolServiceLifecycleTests(SynchronousTestCase):
                 service.stopService()
 
         self.addCleanup(stop)
+        idle_at_start = list(service.threads)
+        ran = threading.Event()
+        service(ran.set)
+        self.assertTrue(ran.wait(10))
+        started = list(service.threads)
         self.assertEqual(
-            (bool(service.running), service.pool.started, service.pool.joined),
-            (True, True, False),
+            (
+                bool(service.running),
+                idle_at_start,
+                [(t.name, t.is_alive()) for t in started],
+            ),
+            (True, [], [("zpop-test-lifecycle-0", True)]),
         )
         service.stopService()
         self.assertEqual(
             (
                 bool(service.running),
-                service.pool.started,
-                service.pool.joined,
-                [t for t in service.pool.threads if t.is_alive()],
+                service.threads,
+                [t for t in started if t.is_alive()],
             ),
-            (False, False, True, []),
+            (False, [], []),
         )
 
     def test_starts_and_stops_in_a_tree(self) -> None:
@@ -106,9 +111,35 @@ class ThreadPoolServiceLifecycleTests(SynchronousTestCase):
         self.assertIs(tree.getServiceNamed("zpop-test-tree"), service)
         tree.startService()
         self.addCleanup(lambda: tree.running and tree.stopService())
-        self.assertTrue(service.pool.started)
+        ran = threading.Event()
+        service(ran.set)
+        self.assertTrue(ran.wait(10))
+        started = list(service.threads)
         self.successResultOf(defer.maybeDeferred(tree.stopService))
-        self.assertEqual((service.pool.started, service.pool.joined), (False, True))
+        self.assertEqual(
+            (len(started), service.threads, [t for t in started if t.is_alive()]),
+            (1, [], []),
+        )
+
+    def test_queued_before_start(self) -> None:
+        """A call made before the service starts runs once it has; stopping
+        runs what is queued before the threads end."""
+        service = ThreadPoolService(REACTOR, "zpop-test-early", 1)
+        ran = threading.Event()
+        service(ran.set)
+        self.assertFalse(ran.is_set())
+        service.startService()
+        service.stopService()
+        self.assertTrue(ran.is_set())
+
+    def test_refused_after_stop(self) -> None:
+        """A call after the service stopped fails at once: no thread would
+        ever run it."""
+        service = ThreadPoolService(REACTOR, "zpop-test-stopped", 1)
+        service.startService()
+        service.stopService()
+        failure = self.failureResultOf(service(_describe), RuntimeError)
+        self.assertEqual(str(failure.value), "thread pool zpop-test-stopped is stopped")
 
 
 class ThreadPoolServiceTests(TestCase):
@@ -125,7 +156,7 @@ class ThreadPoolServiceTests(TestCase):
         here = threading.current_thread()
         thread, args, kwargs = yield self.service(_describe, 1, key="value")
         self.assertIsNot(thread, here)
-        self.assertIn(thread, self.service.pool.threads)
+        self.assertIn(thread, self.service.threads)
         self.assertEqual((args, kwargs), ((1,), {"key": "value"}))
 
     @defer.inlineCallbacks
@@ -145,6 +176,14 @@ class ThreadPoolServiceTests(TestCase):
         self.assertEqual(str(error), "broken")
 
     @defer.inlineCallbacks
+    def test_reuses_the_last_idle_thread(self) -> Any:
+        """Calls one after another run on one thread: no second thread starts
+        while one is idle."""
+        first, _, _ = yield self.service(_describe)
+        second, _, _ = yield self.service(_describe)
+        self.assertEqual((second, self.service.threads), (first, [first]))
+
+    @defer.inlineCallbacks
     def test_concurrent_calls(self) -> Any:
         """Several calls run at once, on at most ``size`` threads."""
         barrier = threading.Barrier(2, timeout=10)
@@ -155,7 +194,7 @@ class ThreadPoolServiceTests(TestCase):
 
         threads = yield defer.gatherResults([self.service(meet), self.service(meet)])
         self.assertEqual(len(set(threads)), 2)
-        self.assertLessEqual(len(self.service.pool.threads), 2)
+        self.assertLessEqual(len(self.service.threads), 2)
 
 
 class NicePoolTests(TestCase):
