@@ -586,7 +586,8 @@ def write_results(
         'doing better. "zpop first" is the first run\'s zpop column '
         '(bench/first_run.json), before any optimisation; "zpop previous" the '
         "previous session's final run (bench/previous_run.json), before the "
-        "change counter, read-ahead and worker processes.",
+        "ECDSA certificate, kernel maildrop locks, the new thread pool and the "
+        "bench's warm-ups.",
         "",
     ]
     lines += meta + [""]
