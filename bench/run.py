@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import multiprocessing
 import os
@@ -639,8 +640,27 @@ def write_results(
 # -- profiling --------------------------------------------------------------
 
 
+def _pool_waits() -> tuple[str, ...]:
+    """The frames of zpop's pool threads blocked waiting for work: py-spy
+    counts a thread blocked in SimpleQueue.get as running."""
+    from zpop.threads import ThreadPoolService
+
+    lines, first = inspect.getsourcelines(ThreadPoolService._work)
+    return tuple(
+        f"ThreadPoolService._work (zpop/threads.py:{first + n})"
+        for n, text in enumerate(lines)
+        if "inbox.get()" in text
+    )
+
+
 #: Leaf frames of threads waiting, not running: left out of the shares.
-IDLE_FRAMES = ("Condition.wait", "epollreactor.py:227", "untilConcludes", "Event.wait")
+IDLE_FRAMES = (
+    "Condition.wait",
+    "epollreactor.py:227",
+    "untilConcludes",
+    "Event.wait",
+    *_pool_waits(),
+)
 
 
 def top_frames(raw_path: str, n: int = 15) -> tuple[list[str], list[str]]:
@@ -712,8 +732,13 @@ def profile(name: str, pid: int, seconds: float, load: Callable[[], Any]) -> lis
         except subprocess.TimeoutExpired:
             spy_proc.kill()
             spy_proc.wait()
-    own, incl = top_frames(os.path.join(outdir, f"{name}.txt"))
-    out += [
+    return out + summary(name)
+
+
+def summary(name: str) -> list[str]:
+    """RESULTS.md's section for the profile bench/profiles/NAME.txt."""
+    own, incl = top_frames(os.path.join(BENCH_DIR, "profiles", f"{name}.txt"))
+    out = [
         f"### {name}",
         "",
         f"Flame graph: `bench/profiles/{name}.svg`, raw "
