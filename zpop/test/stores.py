@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -81,3 +82,15 @@ def read_message(mailbox: Any, index: int) -> bytes:
         if not data:
             return b"".join(parts)
         parts.append(data)
+
+
+def refuse_message_updates(path: str) -> None:
+    """Make every later UPDATE of messages in the database at ``path`` fail,
+    as a full disk would fail a commit."""
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE UPDATE ON messages"
+            " BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+    conn.close()

@@ -4,7 +4,6 @@ session learns that its app password was revoked."""
 from __future__ import annotations
 
 import gc
-import sqlite3
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -27,6 +26,7 @@ from zpop.test.stores import (
     add_app_password,
     make_store,
     read_message,
+    refuse_message_updates,
     result,
 )
 from zpop.threads import run_synchronously
@@ -270,13 +270,7 @@ class MaildropLockTests(_AliceMixin, SynchronousTestCase):
         one = self.session("one")
         assert one is not None
         one.deleteMessage(0)
-        conn = sqlite3.connect(self.store.path)
-        with conn:
-            conn.execute(
-                "CREATE TRIGGER refuse BEFORE UPDATE ON messages"
-                " BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-            )
-        conn.close()
+        refuse_message_updates(self.store.path)
         self.assertRaises(StoreError, result, one.sync())
         two = self.session("two")
         assert two is not None

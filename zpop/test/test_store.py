@@ -34,6 +34,7 @@ from zpop.store.interface import (
     StoreError,
 )
 from zpop.store.sqlite import SQLiteStore, latest_version, migrate, migrations
+from zpop.test.stores import refuse_message_updates
 from zpop.threads import ThreadPoolService, run_synchronously
 
 NOW = 1_700_000_000.0
@@ -65,6 +66,17 @@ if TYPE_CHECKING:
     _MixinBase = SynchronousTestCase
 else:
     _MixinBase = object
+
+
+def _seed_account(conn: sqlite3.Connection) -> None:
+    """example.com and a@example.com (id 1), straight into an old schema."""
+    conn.execute(
+        "INSERT INTO domains (name, organization, created) VALUES ('example.com', 0, 0)"
+    )
+    conn.execute(
+        "INSERT INTO accounts (address, domain_id, plan, created,"
+        " uid_validity) VALUES ('a@example.com', 1, 'paid', 0, 1)"
+    )
 
 
 class StoreConformanceMixin(_MixinBase):
@@ -1666,13 +1678,7 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         bob = self.pop_account()
         stored = self.ok(self.store.store_messages(bob.id, [_new()]))
         self.assertTrue(self.lock(bob, "a"))
-        conn = sqlite3.connect(self.store.path)
-        with conn:
-            conn.execute(
-                "CREATE TRIGGER refuse BEFORE UPDATE ON messages"
-                " BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-            )
-        conn.close()
+        refuse_message_updates(self.store.path)
         error = self.fails(
             self.store.finish_pop_session(bob.id, "a", [stored[0].id], False),
             StoreError,
@@ -1747,14 +1753,7 @@ class MigrationTests(SynchronousTestCase):
         sizes = [1, 262143, 262144, 262145, 3 * 262144 + 7]
         conn = sqlite3.connect(path)
         with conn:
-            conn.execute(
-                "INSERT INTO domains (name, organization, created)"
-                " VALUES ('example.com', 0, 0)"
-            )
-            conn.execute(
-                "INSERT INTO accounts (address, domain_id, plan, created,"
-                " uid_validity) VALUES ('a@example.com', 1, 'paid', 0, 1)"
-            )
+            _seed_account(conn)
             for uid, size in enumerate(sizes, start=1):
                 body = bytes((uid + i) % 251 for i in range(size))
                 cursor = conn.execute(
@@ -1785,14 +1784,7 @@ class MigrationTests(SynchronousTestCase):
         migrate(path, to_version=5)
         conn = sqlite3.connect(path)
         with conn:
-            conn.execute(
-                "INSERT INTO domains (name, organization, created)"
-                " VALUES ('example.com', 0, 0)"
-            )
-            conn.execute(
-                "INSERT INTO accounts (address, domain_id, plan, created,"
-                " uid_validity) VALUES ('a@example.com', 1, 'paid', 0, 1)"
-            )
+            _seed_account(conn)
             conn.execute(
                 "INSERT INTO pop_locks (account_id, owner, expires)"
                 " VALUES (1, 'old-server-1', 1e12)"
