@@ -35,7 +35,7 @@ from typing import Any
 from twisted.application import service
 from twisted.internet import abstract
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.interfaces import IProtocolFactory, IPushProducer
 from twisted.internet.main import CONNECTION_DONE
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import (
@@ -48,7 +48,7 @@ from twisted.logger import (
     globalLogPublisher,
 )
 from twisted.python.failure import Failure
-from zope.interface import provider
+from zope.interface import implementer, provider
 
 from zpop.auth import CachedLogin
 
@@ -74,6 +74,23 @@ STOP_TIMEOUT = 10.0
 MAX_LOG_LINE = 1 << 20
 
 
+@implementer(IPushProducer)
+class _StdinBackedUp:
+    """Whether a worker's stdin pipe holds more than its buffer (64 KiB):
+    Twisted pauses a pipe's producer then and resumes it once drained."""
+
+    paused = False
+
+    def pauseProducing(self) -> None:  # noqa: N802 - Twisted API
+        self.paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802 - Twisted API
+        self.paused = False
+
+    def stopProducing(self) -> None:  # noqa: N802 - Twisted API
+        self.paused = True
+
+
 class _WorkerProcess(ProcessProtocol):
     """The main process's end of one worker: its log, wake-ups and exit."""
 
@@ -86,6 +103,17 @@ class _WorkerProcess(ProcessProtocol):
         self.ended: Deferred = Deferred()
         self._log = b""
         self._messages = b""
+        self._stdin = _StdinBackedUp()
+
+    def connectionMade(self) -> None:
+        self.transport.pipes[0].registerProducer(self._stdin, True)
+
+    def send(self, line: bytes) -> None:
+        """Pass a shared verification on, unless the worker stopped reading
+        (SIGSTOP, a hang) and 64 KiB already wait: they are a cache hint,
+        dropped rather than buffered without bound."""
+        if not self._stdin.paused:
+            self.transport.write(line)
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
         if childFD == TO_MAIN_FD:
@@ -214,7 +242,7 @@ class WorkerPool(service.Service):
             if _learn(self._checker, line):
                 for other in self._workers.values():
                     if other.number != number:
-                        other.transport.write(line + b"\n")
+                        other.send(line + b"\n")
         else:
             log.warn("worker {number} sent {line!r}", number=number, line=line[:80])
 
@@ -223,7 +251,7 @@ class WorkerPool(service.Service):
         line = _login_line(key, entry)
         if line is not None:
             for worker in self._workers.values():
-                worker.transport.write(line)
+                worker.send(line)
 
     def ended(self, worker: _WorkerProcess, reason: Failure) -> None:
         if self._workers.get(worker.number) is worker:

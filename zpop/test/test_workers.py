@@ -7,9 +7,11 @@ import json
 import os
 import re
 import signal
+import sys
 import time
 from typing import Any
 
+from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
@@ -18,7 +20,13 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zpop.auth import CachedLogin
 from zpop.store.changes import Verified
 from zpop.test.test_pop3_integration import POP3Client, ServerMixin
-from zpop.workers import MAX_RESTART_DELAY, RESTART_DELAY, TO_MAIN_FD, WorkerPool
+from zpop.workers import (
+    MAX_RESTART_DELAY,
+    RESTART_DELAY,
+    TO_MAIN_FD,
+    WorkerPool,
+    _WorkerProcess,
+)
 
 STARTED = re.compile(r"worker (\d+) started, pid (\d+)")
 
@@ -108,11 +116,19 @@ class WorkersIntegrationTests(ServerMixin, TestCase):
         wait_for(lambda: not alive(pid), timeout=10)
 
 
+class _StdinPipe:
+    producer: Any = None
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:  # noqa: N802
+        self.producer = producer
+
+
 class _Transport:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.signals: list[str] = []
         self.written: list[bytes] = []
+        self.pipes = {0: _StdinPipe()}
 
     def write(self, data: bytes) -> None:
         self.written.append(data)
@@ -257,6 +273,22 @@ class WorkerPoolTests(SynchronousTestCase):
         ]
         self.assertEqual(len(warnings), 1)
 
+    def test_backed_up_worker_skipped(self) -> None:
+        """While a worker's stdin pipe is backed up (it stopped reading),
+        shared verifications for it are dropped, not buffered; once the
+        pipe drains they flow again."""
+        ((worker, _, _),) = self.reactor.spawned
+        pipe = worker.transport.pipes[0]
+        pipe.producer.pauseProducing()
+        self.checker.share(b"\x01" * 32, ENTRY)
+        skipped = list(worker.transport.written)
+        pipe.producer.resumeProducing()
+        self.checker.share(b"\x02" * 32, ENTRY)
+        self.assertEqual(
+            (skipped, [line[:6] for line in worker.transport.written]),
+            ([], [b"login "]),
+        )
+
     def test_restart_backs_off(self) -> None:
         """A worker that keeps dying soon after starting is restarted after
         a delay that doubles up to the maximum; one that lived long is
@@ -290,3 +322,42 @@ class WorkerPoolTests(SynchronousTestCase):
         self.successResultOf(d)
         self.reactor.advance(3600)
         self.assertEqual(len(self.reactor.spawned), 1)
+
+
+class _EndedPool:
+    def ended(self, worker: Any, reason: Any) -> None:
+        pass
+
+
+class StdinBackpressureTests(TestCase):
+    """A real child that never reads its stdin: the main process's buffer
+    for it stays bounded."""
+
+    def test_stopped_reader_bounds_the_buffer(self) -> Any:
+        """Offered 1 MiB of lines, a worker that reads nothing is sent only
+        what fills Twisted's 64 KiB pipe buffer (and the kernel's pipe);
+        the rest is dropped, and the writer is paused."""
+        worker = _WorkerProcess(_EndedPool(), 1, 0.0)  # type: ignore[arg-type]
+        process = reactor.spawnProcess(  # type: ignore[attr-defined]
+            worker,
+            sys.executable,
+            [sys.executable, "-c", "import time; time.sleep(60)"],
+            childFDs={0: "w", 1: "r", 2: "r"},
+        )
+        self.addCleanup(lambda: worker.ended)
+        self.addCleanup(process.signalProcess, "KILL")
+        accepted = []
+        write = process.write
+
+        def counted(data: bytes) -> None:
+            accepted.append(len(data))
+            write(data)
+
+        process.write = counted
+        line = b"x" * 1023 + b"\n"
+        for _ in range(1024):
+            worker.send(line)
+        self.assertEqual(
+            (worker._stdin.paused, sum(accepted) <= 64 * 1024 + len(line)),
+            (True, True),
+        )
