@@ -24,6 +24,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from zpop.store.sidefile import open_beside
+
 #: Seconds after which something verified is looked up again even if the
 #: counter did not move.
 RECHECK = 60.0
@@ -36,13 +38,8 @@ class ChangeCounter:
 
     def __init__(self, path: str, owner_of: str | None = None) -> None:
         self.path = path
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = open_beside(path, owner_of)
         try:
-            if owner_of is not None and os.geteuid() == 0:
-                # Made by root's `zpop` command, it must stay usable by the
-                # server running as the database's owner.
-                owner = os.stat(owner_of)
-                os.fchown(fd, owner.st_uid, owner.st_gid)
             if os.fstat(fd).st_size < _VALUE.size:
                 os.ftruncate(fd, _VALUE.size)
             self._map: mmap.mmap | None = mmap.mmap(fd, _VALUE.size)

@@ -29,6 +29,7 @@ import struct
 import threading
 
 from zpop.store.interface import StoreError
+from zpop.store.sidefile import open_beside
 
 #: ``struct flock`` on 64-bit Linux (x86-64, arm64): short l_type, short
 #: l_whence, 4 bytes of alignment padding, off_t l_start, off_t l_len,
@@ -44,11 +45,9 @@ _HELD_ELSEWHERE = (errno.EAGAIN, errno.EACCES)
 class MaildropLocks:
     """The maildrop locks one store holds, in the lock file at ``path``.
 
-    The file (mode 0600) is opened, and created if missing, on the first
-    ``acquire``, so a ``zpop`` command that never opens a POP session never
-    makes it. ``owner_of`` names a file whose owner the lock file is given
-    when root creates it, so a server running as that owner can still open
-    it (as ``zpop.store.changes`` does).
+    The file is opened, and created if missing, on the first ``acquire``,
+    so a ``zpop`` command that never opens a POP session never makes it
+    (``owner_of``: see ``zpop.store.sidefile.open_beside``).
     """
 
     def __init__(self, path: str, owner_of: str | None = None) -> None:
@@ -117,23 +116,12 @@ class MaildropLocks:
         if self._closed:
             raise StoreError(f"the maildrop lock file {self.path} is closed")
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._fd = open_beside(self.path, self._owner_of)
         except OSError as e:
             raise StoreError(
                 f"cannot open the maildrop lock file {self.path}: {e.strerror}"
             ) from e
-        try:
-            if self._owner_of is not None and os.geteuid() == 0:
-                owner = os.stat(self._owner_of)
-                os.fchown(fd, owner.st_uid, owner.st_gid)
-        except OSError as e:
-            os.close(fd)
-            raise StoreError(
-                f"cannot give the maildrop lock file {self.path} to the owner"
-                f" of {self._owner_of}: {e.strerror}"
-            ) from e
-        self._fd = fd
-        return fd
+        return self._fd
 
 
 def _flock(kind: int, account_id: int) -> bytes:
