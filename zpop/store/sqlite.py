@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -872,27 +872,22 @@ class SQLiteStore:
         self, address: str, owner: str, folders_for: Mapping[str, tuple[str, ...]]
     ) -> Deferred:
         def thd() -> PopSession | None:
-            with self._read() as conn:
-                try:
+            try:
+                with self._read() as conn:
                     found = self._account_row(conn, address)
-                except NotFound:
-                    return None
+            except NotFound:
+                return None
             if not found.pop.enabled or not self._pop_locks.acquire(found.id, owner):
                 return PopSession(found, False, PopSnapshot())
             # The snapshot is read once the lock is held: one begun before
             # could miss the deletions of a session that committed and let
             # the lock go meanwhile, and offer those messages again.
+            account: Account | None = None
+            rows: list[tuple[int, int, int]] | None = None
             try:
                 with self._read() as conn:
-                    row = conn.execute(
-                        f"SELECT {_ACCOUNT_COLUMNS} FROM {_ACCOUNT_FROM}"
-                        " WHERE a.id = ?",
-                        (found.id,),
-                    ).fetchone()
-                    if row is None:
-                        account = None
-                    else:
-                        account = _account(row)
+                    account = self._account_row(conn, address)
+                    if account.id == found.id and account.pop.enabled:
                         folders = folders_for[account.pop.spam]
                         marks = ", ".join("?" for _ in folders)
                         rows = conn.execute(
@@ -901,39 +896,34 @@ class SQLiteStore:
                             " AND pop_removed = 0 AND uid >= ? ORDER BY uid",
                             (account.id, *folders, account.pop.start_uid),
                         ).fetchall()
-            except BaseException:
-                self._pop_locks.release(found.id, owner)
-                raise
-            if account is None or not account.pop.enabled:
-                # Deleted, or POP disabled, since the first look.
-                self._pop_locks.release(found.id, owner)
-                if account is None:
-                    return None
-                return PopSession(account, False, PopSnapshot())
+            except NotFound:
+                pass
+            finally:
+                if rows is None:
+                    self._pop_locks.release(found.id, owner)
+            if account is None or account.id != found.id:
+                return None  # deleted since the first look
+            if rows is None:
+                return PopSession(account, False, PopSnapshot())  # POP disabled
             return PopSession(account, True, PopSnapshot.from_rows(rows))
 
         return self._call(thd)
 
     def release_pop_lock(self, account_id: int, owner: str) -> Deferred:
         # A non-blocking fcntl on a local file: no thread trip.
-        try:
-            self._pop_locks.release(account_id, owner)
-        except StoreError:
-            return fail()
-        return succeed(None)
+        d = maybeDeferred(self._pop_locks.release, account_id, owner)
+        return d.addCallback(lambda _: None)
+
+    def _release_held(self, account_id: int, owner: str) -> None:
+        if not self._pop_locks.release(account_id, owner):
+            raise StoreError("the maildrop lock was lost")
 
     def finish_pop_session(
         self, account_id: int, owner: str, message_ids: list[int], to_trash: bool
     ) -> Deferred:
         if not message_ids:
             # Nothing to apply: no database trip, only the lock goes.
-            try:
-                released = self._pop_locks.release(account_id, owner)
-            except StoreError:
-                return fail()
-            if not released:
-                return fail(StoreError("the maildrop lock was lost"))
-            return succeed(None)
+            return maybeDeferred(self._release_held, account_id, owner)
 
         def thd() -> None:
             if not self._pop_locks.holds(account_id, owner):
@@ -948,7 +938,7 @@ class SQLiteStore:
             # Only after COMMIT: the next session to take the lock must see
             # these messages gone. A failed commit keeps the lock; the
             # session releases it when it ends (Maildrop.sync).
-            self._pop_locks.release(account_id, owner)
+            self._release_held(account_id, owner)
 
         return self._call(thd)
 
