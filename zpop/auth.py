@@ -156,6 +156,15 @@ class CachedLogin:
         )
 
 
+def _remember_recent(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    """Put ``key`` in ``cache`` as the newest entry, dropping the oldest
+    beyond CACHE_ENTRIES."""
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > CACHE_ENTRIES:
+        cache.popitem(last=False)
+
+
 @implementer(ICredentialsChecker)
 class AccountChecker:
     """Checks full-address/password credentials against the store.
@@ -202,21 +211,15 @@ class AccountChecker:
         if self._cache_time > 0:
             expires = self._clock.seconds() + self._cache_time
             entry = CachedLogin.of(identity, account.generation, expires)
-            self._put(key, entry)
+            _remember_recent(self._cache, key, entry)
             if self.share is not None:
                 self.share(key, entry)
         return identity
 
-    def _put(self, key: bytes, entry: CachedLogin) -> None:
-        self._cache[key] = entry
-        self._cache.move_to_end(key)
-        while len(self._cache) > CACHE_ENTRIES:
-            self._cache.popitem(last=False)
-
     def learn(self, key: bytes, entry: CachedLogin) -> None:
         """Remember a verification another process made and shared."""
         if self._cache_time > 0 and entry.expires > self._clock.seconds():
-            self._put(key, entry)
+            _remember_recent(self._cache, key, entry)
 
     async def _check(self, credentials: Any) -> Identity:
         try:
@@ -229,23 +232,21 @@ class AccountChecker:
         key = self._cache_key(address, secret)
         now = self._clock.seconds()
         cached = self._cache.get(key)
-        if cached is not None and cached.expires > now:
-            if cached.verified.current(self._store, now):
-                # Nothing changed anywhere since it was checked: no look-up.
-                return cached.identity()
+        if cached is not None and cached.expires <= now:
+            del self._cache[key]
+            cached = None
+        if cached is not None and cached.verified.current(self._store, now):
+            # Nothing changed anywhere since it was checked: no look-up.
+            return cached.identity()
         verified = Verified.now(self._store, now)
         account: Account | None = await self._store.get_account(address)
         if cached is not None:
             # Any change to the account's credentials or settings bumps its
             # generation, also when made by `zpop` in another process.
-            fresh = (
-                account is not None
-                and cached.generation == account.generation
-                and cached.expires > self._clock.seconds()
-            )
-            if fresh:
-                self._cache[key] = dataclasses.replace(cached, verified=verified)
-                return self._cache[key].identity()
+            if account is not None and cached.generation == account.generation:
+                cached = dataclasses.replace(cached, verified=verified)
+                self._cache[key] = cached
+                return cached.identity()
             self._cache.pop(key, None)
         if account is not None:
             digest = passwords.app_password_digest(self._key, account.id, secret)
@@ -355,10 +356,7 @@ class Authenticator:
         else:
             verified = Verified.now(self._store, now)
             until = await self._store.client_banned_until(client, now)
-            self._bans[client] = (until, verified)
-            self._bans.move_to_end(client)
-            while len(self._bans) > CACHE_ENTRIES:
-                self._bans.popitem(last=False)
+            _remember_recent(self._bans, client, (until, verified))
         return until if until is not None and until > now else None
 
     async def _slow_down(self, client: str, account: str) -> None:
