@@ -480,6 +480,15 @@ def targets(
     def at_least(label: str, r: float | None, factor: float) -> None:
         check(label, times(r), None if r is None else r >= factor)
 
+    def measured(
+        label: str, v: float | None, shown: str, ok: Callable[[float], bool]
+    ) -> None:
+        """``shown`` formats ``v`` (as ``{v}``); ``ok`` judges it."""
+        if v is None:
+            check(label, "–", None)
+        else:
+            check(label, shown.format(v=v), ok(v))
+
     at_least(
         "POP3S sessions/s c=50 ≥ 2× Dovecot",
         ratio(m("sess50"), m("sess50", "dovecot")),
@@ -490,24 +499,21 @@ def targets(
         ratio(m("sess50"), m("sess50", "twistd mail")),
         1,
     )
-    c = m("sess50_cpu")
-    check(
+    measured(
         "≤ 4 ms server CPU per session (c=50)",
-        f"{c:.2f} ms" if c is not None else "–",
-        None if c is None else c <= 4,
+        m("sess50_cpu"),
+        "{v:.2f} ms",
+        lambda c: c <= 4,
     )
     b = m("bulk_mbs")
-    check(
-        "bulk RETR ≥ 400 MB/s class",
-        f"{b:.0f} MB/s" if b is not None else "–",
-        None if b is None else b >= 400,
-    )
+    measured("bulk RETR ≥ 400 MB/s class", b, "{v:.0f} MB/s", lambda b: b >= 400)
     at_least("bulk RETR ≥ 1.7× Dovecot", ratio(b, m("bulk_mbs", "dovecot")), 1.7)
     g = m("bulk_mem")
-    check(
+    measured(
         "memory growth < 8 MB in a 50 MB RETR",
-        f"{g * 1.048576:.1f} MB" if g is not None else "–",
-        None if g is None else g * 1.048576 < 8,
+        None if g is None else g * 1.048576,
+        "{v:.1f} MB",
+        lambda mb: mb < 8,
     )
     r = ratio(m("big"), m("big", "dovecot"))
     check(
@@ -533,16 +539,17 @@ def targets(
         ok,
     )
     c = m("cold")
-    check(
+    measured(
         f"cold bcrypt logins ≥ 90% of bcrypt capacity ({capacity:.1f}/s)",
-        f"{c / capacity:.0%}" if c is not None else "–",
-        None if c is None else c >= 0.9 * capacity,
+        None if c is None else c / capacity,
+        "{v:.0%}",
+        lambda share: share >= 0.9,
     )
-    n = m("cold_noop_p99")
-    check(
+    measured(
         "  with a concurrent session's NOOP p99 < 50 ms",
-        f"{n:.1f} ms" if n is not None else "–",
-        None if n is None else n < 50,
+        m("cold_noop_p99"),
+        "{v:.1f} ms",
+        lambda n: n < 50,
     )
     at_least(
         "cached (primary-password) logins ≥ 3× Dovecot",
