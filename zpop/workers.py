@@ -4,8 +4,9 @@ One Twisted process uses one core. With ``[server] workers = N`` the main
 process (the one ``twistd`` runs) starts N-1 more, hands each its listening
 sockets, and all of them accept from those sockets. A worker has the same
 configuration, data directory and database, so what sessions must share
-already is shared: maildrop locks, bans and failure counters live in the
-store, and a credential change reaches every process's caches through the
+already is shared: bans and failure counters live in the database,
+maildrop locks are kernel locks on a file beside it (``zpop.store.locks``),
+and a credential change reaches every process's caches through the
 store's change counter (``zpop.store.changes``). Only the main process
 relays outbound mail; a worker that queued some tells it through a pipe.
 A password verified in one process is told to the others through the main
