@@ -130,7 +130,7 @@ class Bench:
                 s.port, self.ctx, user, password, self.args.retr
             )
 
-        res, cpu = self.closed_loop(
+        res, cpu, _ = self.closed_loop(
             s, f"sessions c={conc}", [op(u) for u in users], self.args.duration
         )
         return {
@@ -140,11 +140,32 @@ class Bench:
             f"sess{conc}_cpu": cpu,
         }
 
+    async def noops_meanwhile(self, s: Server, load: Any) -> tuple[Any, float]:
+        """Await ``load`` while another session, logged in, sends NOOP every
+        20 ms: its result and the NOOPs' p99 in ms."""
+        stop = asyncio.Event()
+        user = f"noop@{DOMAIN}"
+        probe = asyncio.create_task(
+            pop3load.noop_probe(s.port, self.ctx, user, s.credential(user), stop)
+        )
+        await asyncio.sleep(0.3)
+        try:
+            result = await load
+        finally:
+            stop.set()
+        return result, percentile(await probe, 0.99) * 1000
+
     def closed_loop(
-        self, s: Server, what: str, ops: list[Callable[[], Any]], seconds: float
-    ) -> tuple[pop3load.LoadResult, float]:
-        """Run ``ops`` as concurrent clients for ``seconds``; the result and
-        the server's CPU ms per completed operation. Errors become notes.
+        self,
+        s: Server,
+        what: str,
+        ops: list[Callable[[], Any]],
+        seconds: float,
+        noops: bool = False,
+    ) -> tuple[pop3load.LoadResult, float, float | None]:
+        """Run ``ops`` as concurrent clients for ``seconds``; the result,
+        the server's CPU ms per completed operation and, with ``noops``,
+        the p99 of a concurrent session's NOOPs. Errors become notes.
 
         The same load runs unmeasured for ``--warmup`` seconds first, for
         every server alike: a server that just (re)started or ran another
@@ -155,13 +176,19 @@ class Bench:
         if self.args.warmup > 0:
             asyncio.run(pop3load.closed_loop(ops, self.args.warmup))
         cpu0 = proc.cpu_seconds(s.pid)
-        res = asyncio.run(pop3load.closed_loop(ops, seconds))
+        noop_p99 = None
+        if noops:
+            res, noop_p99 = asyncio.run(
+                self.noops_meanwhile(s, pop3load.closed_loop(ops, seconds))
+            )
+        else:
+            res = asyncio.run(pop3load.closed_loop(ops, seconds))
         cpu = proc.cpu_seconds(s.pid) - cpu0
         if res.errors:
             self.notes.append(
                 f"{s.name} {what}: {res.errors} errors, first: {res.first_error}"
             )
-        return res, cpu / res.done * 1000 if res.done else float("nan")
+        return res, cpu / res.done * 1000 if res.done else float("nan"), noop_p99
 
     def bulk(self, s: Server) -> dict[str, float]:
         user = f"bulk20@{DOMAIN}"
@@ -252,7 +279,6 @@ class Bench:
                 ["doveadm", "-c", s.conf, "auth", "cache", "flush"], capture_output=True
             )
         queue = list(users)
-        noop_user = f"noop@{DOMAIN}"
 
         def op() -> Any:
             if not queue:
@@ -260,22 +286,11 @@ class Bench:
             user = queue.pop()
             return pop3load.login_session(s.port, self.ctx, user, s.credential(user))
 
-        async def run() -> tuple[pop3load.LoadResult, list[float]]:
-            stop = asyncio.Event()
-            probe = asyncio.create_task(
-                pop3load.noop_probe(
-                    s.port, self.ctx, noop_user, s.credential(noop_user), stop
-                )
-            )
-            await asyncio.sleep(0.3)
-            res = await pop3load.closed_loop(
-                [op] * self.args.cold_conc, self.args.cold_duration, max_ops=len(users)
-            )
-            stop.set()
-            return res, await probe
-
-        res, noops = asyncio.run(run())
-        return {"cold": res.rate, "cold_noop_p99": percentile(noops, 0.99) * 1000}
+        load = pop3load.closed_loop(
+            [op] * self.args.cold_conc, self.args.cold_duration, max_ops=len(users)
+        )
+        res, noop_p99 = asyncio.run(self.noops_meanwhile(s, load))
+        return {"cold": res.rate, "cold_noop_p99": noop_p99}
 
     def logins(self, s: Server, row: str = "logins") -> dict[str, float]:
         """50 clients, login + QUIT in a loop on their own accounts.
@@ -317,8 +332,11 @@ class Bench:
             pw = password(user)
             return lambda: pop3load.login_session(s.port, self.ctx, user, pw)
 
-        res, cpu = self.closed_loop(s, row, [op(u) for u in users], self.args.duration)
-        return {row: res.rate, row + "_cpu": cpu}
+        res, cpu, noop_p99 = self.closed_loop(
+            s, row, [op(u) for u in users], self.args.duration, noops=True
+        )
+        assert noop_p99 is not None
+        return {row: res.rate, row + "_cpu": cpu, row + "_noop_p99": noop_p99}
 
     # -- SMTP --------------------------------------------------------------
 
@@ -349,7 +367,7 @@ class Bench:
                             data,
                         )
 
-                    res, _ = self.closed_loop(
+                    res, _, _ = self.closed_loop(
                         s,
                         f"SMTP {mode} c={conc} x{per_conn}",
                         [op] * conc,
@@ -410,6 +428,7 @@ def rows() -> list[Row]:
             "logins/s",
         ),
         Row("logins_cpu", "  server CPU per login", "ms", False, "{:.2f}"),
+        Row("logins_noop_p99", "  another session's NOOP p99 meanwhile", "ms", False),
         Row(
             "logins_app",
             "app-password logins/s (zpop, credential cache off)",
@@ -423,6 +442,13 @@ def rows() -> list[Row]:
             False,
             "{:.2f}",
             anchor_row="logins_cpu",
+        ),
+        Row(
+            "logins_app_noop_p99",
+            "  another session's NOOP p99 meanwhile",
+            "ms",
+            False,
+            anchor_row="logins_noop_p99",
         ),
     ]
     for mode, name in (
