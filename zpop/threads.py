@@ -128,21 +128,25 @@ class ThreadPoolService(Service):
                 pass  # not Linux, or not allowed: run at normal priority
         call = inbox.get()
         while call is not None:
-            self._run(call)
+            fire, result = self._run(call)
+            # Idle (or on to the backlog) before the result is delivered, so
+            # a call its callback makes (the next chunk of a RETR) finds this
+            # thread, with its warm buffers, rather than another or a new one.
             with self._lock:
-                if self._backlog:
-                    call = self._backlog.popleft()
-                    continue
-                self._idle.append(inbox)
+                call = self._backlog.popleft() if self._backlog else None
+                if call is None:
+                    self._idle.append(inbox)
+            self._reactor.callFromThread(fire, result)
             # An idle thread keeps no reference to the last call's data.
-            call = None
-            call = inbox.get()
+            del fire, result
+            if call is None:
+                call = inbox.get()
 
-    def _run(self, call: _Call) -> None:
+    @staticmethod
+    def _run(call: _Call) -> tuple[Callable[[Any], Any], Any]:
+        """Make the call: how to fire its Deferred, and with what."""
         d, f, args, kwargs = call
         try:
-            result = f(*args, **kwargs)
+            return d.callback, f(*args, **kwargs)
         except BaseException:
-            self._reactor.callFromThread(d.errback, Failure())
-        else:
-            self._reactor.callFromThread(d.callback, result)
+            return d.errback, Failure()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any, cast
 
 from twisted.application.service import MultiService
@@ -182,6 +183,32 @@ class ThreadPoolServiceTests(TestCase):
         first, _, _ = yield self.service(_describe)
         second, _, _ = yield self.service(_describe)
         self.assertEqual((second, self.service.threads), (first, [first]))
+
+    @defer.inlineCallbacks
+    def test_call_from_a_callback_runs_on_the_same_thread(self) -> Any:
+        """A call made by a result's callback (the next chunk of a RETR)
+        finds the thread that produced the result idle already: it runs
+        there, and no second thread starts. (The thread here dawdles 50 ms
+        after handing the result over, time enough for the callback to run
+        first if it went idle only afterwards.)"""
+
+        class Dawdling:
+            @staticmethod
+            def callFromThread(f: Any, *args: Any) -> None:  # noqa: N802
+                REACTOR.callFromThread(f, *args)
+                time.sleep(0.05)
+
+        self.patch(self.service, "_reactor", Dawdling())
+        for _ in range(5):
+            second: defer.Deferred = defer.Deferred()
+
+            def again(result: Any, second: defer.Deferred = second) -> Any:
+                self.service(_describe).chainDeferred(second)
+                return result
+
+            first, _, _ = yield self.service(_describe).addCallback(again)
+            then, _, _ = yield second
+            self.assertEqual((then, self.service.threads), (first, [first]))
 
     @defer.inlineCallbacks
     def test_concurrent_calls(self) -> Any:
