@@ -279,7 +279,6 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
         self.callLater = self.clock.callLater  # type: ignore[method-assign,assignment]
         self._buffer = b""
         self._pos = 0
-        self._discarding = False
         self._long_lines = 0
         self._login_failures = 0
         self._processing = False
@@ -322,6 +321,9 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
         if self._onLogout is not None:
             self._onLogout()
             self._onLogout = None
+        if self._tls_version is None and self._tls_active:
+            # A session that never logged in still ran over TLS.
+            self._tls_version = tls.tls_version(self.transport)
         log.info(
             "logout {account} client={client} tls={tls_version}"
             " retrieved={retrieved} bytes={octets} deleted={deleted} ended={ended}"
@@ -373,18 +375,13 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
         try:
             while not self._waiting and not self._closing:
                 newline = self._buffer.find(b"\n", self._pos)
-                if self._discarding:
-                    if newline < 0:
-                        self._buffer, self._pos = b"", 0
-                        break
-                    self._pos = newline + 1
-                    self._discarding = False
-                    continue
                 if newline < 0:
                     if len(self._buffer) - self._pos > limit:
+                        # No client sends that much without a line break:
+                        # close rather than read and discard it for minutes.
                         self._buffer, self._pos = b"", 0
-                        self._discarding = True
-                        self._line_too_long()
+                        self._ended = "abuse"
+                        self._close(b"-ERR Line too long, closing the connection")
                     break
                 line = self._buffer[self._pos : newline].rstrip(b"\r")
                 self._pos = newline + 1

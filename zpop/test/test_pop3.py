@@ -460,16 +460,27 @@ class ProtocolMixin:
             self.send(b"X" * (limit + 1) + b"\r\n"), b"-ERR Line too long\r\n"
         )
         self.assertEqual(self.send(b"CAPA\r\n")[:3], b"+OK")
-        self.assertEqual(self.send(b"Y" * (limit * 3)), b"-ERR Line too long\r\n")
-        self.assertEqual(self.proto._buffer, b"")
         self.assertEqual(
-            self.send(b"more garbage\r\nNOOP\r\n"), b"-ERR Log in first\r\n"
+            self.send(b"Y" * (limit + 1) + b"\r\nNOOP\r\n"),
+            b"-ERR Line too long\r\n-ERR Log in first\r\n",
         )
         self.assertEqual(
             self.send(b"Z" * (limit + 1) + b"\n"),
             b"-ERR Too many over-long lines, closing the connection\r\n",
         )
         self.assertTrue(self.transport.disconnecting)
+
+    def test_endless_line(self) -> None:
+        """More than a line's worth without a line break gets one -ERR and
+        the connection is closed at once; nothing more is read or kept."""
+        limit = self.config.max_line_length
+        first = self.send(b"Y" * (limit // 2))
+        second = self.send(b"Y" * limit)
+        third = self.send(b"NOOP\r\n")
+        self.assertEqual(
+            (first, second, third, self.transport.disconnecting, self.proto._buffer),
+            (b"", b"-ERR Line too long, closing the connection\r\n", b"", True, b""),
+        )
 
     # -- transaction ----------------------------------------------------------
 
