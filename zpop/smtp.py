@@ -75,6 +75,12 @@ _COMMANDS = frozenset(
     }
 )
 
+#: Commands that must end a pipelined group (RFC 2920 section 3.1; RFC
+#: 3207 for STARTTLS): their reply changes what the client may send next.
+_GROUP_ENDERS = frozenset(
+    {b"HELO", b"EHLO", b"DATA", b"VRFY", b"EXPN", b"QUIT", b"NOOP", b"STARTTLS"}
+)
+
 _HELO_NAME = re.compile(rb"[\x21-\x7e]{1,255}")
 _ATEXT = rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _DOT_ATOM = re.compile(_ATEXT + rb"+(?:\." + _ATEXT + rb"+)*")
@@ -220,8 +226,6 @@ class SMTPServer(CommandRunner, sasl.Exchanges, smtp.ESMTP):
         self._reading_paused = False
         self._closing = False
         self._disconnected = False
-        self._discarding = False
-        self._discarded = 0
         self._long_lines = 0
         self._errors = 0
         self._login_failures = 0
@@ -264,7 +268,8 @@ class SMTPServer(CommandRunner, sasl.Exchanges, smtp.ESMTP):
             role=self.role.name,
             client=self._client,
             account=self._account,
-            tls=tls.tls_version(self.transport) or ("yes" if self._tls else "none"),
+            # A plaintext TCP transport has no handle left once closed.
+            tls=(tls.tls_version(self.transport) or "yes") if self._tls else "none",
             accepted=self._accepted,
             ended=self._ended,
         )
@@ -358,33 +363,45 @@ class SMTPServer(CommandRunner, sasl.Exchanges, smtp.ESMTP):
         """Handle one command (or SASL) line; False if none is complete."""
         limit = self.config.max_line_length
         end = self._buffer.find(b"\r\n")
-        if self._discarding:
-            if end < 0:
-                keep = b"\r" if self._buffer.endswith(b"\r") else b""
-                self._discarded += len(self._buffer) - len(keep)
-                self._buffer = keep
-                if self._discarded > MAX_LONG_LINES * limit:
-                    self._ended = "long-line"
-                    self._close(
-                        Reply(421, "4.7.0", "Line too long, closing connection")
-                    )
-                return False
-            self._buffer = self._buffer[end + 2 :]
-            self._discarding = False
-            return True
         if end < 0:
             if len(self._buffer) > limit:
-                self._discarded = len(self._buffer)
-                self._buffer = b"\r" if self._buffer.endswith(b"\r") else b""
-                self._discarding = True
-                self._line_too_long()
+                # No client sends that much without a line break: close
+                # rather than read and discard it for minutes.
+                self._buffer = b""
+                self._ended = "long-line"
+                self._close(Reply(421, "4.7.0", "Line too long, closing connection"))
             return False
         line = self._buffer[:end]
         self._buffer = self._buffer[end + 2 :]
         if len(line) > limit:
             self._line_too_long()
             return True
+        if self._buffer and self.mode == COMMAND and self._out_of_sync(line):
+            return False
         self.lineReceived(line)
+        return True
+
+    def _out_of_sync(self, line: bytes) -> bool:
+        """Close an unauthenticated client that sent more after a command
+        that must end a pipelined group, before that command's reply.
+
+        As Postfix's ``smtpd_forbid_unauth_pipelining``: spambots and SMTP
+        smuggling probes send a whole session blind; real MTAs wait after
+        EHLO and DATA. Authenticated submission keeps RFC 2920 pipelining.
+        """
+        if self.role.submission and self.authenticated:
+            return False
+        if line.split(b" ", 1)[0].upper() not in _GROUP_ENDERS:
+            return False
+        log.info(
+            "improper pipelining after {command} from {client}: {sample!r}",
+            command=line[:16].decode("ascii", "replace"),
+            client=self._client,
+            sample=self._buffer[:100],
+        )
+        self._buffer = b""
+        self._ended = "pipelining"
+        self._close(Reply(554, "5.5.0", "Error: SMTP protocol synchronization"))
         return True
 
     def _line_too_long(self) -> None:
@@ -516,7 +533,6 @@ class SMTPServer(CommandRunner, sasl.Exchanges, smtp.ESMTP):
             raise Reply(502, "5.5.1", "STARTTLS not available")
         self._write("220 2.0.0 Ready to start TLS")
         self._buffer = b""
-        self._discarding = False
         self._reset_session()
         self._tls = True
         self.transport.startTLS(self.tls_context)
