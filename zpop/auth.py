@@ -284,9 +284,15 @@ class Authenticator:
     """
 
     def __init__(
-        self, portal: Portal, store: IStore, clock: IReactorTime, config: Config
+        self,
+        portal: Portal,
+        store: IStore,
+        clock: IReactorTime,
+        config: Config,
+        key: bytes,
     ) -> None:
         self._portal = portal
+        self._key = key
         self._store = store
         self._clock = clock
         self._config = config
@@ -342,7 +348,7 @@ class Authenticator:
             raise
         except UnauthorizedLogin:
             self._audit("failed", audit, "-", "bad credentials")
-            await self._slow_down(client, account)
+            await self._slow_down(client, account, self._tag(username, password))
             raise UnauthorizedLogin()
         _, avatar, _ = result
         method = getattr(getattr(avatar, "identity", None), "method", "-")
@@ -359,11 +365,20 @@ class Authenticator:
             _remember_recent(self._bans, client, (until, verified))
         return until if until is not None and until > now else None
 
-    async def _slow_down(self, client: str, account: str) -> None:
+    def _tag(self, username: bytes, password: bytes) -> str:
+        """A keyed hash of the pair tried: what the store compares to spot
+        a client retrying one wrong secret, never the secret itself."""
+        message = b"login failure\0" + username + b"\0" + password
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+
+    async def _slow_down(self, client: str, account: str, secret: str) -> None:
+        # A repeat of one of the client's last failures (a mail client
+        # retrying the same wrong password with each mechanism it knows)
+        # is not counted again, so it adds no delay step and no ban count.
         cfg = self._config
         now = self._clock.seconds()
         by_client, by_account = await self._store.note_login_failure(
-            client, account, now, cfg.failure_window
+            client, account, secret, now, cfg.failure_window
         )
         exempt = self.exempt(client)
         if by_client >= cfg.ban_threshold and not exempt:

@@ -347,7 +347,7 @@ def build_service(
         server_key=server_key,
         tls=tls,
         reactor=reactor,
-        authenticator=Authenticator(portal, store, reactor, cfg),
+        authenticator=Authenticator(portal, store, reactor, cfg, server_key),
         wake=wake,
     )
     endpoints_: list[tuple[str, _ReportingEndpoint]] = []

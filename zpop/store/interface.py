@@ -22,6 +22,8 @@ PLANS = ("free", "paid")
 POP_MODES = ("all", "new")
 SPAM_POLICIES = ("exclude", "include", "only")
 DELETION_POLICIES = ("keep", "delete")
+#: How many of a client's latest failed logins a repeat is compared with.
+REPEATED_FAILURES = 10
 
 
 class StoreError(Exception):
@@ -400,9 +402,15 @@ class IStore(Interface):
         """
 
     # login throttling
-    def note_login_failure(client: str, account: str, now: float, window: float) -> Any:
+    def note_login_failure(
+        client: str, account: str, secret: str, now: float, window: float
+    ) -> Any:
         """Record a failed login; fires with (client failures, account
-        failures) within the last ``window`` seconds, this one included."""
+        failures) within the last ``window`` seconds, this one included.
+
+        ``secret`` is a keyed hash of the (address, secret) pair tried. A
+        failure repeating one of the client's last ``REPEATED_FAILURES``
+        is not recorded again: the counts are those before it."""
 
     def ban_client(client: str, until: float) -> Any:
         """Refuse logins from ``client`` until ``until``."""

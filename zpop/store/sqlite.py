@@ -25,6 +25,7 @@ from zope.interface import implementer
 
 from zpop.store.changes import ChangeCounter
 from zpop.store.interface import (
+    REPEATED_FAILURES,
     Accepted,
     Account,
     AlreadyExists,
@@ -945,16 +946,24 @@ class SQLiteStore:
     # -- login throttling ----------------------------------------------------
 
     def note_login_failure(
-        self, client: str, account: str, now: float, window: float
+        self, client: str, account: str, secret: str, now: float, window: float
     ) -> Deferred:
         def thd() -> tuple[int, int]:
             since = now - window
             with self._write() as conn:
                 conn.execute("DELETE FROM login_failures WHERE at <= ?", (since,))
-                conn.execute(
-                    "INSERT INTO login_failures (client, account, at) VALUES (?, ?, ?)",
-                    (client, account, now),
-                )
+                repeated = conn.execute(
+                    "SELECT 1 FROM (SELECT secret FROM login_failures"
+                    " WHERE client = ? AND at > ? ORDER BY id DESC LIMIT ?)"
+                    " WHERE secret = ?",
+                    (client, since, REPEATED_FAILURES, secret),
+                ).fetchone()
+                if repeated is None:
+                    conn.execute(
+                        "INSERT INTO login_failures (client, account, secret, at)"
+                        " VALUES (?, ?, ?, ?)",
+                        (client, account, secret, now),
+                    )
                 (by_client,) = conn.execute(
                     "SELECT count(*) FROM login_failures WHERE client = ? AND at > ?",
                     (client, since),

@@ -31,6 +31,7 @@ from zpop.config import Config
 from zpop.realm import Realm, Session
 from zpop.store import SQLiteStore
 from zpop.store.changes import RECHECK
+from zpop.store.interface import REPEATED_FAILURES
 from zpop.test.stores import (
     COST,
     KEY,
@@ -184,7 +185,7 @@ class AuthenticatorTests(SynchronousTestCase):
 
     def make_authenticator(self) -> Authenticator:
         portal = Portal(Realm(self.store, self.config, self.clock), [self.checker])
-        return Authenticator(portal, self.store, self.clock, self.config)
+        return Authenticator(portal, self.store, self.clock, self.config, KEY)
 
     def login(
         self, password: str, client: str = "192.0.2.1", user: str = "alice@example.com"
@@ -213,15 +214,15 @@ class AuthenticatorTests(SynchronousTestCase):
 
     def test_failures_slow_down(self) -> None:
         """Each failure from one address waits twice as long, up to the maximum."""
-        for delay in (2, 4, 8):
-            self.fail_after(self.login("wrong"), delay)
+        for n, delay in enumerate((2, 4, 8)):
+            self.fail_after(self.login(f"wrong{n}"), delay)
         self.fail_after(self.login("wrong", user="nobody@example.com"), 15)
 
     def test_ban(self) -> None:
         """Past the threshold an address is refused, even with the right password,
         until the ban ends; other addresses are not affected."""
-        for delay in (2, 4, 8, 15, 15):
-            self.fail_after(self.login("wrong"), delay)
+        for n, delay in enumerate((2, 4, 8, 15, 15)):
+            self.fail_after(self.login(f"wrong{n}"), delay)
         refused = self.failureResultOf(self.login("primary-secret"), LoginRefused)
         self.assertEqual(
             (refused.value.code, refused.value.text),
@@ -233,16 +234,47 @@ class AuthenticatorTests(SynchronousTestCase):
 
     def test_ban_survives_restart(self) -> None:
         """Bans live in the store: a new Authenticator (a restart) keeps them."""
-        for delay in (2, 4, 8, 15, 15):
-            self.fail_after(self.login("wrong"), delay)
+        for n, delay in enumerate((2, 4, 8, 15, 15)):
+            self.fail_after(self.login(f"wrong{n}"), delay)
         self.authenticator = self.make_authenticator()
         self.failureResultOf(self.login("primary-secret"), LoginRefused)
 
     def test_allow_listed_network_not_banned(self) -> None:
         """Addresses in allow_networks are slowed but never banned."""
-        for delay in (2, 4, 8, 15, 15, 15):
-            self.fail_after(self.login("wrong", client="10.1.2.3"), delay)
+        for n, delay in enumerate((2, 4, 8, 15, 15, 15)):
+            self.fail_after(self.login(f"wrong{n}", client="10.1.2.3"), delay)
         self.successResultOf(self.login("primary-secret", client="10.1.2.3"))
+
+    def test_retries_of_one_secret_count_once(self) -> None:
+        """A client retrying one wrong password with every mechanism, fetch
+        after fetch, adds no delay step and is never banned; the audit log
+        still records every failure."""
+        for _ in range(12):
+            self.fail_after(self.login("old password"), 2)
+        self.assertEqual(
+            sum(e.get("outcome") == "failed" for e in self.events), 12
+        )
+        self.successResultOf(self.login("primary-secret"))
+
+    def test_repeat_compared_with_recent_failures_only(self) -> None:
+        """A secret counts again once the client's last REPEATED_FAILURES
+        failures are all others, and a repeat against another address or
+        from another client counts."""
+        self.fail_after(self.login("guess"), 2)
+        self.fail_after(self.login("guess", user="bob@example.com"), 4)
+        self.fail_after(self.login("guess", client="192.0.2.2"), 2)
+        self.config = Config(failure_delay=0.0, ban_threshold=100)
+        self.authenticator = self.make_authenticator()
+        for n in range(REPEATED_FAILURES):
+            self.fail_after(self.login(f"other{n}"), 0)
+        failures = result(
+            self.store.note_login_failure("192.0.2.1", "x", "probe", 1_000_000.0, 600)
+        )
+        self.fail_after(self.login("guess"), 0)
+        after = result(
+            self.store.note_login_failure("192.0.2.1", "x", "probe", 1_000_000.0, 600)
+        )
+        self.assertEqual(after[0], failures[0] + 1)
 
     def test_spraying(self) -> None:
         """Failures against one account from many addresses slow that account's

@@ -131,7 +131,9 @@ class SMTPTestCase(SynchronousTestCase):
         self.config = self.make_config(**changes)
         checker = AccountChecker(self.store, KEY, run_synchronously, self.clock, 4)
         portal = Portal(Realm(self.store, self.config, self.clock), [checker])
-        self.authenticator = Authenticator(portal, self.store, self.clock, self.config)
+        self.authenticator = Authenticator(
+            portal, self.store, self.clock, self.config, KEY
+        )
         self.router: Any = SMTPDelivery(self.store, self.config, self.clock)
         self.connect()
 

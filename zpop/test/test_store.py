@@ -404,13 +404,31 @@ class StoreConformanceMixin(_MixinBase):
         self.assertTrue(self.lock(bob, "b"))
         self.ok(self.store.finish_pop_session(bob.id, "b", [], False))
         self.ok(self.store.use_app_password(bob.id, secret_digest, NOW))
-        self.ok(self.store.note_login_failure("192.0.2.1", bob.address, NOW, 600))
+        self.ok(self.store.note_login_failure("192.0.2.1", bob.address, "t", NOW, 600))
         self.assertEqual(self.store.changes(), before)
         self.ok(self.store.ban_client("192.0.2.1", NOW + 900))
         banned = self.store.changes()
         self.assertNotEqual(banned, before)
         self.ok(self.store.delete_account(bob.address))
         self.assertNotEqual(self.store.changes(), banned)
+
+    # -- login throttling -------------------------------------------------
+
+    def test_login_failures(self) -> None:
+        """Failures count per client and per account within the window; a
+        repeat of one of the client's recent secrets is not counted again."""
+        note = self.store.note_login_failure
+        self.assertEqual(
+            [
+                self.ok(note("192.0.2.1", "a@example.com", "s1", NOW, 600)),
+                self.ok(note("192.0.2.1", "a@example.com", "s2", NOW + 1, 600)),
+                self.ok(note("192.0.2.1", "a@example.com", "s1", NOW + 2, 600)),
+                self.ok(note("192.0.2.2", "a@example.com", "s1", NOW + 3, 600)),
+                self.ok(note("192.0.2.1", "b@example.com", "s3", NOW + 4, 600)),
+                self.ok(note("192.0.2.1", "a@example.com", "s1", NOW + 700, 600)),
+            ],
+            [(1, 1), (2, 2), (2, 2), (1, 3), (3, 1), (1, 1)],
+        )
 
     # -- POP settings -----------------------------------------------------
 
