@@ -28,7 +28,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from zpop import config as configmod
-from zpop import delivery, maildir, maildrop, passwords
+from zpop import delivery, maildir, maildrop, owners, passwords
 from zpop.config import Config, ConfigError
 from zpop.realm import free_plan_blocked
 from zpop.store import (
@@ -1072,11 +1072,18 @@ def cmd_queue_retry(ctx: Context, args: argparse.Namespace) -> None:
         raise CommandError(
             f"no queued message {args.id}: see 'zpop queue list'"
         ) from None
+    # "Due now" must hold for deliveries a crashed server was making too.
+    released = result_of(owners.release_dead_leases(ctx.store))
     which = "in the queue" if args.id is None else f"of message {args.id}"
     ctx.out(
         f"{count} recipient{'s' if count != 1 else ''} {which} due now; "
         "the server tries them at its next scan"
     )
+    if released:
+        ctx.out(
+            f"{released} interrupted deliver{'ies' if released != 1 else 'y'}"
+            " of a process that is gone released"
+        )
 
 
 def cmd_queue_delete(ctx: Context, args: argparse.Namespace) -> None:

@@ -42,7 +42,6 @@ import dataclasses
 import os
 import random
 import re
-import secrets
 import socket
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -72,6 +71,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from zpop import owners
 from zpop.config import Config
 from zpop.dsn import SUBJECT, build_dsn
 from zpop.store import IStore, NotFound
@@ -613,9 +613,7 @@ class OutboundService(Service):
         self._clock = clock if clock is not None else reactor
         self._resolver = resolver
         self._connect = connect or self._default_connect
-        self.owner = owner or (
-            f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        )
+        self.owner = owner or owners.current_owner()
         self.router: Router | None = None
         self._router_error: str | None = None
         self._waiting: dict[str, deque[OutboundJob]] = {}
@@ -654,9 +652,15 @@ class OutboundService(Service):
                 lambda f: log.failure("outbound loop stopped", f)
             )
             self._loops.append(loop)
-        # The first scan as soon as the reactor runs (not inside startService).
-        self._first = self._clock.callLater(0, self._tick)
+        # The first scan as soon as the reactor runs (not inside startService),
+        # after taking back what a crashed process of this host held.
+        self._first = self._clock.callLater(0, self._recover)
         log.info("outbound relay started as {owner}", owner=self.owner)
+
+    def _recover(self) -> None:
+        d = owners.release_dead_leases(self._store)
+        d.addErrback(lambda f: log.failure("outbound: releasing dead leases", f))
+        d.addBoth(lambda _: self._tick())
 
     def stopService(self) -> Deferred:  # noqa: N802
         super().stopService()

@@ -431,6 +431,9 @@ class IStore(Interface):
         """Extend every claim ``owner`` holds to ``now + lease``; fires with
         the number of recipients still claimed."""
 
+    def outbound_lease_owners() -> Any:
+        """Fires with the owners holding claims (``zpop.owners``), sorted."""
+
     def release_outbound_leases(owner: str) -> Any:
         """Drop ``owner``'s claims (the recipients stay due); fires with the
         number released."""

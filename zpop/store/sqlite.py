@@ -1057,6 +1057,17 @@ class SQLiteStore:
 
         return self._call(thd)
 
+    def outbound_lease_owners(self) -> Deferred:
+        def thd() -> list[str]:
+            with self._read() as conn:
+                rows = conn.execute(
+                    "SELECT DISTINCT lease_owner FROM outbound_recipients"
+                    " WHERE lease_owner IS NOT NULL ORDER BY lease_owner"
+                ).fetchall()
+            return [row[0] for row in rows]
+
+        return self._call(thd)
+
     def release_outbound_leases(self, owner: str) -> Deferred:
         def thd() -> int:
             with self._write() as conn:

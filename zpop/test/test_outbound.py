@@ -810,6 +810,52 @@ class RawSink:
                 f.write(b"250 2.0.0 ok\r\n")
 
 
+class StallingSink(RawSink):
+    """A RawSink whose first session never answers the end of its DATA
+    (a next hop that stalls); later sessions, each on its own thread, are
+    answered normally."""
+
+    def __init__(self, case: TestCase) -> None:
+        self.stalled = threading.Event()
+        super().__init__(case)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(30)
+            try:
+                self._session(conn.makefile("rwb", buffering=0))
+            except OSError:
+                pass
+
+    def _session(self, f: Any) -> None:
+        if self.stalled.is_set():
+            super()._session(f)
+            return
+        f.write(b"220 sink.test ESMTP\r\n")
+        while not self.stalled.is_set():
+            line = f.readline()
+            if not line:
+                return
+            if line[:4].upper() == b"EHLO":
+                f.write(b"250 sink.test\r\n")
+            elif line[:4].upper() == b"DATA":
+                f.write(b"354 go on\r\n")
+                while line not in (b".\r\n", b""):
+                    line = f.readline()
+                self.stalled.set()
+            else:
+                f.write(b"250 2.0.0 ok\r\n")
+        self._stop.wait(30)
+
+
 class SMTPSinkTests(RelayTestCase):
     """Postfix's smtp-sink and its fault options as the remote server."""
 
@@ -942,6 +988,56 @@ class ServerTests(SynchronousTestCase):
         server.start()
         self.wait_empty(server)
         self.assertIn(BODY.replace(b"\r\n", b"\n") + b"\n", sink_dumps(dump))
+
+    def stalled_delivery(self, sink: StallingSink) -> ZpopServer:
+        """A server (default 300 s lease) killed with SIGKILL while its
+        delivery of one queued message waits for the next hop's reply."""
+        settings = self.settings(sink.port)
+        del settings["outbound"]["lease"]
+        server = start_server(self, settings=settings)
+        store = SQLiteStore(os.path.join(server.data, DATABASE_NAME), run_synchronously)
+        self.addCleanup(store.close)
+        result(
+            store.accept_message(
+                [],
+                QueuedMessage(
+                    "bob@example.test", ("a@remote.example",), BODY,
+                    time.time(), time.time() + 3600,
+                ),
+            )
+        )
+        self.assertTrue(sink.stalled.wait(15), server.log_text())
+        self.assertEqual(server.kill(), -9)
+        return server
+
+    def test_kill_9_lease_released_at_restart(self) -> None:
+        """After kill -9 during DATA to a stalled next hop, the restarted
+        server takes back the dead process's lease at once: the message is
+        delivered within 30 s, not when the 300 s lease runs out."""
+        sink = StallingSink(self)
+        server = self.stalled_delivery(sink)
+        restarted = time.monotonic()
+        server.start()
+        self.wait_empty(server, timeout=30)
+        self.assertLess(time.monotonic() - restarted, 30)
+        stuffed = (b"\r\n" + BODY).replace(b"\r\n.", b"\r\n..")[2:]
+        self.assertEqual(sink.messages, [stuffed])
+        self.assertRegex(
+            server.log_text(current=True),
+            r"outbound: released 1 deliveries of dead process \S+:\d+:",
+        )
+
+    def test_queue_retry_releases_dead_lease(self) -> None:
+        """``zpop queue retry`` says "due now" truthfully: it also releases
+        the claim of a server process that was killed."""
+        server = self.stalled_delivery(StallingSink(self))
+        self.assertEqual(
+            server.zpop("queue", "retry", "--all"),
+            "1 recipient in the queue due now; the server tries them at its"
+            " next scan\n1 interrupted delivery of a process that is gone"
+            " released\n",
+        )
+        self.assertEqual(server.zpop("queue", "retry", "--all").count("\n"), 1)
 
     def test_submission_to_remote(self) -> None:
         """A message submitted on 587 to a remote address arrives at the
