@@ -61,6 +61,10 @@ def twistd_command() -> list[str]:
     return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
+#: What a server log never shows unless a test expects it.
+UNEXPECTED_ERROR = re.compile(r"Unhandled Error|Traceback \(most recent call last\)")
+
+
 class ServerError(AssertionError):
     """The server did not start (or stop) as expected; carries its log."""
 
@@ -93,6 +97,9 @@ class ZpopServer:
         self._init = init
         self._initialized = False
         self._log_offset = 0
+        #: Patterns of logged errors a test provokes on purpose; any other
+        #: traceback in the log fails the test at cleanup.
+        self.expected_errors: list[str] = []
         merged: dict[str, dict[str, str]] = {
             s: dict(v) for s, v in DEFAULT_SETTINGS.items()
         }
@@ -258,10 +265,28 @@ class ZpopServer:
         return process.returncode
 
     def cleanup(self) -> None:
-        """Kill the server if running and remove the temp dir if we made it."""
+        """Kill the server if running and remove the temp dir if we made it;
+        then fail if its log shows an error no test expected."""
         self.kill()
+        unexpected = self.unexpected_errors()
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if unexpected:
+            raise ServerError(
+                "the server logged an unexpected error:\n" + "\n...\n".join(unexpected)
+            )
+
+    def unexpected_errors(self) -> list[str]:
+        """Each "Unhandled Error" or traceback in the log (with the lines
+        around it) that matches none of ``expected_errors``."""
+        lines = self.log_text().splitlines()
+        found = []
+        for n, line in enumerate(lines):
+            if UNEXPECTED_ERROR.search(line):
+                block = "\n".join(lines[max(0, n - 3) : n + 30])
+                if not any(re.search(p, block) for p in self.expected_errors):
+                    found.append(block)
+        return found
 
     # Inspection --------------------------------------------------------
 
