@@ -16,11 +16,15 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 #: Bytes a client may pipeline while a command is pending before zpop stops
 #: reading from its socket (back-pressure instead of an unbounded buffer).
 PIPELINE_LIMIT = 64 * 1024
+
+#: Seconds a closing connection may take to go before it is aborted.
+CLOSE_GRACE = 5.0
 
 
 def start(coroutine: Coroutine[Any, Any, Any]) -> Deferred | None:
@@ -66,6 +70,8 @@ class CommandRunner:
 
     refusal: type[Exception]
     transport: Any
+    clock: IReactorTime
+    _abort_call: IDelayedCall | None = None
     _buffer: bytes
     _waiting: bool
     _reading_paused: bool
@@ -83,6 +89,22 @@ class CommandRunner:
 
     def _process(self) -> None:
         raise NotImplementedError
+
+    def _lose_connection(self) -> None:
+        """Close once the last reply is sent, and abort if the peer keeps
+        the connection open: a TLS close waits for the peer's close_notify,
+        which a hostile client never sends. ``connectionLost`` calls
+        ``_closed``."""
+        self.transport.loseConnection()
+        self._abort_call = self.clock.callLater(CLOSE_GRACE, self._abort)
+
+    def _abort(self) -> None:
+        if not self._disconnected:
+            self.transport.abortConnection()
+
+    def _closed(self) -> None:
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
 
     def _run(self, handler: Callable[..., Any], *args: Any) -> None:
         """Call a handler; answer a refusal; wait for what it returns."""

@@ -40,7 +40,10 @@ from zpop.store import (
     NewMessage,
     NotFound,
     QueuedMessage,
+    StorageFull,
 )
+
+__all__ = ["StorageFull"]  # what SMTP tells a client as 452 4.3.1
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _HEADER_NAME = re.compile(rb"^[\x21-\x39\x3b-\x7e]+:")

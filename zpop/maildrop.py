@@ -18,7 +18,9 @@ from twisted.mail.pop3 import IMailbox
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from zpop.store import Account, IStore, PopSnapshot
+from zpop.store import Account, IStore, PopSnapshot, StorageFull
+
+__all__ = ["StorageFull"]  # a QUIT that cannot apply its deletions
 from zpop.store.changes import Verified
 
 log = Logger()

@@ -27,6 +27,7 @@ from zpop import sasl, tls
 from zpop.auth import LoginRefused
 from zpop.commands import CommandRunner
 from zpop.config import Config
+from zpop.maildrop import StorageFull
 from zpop.realm import Session
 
 log = Logger()
@@ -315,6 +316,7 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
 
     def connectionLost(self, reason: Failure | None = None) -> None:  # type: ignore[override]
         self._disconnected = True
+        self._closed()
         self.setTimeout(None)
         if self._login_deadline.active():
             self._login_deadline.cancel()
@@ -354,7 +356,7 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
         if not self._closing:
             self._closing = True
             self._reply(line)
-            self.transport.loseConnection()
+            self._lose_connection()
 
     # -- input: upstream's LineOnlyReceiver drops the connection on a long
     # line and buffers pipelined commands without bound while one is busy.
@@ -749,9 +751,18 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
             self._close(f"+OK Bye, {deleted} messages deleted".encode())
 
         def failed(failure: Failure) -> None:
-            log.failure(
-                "applying POP deletions for {account}", failure, account=self._account
-            )
+            if failure.check(StorageFull):
+                log.error(
+                    "applying POP deletions for {account}: {error}",
+                    account=self._account,
+                    error=failure.value,
+                )
+            else:
+                log.failure(
+                    "applying POP deletions for {account}",
+                    failure,
+                    account=self._account,
+                )
             self._ended = "quit-failed"
             self._close(
                 b"-ERR [SYS/TEMP] Could not apply the deletions; nothing was deleted"

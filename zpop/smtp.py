@@ -39,6 +39,7 @@ from zpop.delivery import (
     MalformedMessage,
     Route,
     SMTPDelivery,
+    StorageFull,
     check,
     from_addresses,
     received_field,
@@ -255,6 +256,7 @@ class SMTPServer(CommandRunner, sasl.Exchanges, smtp.ESMTP):
         # Upstream hands half-received messages to IMessage.connectionLost;
         # zpop has nothing to undo: only a completed commit stores anything.
         self._disconnected = True
+        self._closed()
         self.setTimeout(None)
         for call in (self._deadline, self._login_deadline):
             if call is not None and call.active():
@@ -322,7 +324,7 @@ class SMTPServer(CommandRunner, sasl.Exchanges, smtp.ESMTP):
         if not self._closing and not self._disconnected:
             self._closing = True
             self._write(reply.render())
-            self.transport.loseConnection()
+            self._lose_connection()
 
     def sendCode(self, code: int, message: bytes = b"") -> None:  # noqa: N802
         # Upstream's replies carry no enhanced status codes; every zpop reply
@@ -837,6 +839,14 @@ class SMTPServer(CommandRunner, sasl.Exchanges, smtp.ESMTP):
         started = time.monotonic()
         try:
             accepted = await self.router.commit(envelope, body, trace)
+        except StorageFull as full:
+            log.error(
+                "storing message {queue_id} from {client}: {error}",
+                queue_id=queue_id,
+                client=self._client,
+                error=full,
+            )
+            raise Reply(452, "4.3.1", "Insufficient system storage, try again later")
         except Exception:
             log.failure(
                 "storing message {queue_id} from {client}",

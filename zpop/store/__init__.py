@@ -22,6 +22,7 @@ from zpop.store.interface import (
     QueuedMessage,
     QueuedRecipient,
     SchemaError,
+    StorageFull,
     StoreError,
 )
 from zpop.store.sqlite import SQLiteStore, migrate
@@ -52,6 +53,7 @@ __all__ = [
     "QueuedRecipient",
     "SQLiteStore",
     "SchemaError",
+    "StorageFull",
     "StoreError",
     "migrate",
 ]

@@ -40,8 +40,9 @@ class ChangeCounter:
         self.path = path
         fd = open_beside(path, owner_of)
         try:
-            if os.fstat(fd).st_size < _VALUE.size:
-                os.ftruncate(fd, _VALUE.size)
+            # Allocated, not a hole: writing a page of a hole through the
+            # map on a full disk would kill the process with SIGBUS.
+            os.posix_fallocate(fd, 0, _VALUE.size)
             self._map: mmap.mmap | None = mmap.mmap(fd, _VALUE.size)
         except BaseException:
             os.close(fd)

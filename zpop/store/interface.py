@@ -30,6 +30,11 @@ class StoreError(Exception):
     """Base of the store's errors; the text is fit for an operator."""
 
 
+class StorageFull(StoreError):
+    """The disk holding the store is full: nothing was written, and the same
+    request can succeed once space is freed."""
+
+
 class NotFound(StoreError):
     """The named domain, account, alias or app password does not exist."""
 

@@ -10,6 +10,7 @@ that made them.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import sqlite3
@@ -46,6 +47,7 @@ from zpop.store.interface import (
     QueuedRecipient,
     RecipientResult,
     SchemaError,
+    StorageFull,
     StoreError,
 )
 from zpop.store.locks import MaildropLocks
@@ -288,10 +290,13 @@ class SQLiteStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # A COMMIT that failed (a full disk) may have left the
+            # transaction open, or SQLite may have rolled it back already.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         if changes:
             self._changes.bump()
 
@@ -305,12 +310,22 @@ class SQLiteStore:
         finally:
             conn.execute("COMMIT")
 
+    def _error(self, e: sqlite3.Error | OSError) -> StoreError:
+        """The store's error for a failed database call."""
+        code = getattr(e, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL or getattr(e, "errno", None) == errno.ENOSPC:
+            return StorageFull(
+                f"the disk holding {self.path} is full: free some space,"
+                " nothing was written"
+            )
+        return StoreError(f"database error in {self.path}: {e}")
+
     def _call(self, f: Callable[..., T], *args: Any) -> Deferred:
         def guarded() -> T:
             try:
                 return f(*args)
             except sqlite3.Error as e:
-                raise StoreError(f"database error in {self.path}: {e}") from e
+                raise self._error(e) from e
 
         return self._run(guarded)
 
@@ -719,10 +734,12 @@ class SQLiteStore:
                     try:
                         results.append(self._accept_one(conn, local, queued))
                     except sqlite3.Error as e:
+                        if not conn.in_transaction:
+                            # SQLite rolled back the whole transaction (a
+                            # full disk does): the batch fails together.
+                            raise
                         conn.execute("ROLLBACK TO accept")
-                        results.append(
-                            StoreError(f"database error in {self.path}: {e}")
-                        )
+                        results.append(self._error(e))
                     except StoreError as e:
                         conn.execute("ROLLBACK TO accept")
                         results.append(e)
