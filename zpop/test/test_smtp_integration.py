@@ -281,18 +281,31 @@ class SMTPIntegrationTests(ServerTestCase):
                 return data
 
     def test_starttls_injection(self) -> None:
-        """Commands pipelined after STARTTLS in plaintext never run inside
-        TLS: the first reply inside TLS answers the client's EHLO."""
+        """Commands pipelined after STARTTLS in plaintext never run, inside
+        TLS or out: the client is out of sync, gets 554 5.5.0 and is closed;
+        a client that waits for the 220 gets TLS."""
         sock = self.raw(self.server.ports["submission"])
         sock.sendall(b"EHLO client.test\r\n")
         self.read_reply(sock)
         sock.sendall(b"STARTTLS\r\nRSET\r\nMAIL FROM:<alice@example.test>\r\n")
+        refused = sock.recv(65536)
+        closed = sock.recv(65536)
+        sock = self.raw(self.server.ports["submission"])
+        sock.sendall(b"EHLO client.test\r\n")
+        self.read_reply(sock)
+        sock.sendall(b"STARTTLS\r\n")
         ready = self.read_reply(sock)
         tls = self.server.ssl_context().wrap_socket(sock, server_hostname=SMTP_HOST)
         tls.sendall(b"NOOP\r\n")
         first = self.read_reply(tls)
         self.assertEqual(
-            (ready, first), (b"220 2.0.0 Ready to start TLS\r\n", b"250 2.0.0 OK\r\n")
+            (refused, closed, ready, first),
+            (
+                b"554 5.5.0 Error: SMTP protocol synchronization\r\n",
+                b"",
+                b"220 2.0.0 Ready to start TLS\r\n",
+                b"250 2.0.0 OK\r\n",
+            ),
         )
 
     def test_smuggling(self) -> None:
@@ -301,13 +314,17 @@ class SMTPIntegrationTests(ServerTestCase):
         replies = []
         for ending in (b"\n.\n", b"\n.\r\n", b"\r.\r", b"\r\n.\n", b"\r.\r\n"):
             sock = self.raw(self.server.ports["mx"])
+            sock.sendall(b"EHLO client.test\r\n")
+            self.read_reply(sock)
             sock.sendall(
-                b"EHLO client.test\r\nMAIL FROM:<a@remote.example>\r\n"
+                b"MAIL FROM:<a@remote.example>\r\n"
                 b"RCPT TO:<" + BOB.encode() + b">\r\nDATA\r\n"
             )
             data = b""
             while not data.endswith(b"354 End data with <CR><LF>.<CR><LF>\r\n"):
-                data += sock.recv(65536)
+                chunk = sock.recv(65536)
+                self.assertTrue(chunk, data)
+                data += chunk
             sock.sendall(
                 b"Subject: one\r\n\r\nfirst"
                 + ending
