@@ -292,8 +292,12 @@ def _parse_next_hop(text: str) -> tuple[str, int] | None:
         port = rest[1:] or "25"
     elif text.count(":") == 1:
         host, port = text.split(":")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"port {port!r} is not a number from 1 to 65535")
+    # ASCII digits only: int() also reads other scripts' digits, and fails
+    # on "²" or thousands of digits with a message about Python internals.
+    valid = port.isascii() and port.isdigit() and len(port.lstrip("0")) <= 5
+    if not valid or not 0 < int(port) < 65536:
+        shown = port if len(port) <= 20 else port[:20] + "..."
+        raise ValueError(f"port {shown!r} is not a number from 1 to 65535")
     if not host or any(c.isspace() or c in "/@" for c in host):
         raise ValueError("expected host:port, [IPv6]:port or host")
     return host.lower().rstrip("."), int(port)
