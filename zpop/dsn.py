@@ -25,7 +25,11 @@ SUBJECT = "Undelivered Mail Returned to Sender"
 MAX_HEADERS = 64 * 1024
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
-_STATUS = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
+# ASCII digits, whole string: "\d" also matches other scripts' digits and
+# "$" a final newline, which would end the Status: line early.
+_STATUS = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}", re.ASCII)
+#: RFC 5322 section 2.1.1: a line is at most 998 octets.
+MAX_LINE = 998
 
 
 def _clean(text: str, limit: int = 900) -> str:
@@ -40,7 +44,7 @@ def _mta_name(remote_mta: str) -> str:
 
 def dsn_status(recipient: OutboundRecipient) -> str:
     """The RFC 3463 status for a failed recipient's DSN."""
-    if recipient.status and _STATUS.match(recipient.status):
+    if recipient.status and _STATUS.fullmatch(recipient.status):
         return recipient.status
     return "5.0.0"
 
@@ -58,7 +62,9 @@ def build_dsn(
     ``original`` is (the start of) the failed message; its header section is
     attached. CRLF line ends throughout.
     """
-    boundary = f"{secrets.token_hex(12)}/{hostname}"
+    # RFC 2046 5.1.1: at most 70 characters, from a small set.
+    boundary = f"{secrets.token_hex(12)}/{re.sub(r'[^A-Za-z0-9.-]', '', hostname)}"
+    boundary = boundary[:70]
     lines = [
         f"From: Mail Delivery System <MAILER-DAEMON@{hostname}>",
         f"To: <{_clean(sender)}>",
@@ -84,7 +90,7 @@ def build_dsn(
     ]
     for r in failed:
         reason = _clean(r.last_error or "delivery failed")
-        lines.append(f"<{_clean(r.recipient)}>: {reason}")
+        lines.append(f"<{_clean(r.recipient)}>: {reason}"[:MAX_LINE])
     lines += [
         "",
         f"--{boundary}",
