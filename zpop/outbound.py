@@ -117,6 +117,7 @@ class DotStuffer:
     def feed(self, data: bytes) -> bytes:
         if self._cr and data[:1] == b"\n":
             data = data[1:]  # the LF of a CRLF cut between two chunks
+            self._cr = False
         if not data:
             return b""
         self._cr = data.endswith(b"\r")
