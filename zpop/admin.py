@@ -60,8 +60,10 @@ SMTPS_PORT = 465
 SUBMISSION_PORT = 587
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-# RFC 5322 dot-atom; quoted local parts are legal but no operator needs them.
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# RFC 5322 dot-atom; quoted local parts are legal but no operator needs them,
+# and "%" and "!" are refused as the relay tricks SMTP refuses them as (such
+# an account could never receive mail).
+_ATOM = r"[A-Za-z0-9#$&'*+/=?^_`{|}~-]+"
 _LOCAL_PART = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
