@@ -39,7 +39,7 @@ from zpop.store import (
     NotFound,
     SQLiteStore,
     StoreError,
-    migrate,
+    schema,
 )
 from zpop.threads import run_synchronously
 
@@ -210,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("init", help="create the data directory and database")
     p.add_argument(
         "--hostname", type=HOST, help="write DATA/zpop.ini with this host name"
+    )
+
+    commands.add_parser(
+        "upgrade",
+        help="migrate the database to this zpop's schema (a backup is made first)",
     )
 
     domain = commands.add_parser("domain", help="hosted domains").add_subparsers(
@@ -410,7 +415,9 @@ class Context:
                 raise CommandError(
                     f"no zpop database in {self.data_dir}: run 'zpop init' first"
                 )
-            open_database(self.database)
+            # Only init and upgrade migrate: a newer zpop must not upgrade
+            # the database under an older running server.
+            schema.check(self.database)
             self._store = SQLiteStore(self.database, run_synchronously)
         return self._store
 
@@ -441,15 +448,6 @@ class Context:
                 f"{domain} is not a hosted domain: add it with "
                 f"'zpop domain add {domain}'"
             )
-
-
-def open_database(path: str) -> int:
-    """``migrate`` with a damaged file reported by name, not as a bare
-    sqlite3 error; returns the schema version."""
-    try:
-        return migrate(path)
-    except sqlite3.DatabaseError as e:
-        raise CommandError(f"{path} is not a zpop database: {e}")
 
 
 def _config_sets_data(path: str) -> bool:
@@ -509,6 +507,24 @@ def read_password(stdin: IO[bytes]) -> str:
 # -- commands ---------------------------------------------------------------
 
 
+def _say_upgraded(ctx: Context, database: str, upgraded: schema.Upgraded) -> None:
+    if upgraded.backup is None:
+        ctx.out(f"database {database} is up to date (schema version {upgraded.after})")
+    else:
+        ctx.out(
+            f"upgraded database {database} from schema version {upgraded.before}"
+            f" to {upgraded.after}; the version {upgraded.before} database was"
+            f" copied to {upgraded.backup}"
+        )
+
+
+def cmd_upgrade(ctx: Context, args: argparse.Namespace) -> None:
+    """Migrate the database to this zpop's schema, after a backup."""
+    if not os.path.exists(ctx.database):
+        raise CommandError(f"no zpop database in {ctx.data_dir}: run 'zpop init' first")
+    _say_upgraded(ctx, ctx.database, schema.upgrade(ctx.database))
+
+
 def cmd_init(ctx: Context, args: argparse.Namespace) -> None:
     """Idempotent set-up: directory (0700), database, server key, zpop.ini."""
     data_dir = os.path.abspath(ctx.data_dir)
@@ -532,11 +548,11 @@ def cmd_init(ctx: Context, args: argparse.Namespace) -> None:
         ctx.out(f"created data directory {data_dir}")
     database = os.path.join(data_dir, DATABASE_NAME)
     existed = os.path.exists(database)
-    version = open_database(database)
-    if existed:
-        ctx.out(f"database {database} is up to date (schema version {version})")
+    upgraded = schema.upgrade(database)
+    if not existed:
+        ctx.out(f"created database {database} (schema version {upgraded.after})")
     else:
-        ctx.out(f"created database {database} (schema version {version})")
+        _say_upgraded(ctx, database, upgraded)
     key = os.path.join(data_dir, passwords.KEY_NAME)
     existed = os.path.exists(key)
     try:
@@ -1105,6 +1121,7 @@ COMMANDS: dict[
     tuple[str, str | None], Callable[[Context, argparse.Namespace], None]
 ] = {
     ("init", None): cmd_init,
+    ("upgrade", None): cmd_upgrade,
     ("domain", "add"): cmd_domain_add,
     ("domain", "list"): cmd_domain_list,
     ("account", "add"): cmd_account_add,

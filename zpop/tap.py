@@ -42,7 +42,7 @@ from zpop.passwords import load_or_create_key
 from zpop.pop3 import POP3Factory
 from zpop.realm import Realm
 from zpop.smtp import SMTPFactory
-from zpop.store import DATABASE_NAME, IStore, SchemaError, SQLiteStore, migrate
+from zpop.store import DATABASE_NAME, IStore, SchemaError, SQLiteStore, schema
 from zpop.threads import Runner, ThreadPoolService
 from zpop.tls import ServerTLS, TLSConfigError
 from zpop.workers import Worker, WorkerPool
@@ -302,13 +302,23 @@ def build_service(
     log.info("data directory {data_dir}", data_dir=data_dir)
     db_path = os.path.join(data_dir, DATABASE_NAME)
     try:
-        version = migrate(db_path)
+        upgraded = schema.upgrade(db_path)
     except SchemaError as e:
         raise StartupError(str(e))
     except OSError as e:
         raise StartupError(f"cannot open database {db_path}: {e.strerror}")
+    if upgraded.backup is not None:
+        log.info(
+            "database {path} upgraded from schema version {before}; the old"
+            " database was copied to {backup}",
+            path=db_path,
+            before=upgraded.before,
+            backup=upgraded.backup,
+        )
     log.info(
-        "database {path} at schema version {version}", path=db_path, version=version
+        "database {path} at schema version {version}",
+        path=db_path,
+        version=upgraded.after,
     )
     try:
         server_key = load_or_create_key(data_dir)

@@ -11,13 +11,11 @@ that made them.
 from __future__ import annotations
 
 import errno
-import os
 import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from importlib import resources
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -46,133 +44,26 @@ from zpop.store.interface import (
     QueuedMessage,
     QueuedRecipient,
     RecipientResult,
-    SchemaError,
     StorageFull,
     StoreError,
 )
 from zpop.store.locks import MaildropLocks
+from zpop.store.schema import (  # noqa: F401 (migrate and friends live here too)
+    BUSY_TIMEOUT,
+    connect,
+    latest_version,
+    migrate,
+    migrations,
+)
 from zpop.threads import Runner
 
 T = TypeVar("T")
 
-BUSY_TIMEOUT = 30.0
 #: App passwords' last-use times are kept to this many seconds, so a client
 #: polling every few seconds does not cost a durable write each time.
 LAST_USE_RESOLUTION = 60.0
 #: Bodies are stored in pieces of this size (migration 005).
 BODY_CHUNK = 256 * 1024
-
-
-def migrations() -> list[tuple[int, str]]:
-    """The numbered migration scripts shipped with zpop, in order."""
-    found = []
-    for entry in resources.files("zpop.store").joinpath("migrations").iterdir():
-        name = entry.name
-        if name.endswith(".sql") and name[:3].isdigit():
-            found.append((int(name[:3]), entry.read_text(encoding="utf-8")))
-    found.sort()
-    for expected, (number, _) in enumerate(found, start=1):
-        if number != expected:
-            raise RuntimeError(f"migration {expected:03d} is missing")
-    return found
-
-
-def latest_version() -> int:
-    return len(migrations())
-
-
-def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-    )
-    try:
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _schema_version(conn: sqlite3.Connection) -> int:
-    row = conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'zpop_version'"
-    ).fetchone()
-    if row is None:
-        return 0
-    (version,) = conn.execute("SELECT version FROM zpop_version").fetchone()
-    return int(version)
-
-
-def _upgrade(
-    conn: sqlite3.Connection, path: str, to_version: int | None = None
-) -> None:
-    """Apply the migrations the database lacks, each in its own transaction."""
-    scripts = migrations()
-    known = len(scripts)
-    current = _schema_version(conn)
-    if current > known:
-        raise SchemaError(
-            f"database at {path} is version {current}, this zpop knows up to "
-            f"{known}: upgrade zpop"
-        )
-    target = known if to_version is None else to_version
-    for number, script in scripts[current:target]:
-        bump = (
-            "CREATE TABLE zpop_version (version INTEGER NOT NULL);"
-            f"INSERT INTO zpop_version VALUES ({number});"
-            if number == 1
-            else f"UPDATE zpop_version SET version = {number};"
-        )
-        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\n{bump}\nCOMMIT;")
-
-
-def migrate(path: str, to_version: int | None = None) -> int:
-    """Create the database at ``path`` or bring it up to date; blocking.
-
-    A new database is built in a temporary file and renamed into place, so a
-    crash never leaves a half-made one. Returns the schema version.
-    """
-    if not os.path.exists(path):
-        tmp = f"{path}.new-{os.getpid()}"
-        for leftover in (tmp, tmp + "-wal", tmp + "-shm", tmp + "-journal"):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
-        try:
-            conn = _connect(tmp)
-            try:
-                _upgrade(conn, path, to_version)
-                conn.execute("PRAGMA journal_mode = WAL")
-            finally:
-                conn.close()
-        except BaseException:
-            for leftover in (tmp, tmp + "-wal", tmp + "-shm", tmp + "-journal"):
-                if os.path.exists(leftover):
-                    os.unlink(leftover)
-            raise
-        os.replace(tmp, path)
-        _fsync_dir(os.path.dirname(os.path.abspath(path)))
-    try:
-        conn = _connect(path)
-    except sqlite3.DatabaseError as e:
-        raise SchemaError(f"{path} is not a zpop database: {e}")
-    try:
-        try:
-            _upgrade(conn, path, to_version)
-        except sqlite3.DatabaseError as e:
-            raise SchemaError(f"{path} is not a zpop database: {e}")
-        return _schema_version(conn)
-    finally:
-        conn.close()
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 _ACCOUNT_COLUMNS = """
@@ -272,7 +163,7 @@ class SQLiteStore:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect(self.path)
+            conn = connect(self.path)
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)

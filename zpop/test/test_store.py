@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from zpop.store import interface as records
-from zpop.store import sqlite as sqlite_module
+from zpop.store import schema
 from zpop.store.interface import (
     Account,
     AlreadyExists,
@@ -1849,7 +1849,7 @@ class MigrationTests(SynchronousTestCase):
         """A creation that fails leaves neither a database nor a temporary file."""
         directory = self.directory()
         path = os.path.join(directory, "zpop.sqlite")
-        self.patch(sqlite_module, "migrations", lambda: [(1, "CREATE TABLE broken (;")])
+        self.patch(schema, "migrations", lambda: [(1, "CREATE TABLE broken (;")])
         self.assertRaises((sqlite3.Error, StoreError), migrate, path)
         self.assertEqual(os.listdir(directory), [])
 
