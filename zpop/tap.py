@@ -21,13 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.application import service
+from twisted.application import service, strports
 from twisted.application.internet import StreamServerEndpointService
 from twisted.cred.portal import Portal
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.protocol import Factory
+from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
@@ -94,20 +96,20 @@ class ListenError(Exception):
 def validate_endpoint(description: str) -> None:
     """Raise ``ValueError`` if ``description`` is not a usable server endpoint.
 
-    Parses like ``serverFromString`` without making an endpoint. ``ssl:`` is
-    refused: zpop applies TLS itself, from the ``[tls]`` section.
+    The endpoint is made and listened on with a ``MemoryReactor``, so every
+    argument is checked as the real reactor would and nothing binds.
+    ``ssl:`` is refused: zpop applies TLS itself, from the ``[tls]`` section.
     """
-    args, _ = endpoints._parse(description)
-    if not args or not args[0]:
-        raise ValueError("no endpoint type")
-    if args[0].lower() == "ssl":
+    if description.split(":", 1)[0].strip().lower() == "ssl":
         raise ValueError("use tcp:, zpop applies TLS itself from the [tls] section")
+    reactor = MemoryReactor()
     try:
-        kind, pargs, kwargs = endpoints._parseServer(description, None)
-    except (ValueError, TypeError, KeyError, IndexError) as e:
+        endpoints.serverFromString(reactor, description).listen(Factory())
+    except (ValueError, TypeError, KeyError, IndexError, OSError) as e:
         raise ValueError(str(e) or e.__class__.__name__)
-    if kind == "TCP" and not 0 <= pargs[0] <= 65535:
-        raise ValueError(f"port {pargs[0]} out of range 0-65535")
+    for port, *_ in reactor.tcpServers:
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port {port} out of range 0-65535")
 
 
 class Options(usage.Options):
@@ -264,15 +266,10 @@ class _ReportingEndpoint:
 def listener_service(
     name: str, description: str, factory: IProtocolFactory, reactor: Any
 ) -> StreamServerEndpointService:
-    """``strports.service(description, factory)`` that also reports its port.
-
-    Same construction and fail-fast flag as ``strports.service``.
-    """
-    endpoint = endpoints.serverFromString(reactor, description)
-    svc = StreamServerEndpointService(
-        _ReportingEndpoint(name, description, endpoint), factory
-    )
-    svc._raiseSynchronously = True
+    """``strports.service(description, factory)`` that also reports its port:
+    a busy port still aborts start-up."""
+    svc = strports.service(description, factory, reactor=reactor)
+    svc.endpoint = _ReportingEndpoint(name, description, svc.endpoint)
     svc.setName(name)
     return svc
 
