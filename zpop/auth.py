@@ -156,6 +156,10 @@ class CachedLogin:
         )
 
 
+#: Where a process tells the others of a verification (key, entry).
+Share = Callable[[bytes, "CachedLogin"], None]
+
+
 def _remember_recent(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
     """Put ``key`` in ``cache`` as the newest entry, dropping the oldest
     beyond CACHE_ENTRIES."""
@@ -184,6 +188,7 @@ class AccountChecker:
         bcrypt_cost: int,
         cache_time: float = 0.0,
         hash_password: Callable[[str, int], bytes] = passwords.hash_password,
+        share: Share | None = None,
     ) -> None:
         self._store = store
         self._key = key
@@ -191,9 +196,9 @@ class AccountChecker:
         self._clock = clock
         self._cache_time = cache_time
         self._cache: OrderedDict[bytes, CachedLogin] = OrderedDict()
-        #: Told of every verification remembered here, so other processes
-        #: can learn it (zpop.workers); ``learn`` takes theirs.
-        self.share: Callable[[bytes, CachedLogin], None] | None = None
+        # Told of every verification remembered here, so other processes
+        # can learn it (zpop.cluster); ``learn`` takes theirs.
+        self._share = share
         # A hash of a password nobody knows, checked for unknown users and
         # accounts without a primary password so they cost one bcrypt too.
         self._dummy_hash = hash_password(passwords.generate_app_password(), bcrypt_cost)
@@ -212,8 +217,8 @@ class AccountChecker:
             expires = self._clock.seconds() + self._cache_time
             entry = CachedLogin.of(identity, account.generation, expires)
             _remember_recent(self._cache, key, entry)
-            if self.share is not None:
-                self.share(key, entry)
+            if self._share is not None:
+                self._share(key, entry)
         return identity
 
     def learn(self, key: bytes, entry: CachedLogin) -> None:

@@ -70,7 +70,7 @@ class Config:
     #: empty: postmaster@<hostname>.
     postmaster: str = ""
     db_threads: int = 4
-    #: Processes serving the listeners (zpop.workers): 1 is the main one
+    #: Processes serving the listeners (zpop.cluster): 1 is the main one
     #: alone; more use more cores.
     workers: int = 1
     save_sent_copy: bool = True

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.application import service, strports
 from twisted.application.internet import StreamServerEndpointService
@@ -35,7 +35,8 @@ from twisted.python import usage
 from zope.interface import implementer
 
 from zpop import config as zconfig
-from zpop.auth import AccountChecker, Authenticator
+from zpop.auth import AccountChecker, Authenticator, CachedLogin, Share
+from zpop.cluster.pool import WorkerPool
 from zpop.config import LISTENERS, Config, ConfigError
 from zpop.delivery import SMTPDelivery
 from zpop.limits import REFUSALS, ConnectionLimiter
@@ -47,7 +48,6 @@ from zpop.smtp import SMTPFactory
 from zpop.store import DATABASE_NAME, IStore, SchemaError, SQLiteStore, schema
 from zpop.threads import Runner, ThreadPoolService
 from zpop.tls import ServerTLS, TLSConfigError
-from zpop.workers import Worker, WorkerPool
 
 log = Logger()
 
@@ -169,6 +169,24 @@ class Options(usage.Options):
         self.config_path = path
 
 
+class WorkerSide(Protocol):
+    """What a worker process (``zpop.cluster.worker.Worker``) brings to
+    ``build_service``: the sockets it inherited and its pipe to the main
+    process. A Protocol, so the assembly needs no import of the worker side
+    (which imports the assembly)."""
+
+    listeners: dict[str, tuple[int, int]]
+    learn_entry: Share | None
+
+    def wake(self) -> None: ...
+
+    def share(self, key: bytes, entry: CachedLogin) -> None: ...
+
+    def listener_service(
+        self, name: str, factory: IProtocolFactory
+    ) -> service.Service: ...
+
+
 @dataclass(frozen=True)
 class Services:
     """What protocol factories may use; built once by ``makeService``."""
@@ -287,10 +305,10 @@ def build_service(
     cfg: Config,
     reactor: Any,
     config_path: str | None,
-    worker: Worker | None = None,
+    worker: WorkerSide | None = None,
 ) -> service.MultiService:
     """The service tree of the main process, or of a worker process that
-    serves the main one's listening sockets (``zpop.workers``)."""
+    serves the main one's listening sockets (``zpop.cluster``)."""
     data_dir = cfg.data_dir
     try:
         os.makedirs(data_dir, mode=0o700, exist_ok=True)
@@ -338,11 +356,27 @@ def build_service(
     hashing = ThreadPoolService(reactor, "hashing", HASHING_THREADS, nice=10)
     hashing.setServiceParent(top)
     store = SQLiteStore(db_path, db)
+    pool: WorkerPool | None = None
+
+    def share_with_workers(key: bytes, entry: CachedLogin) -> None:
+        if pool is not None:
+            pool.share(key, entry)
+
+    if worker is not None:
+        share: Share | None = worker.share
+    else:
+        share = share_with_workers if cfg.workers > 1 else None
     checker = AccountChecker(
-        store, server_key, hashing, reactor, cfg.bcrypt_cost, cfg.credential_cache
+        store,
+        server_key,
+        hashing,
+        reactor,
+        cfg.bcrypt_cost,
+        cfg.credential_cache,
+        share=share,
     )
     if worker is not None:
-        worker.use_checker(checker)
+        worker.learn_entry = checker.learn
     portal = Portal(Realm(store, cfg, reactor), [checker])
     # Only the main process relays; a worker asks it to look at the queue.
     outbound = OutboundService(store, cfg, reactor) if worker is None else None
@@ -384,7 +418,14 @@ def build_service(
         outbound.setServiceParent(top)
     if worker is None and cfg.workers > 1:
         ports = [(name, lambda e=e: e.port) for name, e in endpoints_]
-        WorkerPool(
-            reactor, cfg.workers - 1, ports, data_dir, config_path, outbound, checker
-        ).setServiceParent(top)
+        pool = WorkerPool(
+            reactor,
+            cfg.workers - 1,
+            ports,
+            data_dir,
+            config_path,
+            outbound,
+            checker.learn,
+        )
+        pool.setServiceParent(top)
     return top

@@ -303,7 +303,16 @@ class AuthenticatorTests(SynchronousTestCase):
         another process's checker that ``learn``s it logs in without bcrypt
         until the account changes."""
         shared: list[Any] = []
-        self.checker.share = lambda key, entry: shared.append((key, entry))
+        self.checker = AccountChecker(
+            self.store,
+            KEY,
+            self.checker._hashing,
+            self.clock,
+            COST,
+            300.0,
+            share=lambda key, entry: shared.append((key, entry)),
+        )
+        self.authenticator = self.make_authenticator()
         self.successResultOf(self.login("primary-secret"))
         ((key, entry),) = shared
         self.assertEqual(entry.as_dict()["address"], "alice@example.com")

@@ -18,15 +18,15 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from zpop.auth import CachedLogin
-from zpop.store.changes import Verified
-from zpop.test.test_pop3_integration import POP3Client, ServerMixin
-from zpop.workers import (
+from zpop.cluster.pipe import TO_MAIN_FD
+from zpop.cluster.pool import (
     MAX_RESTART_DELAY,
     RESTART_DELAY,
-    TO_MAIN_FD,
     WorkerPool,
     _WorkerProcess,
 )
+from zpop.store.changes import Verified
+from zpop.test.test_pop3_integration import POP3Client, ServerMixin
 
 STARTED = re.compile(r"worker (\d+) started, pid (\d+)")
 
@@ -171,8 +171,6 @@ class _Outbound:
 class _Checker:
     """Records what an AccountChecker would learn."""
 
-    share: Any = None
-
     def __init__(self) -> None:
         self.learned: list[tuple[bytes, CachedLogin]] = []
 
@@ -202,7 +200,7 @@ class WorkerPoolTests(SynchronousTestCase):
             "/data",
             "/etc/zpop.ini",
             self.outbound,
-            self.checker,
+            self.checker.learn,
         )
         self.pool.startService()
         self.events: list[dict[str, Any]] = []
@@ -217,7 +215,7 @@ class WorkerPoolTests(SynchronousTestCase):
             (
                 [
                     "-m",
-                    "zpop.workers",
+                    "zpop.cluster.worker",
                     "1",
                     "/data",
                     "--config",
@@ -266,7 +264,7 @@ class WorkerPoolTests(SynchronousTestCase):
             (one.transport.written, two.transport.written),
             ([], [b"login " + line + b"\n"]),
         )
-        self.checker.share(key, ENTRY)
+        self.pool.share(key, ENTRY)
         self.assertEqual(one.transport.written, [b"login " + line + b"\n"])
         warnings = [
             e for e in self.events if e.get("log_format", "").startswith("malformed")
@@ -280,10 +278,10 @@ class WorkerPoolTests(SynchronousTestCase):
         ((worker, _, _),) = self.reactor.spawned
         pipe = worker.transport.pipes[0]
         pipe.producer.pauseProducing()
-        self.checker.share(b"\x01" * 32, ENTRY)
+        self.pool.share(b"\x01" * 32, ENTRY)
         skipped = list(worker.transport.written)
         pipe.producer.resumeProducing()
-        self.checker.share(b"\x02" * 32, ENTRY)
+        self.pool.share(b"\x02" * 32, ENTRY)
         self.assertEqual(
             (skipped, [line[:6] for line in worker.transport.written]),
             ([], [b"login "]),
