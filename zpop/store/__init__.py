@@ -1,4 +1,5 @@
-"""zpop's durable state: the Store API and its SQLite implementation."""
+"""zpop's durable state: the Store API, its SQLite implementation and an
+in-memory one (MemoryStore) for tests."""
 
 from zpop.store.interface import (
     DELETION_POLICIES,
@@ -25,6 +26,7 @@ from zpop.store.interface import (
     StorageFull,
     StoreError,
 )
+from zpop.store.memory import MemoryStore
 from zpop.store.sqlite import SQLiteStore, migrate
 
 DATABASE_NAME = "zpop.sqlite"
@@ -42,6 +44,7 @@ __all__ = [
     "AppPassword",
     "Domain",
     "IStore",
+    "MemoryStore",
     "Message",
     "NewMessage",
     "NotFound",

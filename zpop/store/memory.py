@@ -1,0 +1,698 @@
+"""The in-memory store: IStore in plain Python objects, for unit tests.
+
+Protocol and service tests need a store that behaves exactly like
+``SQLiteStore`` (same records, errors, ordering and id rules) but costs no
+disk, thread or reactor: every Deferred here has fired by the time the
+method returns, and a failed call changes nothing, as a rolled-back
+transaction would. The conformance suite in ``zpop.test.test_store`` holds
+it to that. It is shared by nothing: one MemoryStore is one "database" seen
+by one process, so its change counter and maildrop locks are in-process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from twisted.internet.defer import Deferred, fail, succeed
+from zope.interface import implementer
+
+from zpop.store.interface import (
+    DELETION_POLICIES,
+    FOLDERS,
+    PLANS,
+    POP_MODES,
+    REPEATED_FAILURES,
+    SPAM_POLICIES,
+    Accepted,
+    Account,
+    AlreadyExists,
+    AppPassword,
+    Bounce,
+    Domain,
+    IStore,
+    Message,
+    NewMessage,
+    NotFound,
+    PopSession,
+    PopSettings,
+    PopSnapshot,
+    QueuedMessage,
+    QueuedRecipient,
+    StoreError,
+)
+from zpop.store.memory_queue import MemoryOutboundQueue, check_in, schema_error, settle
+
+#: App passwords' last-use times are kept to this many seconds
+#: (``zpop.store.sqlite.LAST_USE_RESOLUTION``).
+LAST_USE_RESOLUTION = 60.0
+
+
+class MemoryChangeCounter:
+    """``zpop.store.changes.ChangeCounter`` for one process: an integer.
+
+    Same ``value()``/``bump()`` contract (64-bit, wraps), no file: there is
+    no other process to tell.
+    """
+
+    def __init__(self) -> None:
+        self._value = 0
+
+    def value(self) -> int:
+        return self._value
+
+    def bump(self) -> None:
+        self._value = (self._value + 1) % 2**64
+
+    def close(self) -> None:
+        """Nothing to release; here so it can stand in for ChangeCounter."""
+
+
+class MemoryMaildropLocks:
+    """``zpop.store.locks.MaildropLocks`` without the kernel: a dict.
+
+    One holder per account; a second acquire (by the holder too) is refused;
+    only the holder releases. After ``close`` every lock is gone and
+    acquiring fails StoreError, as with a closed lock file.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._holders: dict[int, str] = {}
+        self._closed = False
+
+    def acquire(self, account_id: int, owner: str) -> bool:
+        """Take the account's lock for ``owner``; False if anyone holds it."""
+        if self._closed:
+            raise StoreError(f"the maildrop locks of {self.name} are closed")
+        if account_id in self._holders:
+            return False
+        self._holders[account_id] = owner
+        return True
+
+    def holds(self, account_id: int, owner: str) -> bool:
+        return self._holders.get(account_id) == owner
+
+    def release(self, account_id: int, owner: str) -> bool:
+        """Give the lock up if ``owner`` holds it; whether it did."""
+        if self._holders.get(account_id) != owner:
+            return False
+        del self._holders[account_id]
+        return True
+
+    def close(self) -> None:
+        self._closed = True
+        self._holders.clear()
+
+
+# -- rows: the mutable state behind the frozen records -----------------------
+
+
+@dataclass(slots=True)
+class _MessageRow:
+    message: Message
+    body: bytes
+
+
+@dataclass(slots=True)
+class _AppPasswordRow:
+    record: AppPassword
+    digest: bytes
+
+
+@dataclass(slots=True)
+class _AccountRow:
+    account: Account
+    next_uid: int = 1
+    #: id -> row, in uid order (uids only grow, so insertion order).
+    messages: dict[int, _MessageRow] = field(default_factory=dict)
+    app_passwords: dict[int, _AppPasswordRow] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Failure:
+    client: str
+    account: str
+    secret: str | None
+    at: float
+
+
+@implementer(IStore)
+class MemoryStore(MemoryOutboundQueue):
+    """IStore in memory, behaving as SQLiteStore does (zpop.store.sqlite).
+
+    Ids and uids are never reused. A check SQLite's schema makes (CHECK,
+    UNIQUE, FOREIGN KEY) fails here with a StoreError too, before anything
+    changes. StorageFull is never raised: there is no disk to fill.
+    """
+
+    def __init__(self, path: str = ":memory:") -> None:
+        super().__init__(path)
+        self._changes = MemoryChangeCounter()
+        self._pop_locks = MemoryMaildropLocks(path)
+        self._domains: dict[str, Domain] = {}
+        self._accounts: dict[int, _AccountRow] = {}
+        self._addresses: dict[str, int] = {}
+        self._aliases: dict[str, int] = {}
+        self._messages: dict[int, _MessageRow] = {}
+        self._app_passwords: dict[int, _AppPasswordRow] = {}
+        self._digests: dict[bytes, int] = {}
+        self._failures: list[_Failure] = []
+        self._bans: dict[str, float] = {}
+        self._domain_ids = itertools.count(1)
+        self._account_ids = itertools.count(1)
+        self._message_ids = itertools.count(1)
+        self._app_password_ids = itertools.count(1)
+
+    def close(self) -> None:
+        """Drop every maildrop lock, as closing SQLiteStore does."""
+        self._pop_locks.close()
+        self._changes.close()
+
+    def changes(self) -> int:
+        return self._changes.value()
+
+    # -- helpers: look-ups and the checks the SQL schema makes -------------
+
+    def _constraint(self, text: str) -> StoreError:
+        return schema_error(self.path, text)
+
+    def _check(self, column: str, value: object, allowed: Iterable[str]) -> None:
+        check_in(self.path, column, value, allowed)
+
+    def _row(self, address: str) -> _AccountRow:
+        account_id = self._addresses.get(address.lower())
+        if account_id is None:
+            raise NotFound(f"no account {address.lower()}")
+        return self._accounts[account_id]
+
+    def _row_by_id(self, account_id: int) -> _AccountRow:
+        row = self._accounts.get(account_id)
+        if row is None:
+            raise NotFound(f"no account with id {account_id}")
+        return row
+
+    def _claim_address(self, address: str) -> Domain:
+        """``address``'s hosted domain, if no account or alias has the
+        address; raises NotFound or AlreadyExists."""
+        name = address.rpartition("@")[2]
+        domain = self._domains.get(name)
+        if domain is None:
+            raise NotFound(f"no hosted domain {name}")
+        if address in self._addresses or address in self._aliases:
+            raise AlreadyExists(f"address {address} is taken already")
+        return domain
+
+    def _recipient_row(self, address: str) -> _AccountRow | None:
+        """The account an address or alias delivers to."""
+        address = address.lower()
+        account_id = self._addresses.get(address, self._aliases.get(address))
+        return None if account_id is None else self._accounts[account_id]
+
+    def _update_account(
+        self, address: str, change: Callable[[Account], Account]
+    ) -> Deferred[Account]:
+        """Change one account's record, bumping its generation and the
+        change counter, as every credential or settings change does."""
+
+        def apply() -> Account:
+            row = self._row(address)
+            changed = change(row.account)
+            row.account = replace(changed, generation=changed.generation + 1)
+            self._changes.bump()
+            return row.account
+
+        return settle(apply)
+
+    # -- domains ------------------------------------------------------------
+
+    def add_domain(self, name: str, organization: bool, now: float) -> Deferred[Domain]:
+        def apply() -> Domain:
+            key = name.lower()
+            if key in self._domains:
+                raise AlreadyExists(f"domain {key} exists already")
+            domain = Domain(next(self._domain_ids), key, bool(organization), float(now))
+            self._domains[key] = domain
+            return domain
+
+        return settle(apply)
+
+    def get_domain(self, name: str) -> Deferred[Domain]:
+        def look() -> Domain:
+            domain = self._domains.get(name.lower())
+            if domain is None:
+                raise NotFound(f"no hosted domain {name.lower()}")
+            return domain
+
+        return settle(look)
+
+    def list_domains(self) -> Deferred[list[Domain]]:
+        return succeed([self._domains[name] for name in sorted(self._domains)])
+
+    # -- accounts -----------------------------------------------------------
+
+    def add_account(
+        self,
+        address: str,
+        plan: str,
+        federated: bool,
+        password_hash: bytes | None,
+        now: float,
+    ) -> Deferred[Account]:
+        address = address.lower()
+
+        def apply() -> Account:
+            domain = self._claim_address(address)
+            self._check("plan", plan, PLANS)
+            account = Account(
+                id=next(self._account_ids),
+                address=address,
+                domain=domain.name,
+                organization=domain.organization,
+                plan=plan,
+                created=float(now),
+                password_hash=None if password_hash is None else bytes(password_hash),
+                federated=bool(federated),
+                two_factor=False,
+                pop=PopSettings(
+                    enabled=False,
+                    mode=None,
+                    enabled_at=None,
+                    start_uid=0,
+                    spam="exclude",
+                    deletion="keep",
+                ),
+                generation=0,
+                uid_validity=secrets.randbits(31),
+            )
+            self._accounts[account.id] = _AccountRow(account)
+            self._addresses[address] = account.id
+            return account
+
+        return settle(apply)
+
+    def get_account(self, address: str) -> Deferred[Account | None]:
+        account_id = self._addresses.get(address.lower())
+        return succeed(
+            None if account_id is None else self._accounts[account_id].account
+        )
+
+    def get_account_for_recipient(self, address: str) -> Deferred[Account | None]:
+        row = self._recipient_row(address)
+        return succeed(None if row is None else row.account)
+
+    def list_accounts(self) -> Deferred[list[Account]]:
+        return succeed(
+            [
+                self._accounts[self._addresses[address]].account
+                for address in sorted(self._addresses)
+            ]
+        )
+
+    def delete_account(self, address: str) -> Deferred[None]:
+        def apply() -> None:
+            row = self._row(address)
+            account_id = row.account.id
+            # What the schema's ON DELETE CASCADE / SET NULL do.
+            del self._accounts[account_id]
+            del self._addresses[row.account.address]
+            for alias in [a for a, i in self._aliases.items() if i == account_id]:
+                del self._aliases[alias]
+            for message_id in row.messages:
+                del self._messages[message_id]
+            for password_id, password in row.app_passwords.items():
+                del self._app_passwords[password_id]
+                del self._digests[password.digest]
+            for queued in self._queue.values():
+                if queued.account_id == account_id:
+                    queued.account_id = None
+            self._changes.bump()
+
+        return settle(apply)
+
+    def set_password(
+        self, address: str, password_hash: bytes | None
+    ) -> Deferred[Account]:
+        hashed = None if password_hash is None else bytes(password_hash)
+        return self._update_account(address, lambda a: replace(a, password_hash=hashed))
+
+    def set_two_factor(self, address: str, enabled: bool) -> Deferred[Account]:
+        return self._update_account(
+            address, lambda a: replace(a, two_factor=bool(enabled))
+        )
+
+    def enable_pop(self, address: str, mode: str, now: float) -> Deferred[Account]:
+        def apply() -> Account:
+            row = self._row(address)
+            self._check("pop_mode", mode, POP_MODES)
+            if mode == "all":
+                start = 0
+                for message in row.messages.values():
+                    if message.message.pop_removed:
+                        message.message = replace(message.message, pop_removed=False)
+            else:
+                start = row.next_uid
+            pop = replace(
+                row.account.pop,
+                enabled=True,
+                mode=mode,
+                enabled_at=float(now),
+                start_uid=start,
+            )
+            row.account = replace(
+                row.account, pop=pop, generation=row.account.generation + 1
+            )
+            self._changes.bump()
+            return row.account
+
+        return settle(apply)
+
+    def disable_pop(self, address: str) -> Deferred[Account]:
+        return self._update_account(
+            address, lambda a: replace(a, pop=replace(a.pop, enabled=False))
+        )
+
+    def set_pop_spam(self, address: str, policy: str) -> Deferred[Account]:
+        def change(account: Account) -> Account:
+            self._check("pop_spam", policy, SPAM_POLICIES)
+            return replace(account, pop=replace(account.pop, spam=policy))
+
+        return self._update_account(address, change)
+
+    def set_pop_deletion(self, address: str, policy: str) -> Deferred[Account]:
+        def change(account: Account) -> Account:
+            self._check("pop_deletion", policy, DELETION_POLICIES)
+            return replace(account, pop=replace(account.pop, deletion=policy))
+
+        return self._update_account(address, change)
+
+    # -- app-specific passwords -----------------------------------------------
+
+    def add_app_password(
+        self, address: str, label: str, digest: bytes, now: float
+    ) -> Deferred[AppPassword]:
+        def apply() -> AppPassword:
+            row = self._row(address)
+            digest_bytes = bytes(digest)
+            if digest_bytes in self._digests:
+                raise self._constraint("UNIQUE constraint failed: app_passwords.digest")
+            record = AppPassword(
+                id=next(self._app_password_ids),
+                account_id=row.account.id,
+                label=label,
+                created=now,
+                last_used=None,
+            )
+            stored = _AppPasswordRow(replace(record, created=float(now)), digest_bytes)
+            row.app_passwords[record.id] = stored
+            self._app_passwords[record.id] = stored
+            self._digests[digest_bytes] = record.id
+            row.account = replace(row.account, generation=row.account.generation + 1)
+            self._changes.bump()
+            return record
+
+        return settle(apply)
+
+    def list_app_passwords(self, address: str) -> Deferred[list[AppPassword]]:
+        return settle(
+            lambda: [p.record for p in self._row(address).app_passwords.values()]
+        )
+
+    def revoke_app_password(self, address: str, password_id: int) -> Deferred[None]:
+        def apply() -> None:
+            row = self._row(address)
+            password = row.app_passwords.pop(password_id, None)
+            if password is None:
+                raise NotFound(
+                    f"no app password {password_id} for {row.account.address}"
+                )
+            del self._app_passwords[password_id]
+            del self._digests[password.digest]
+            row.account = replace(row.account, generation=row.account.generation + 1)
+            self._changes.bump()
+
+        return settle(apply)
+
+    def use_app_password(
+        self, account_id: int, digest: bytes, now: float
+    ) -> Deferred[AppPassword | None]:
+        password_id = self._digests.get(bytes(digest))
+        if password_id is None:
+            return succeed(None)
+        password = self._app_passwords[password_id]
+        if password.record.account_id != account_id:
+            return succeed(None)
+        last = password.record.last_used
+        if last is None or now - last >= LAST_USE_RESOLUTION:
+            password.record = replace(password.record, last_used=float(now))
+        return succeed(password.record)
+
+    def app_password_exists(self, password_id: int) -> Deferred[bool]:
+        return succeed(password_id in self._app_passwords)
+
+    # -- aliases --------------------------------------------------------------
+
+    def add_alias(self, address: str, alias: str) -> Deferred[None]:
+        alias = alias.lower()
+
+        def apply() -> None:
+            row = self._row(address)
+            self._claim_address(alias)
+            # Not a credential or setting: no generation, no change count.
+            self._aliases[alias] = row.account.id
+
+        return settle(apply)
+
+    def list_aliases(self, address: str) -> Deferred[list[str]]:
+        def look() -> list[str]:
+            account_id = self._row(address).account.id
+            return sorted(a for a, i in self._aliases.items() if i == account_id)
+
+        return settle(look)
+
+    # -- messages ---------------------------------------------------------------
+
+    def _check_new(self, account_id: int, message: NewMessage) -> None:
+        self._row_by_id(account_id)
+        self._check("folder", message.folder, FOLDERS)
+
+    def _insert_message(self, account_id: int, new: NewMessage) -> Message:
+        """Store one message with the account's next uid; checked already."""
+        row = self._accounts[account_id]
+        body = bytes(new.body)
+        message = Message(
+            id=next(self._message_ids),
+            account_id=account_id,
+            folder=new.folder,
+            uid=row.next_uid,
+            received=float(new.received),
+            size=len(body),
+            subject=new.subject,
+            seen=bool(new.seen),
+            pop_removed=False,
+        )
+        row.next_uid += 1
+        stored = _MessageRow(message, body)
+        row.messages[message.id] = stored
+        self._messages[message.id] = stored
+        return message
+
+    def store_messages(
+        self, account_id: int, messages: list[NewMessage]
+    ) -> Deferred[list[Message]]:
+        def apply() -> list[Message]:
+            for new in messages:
+                self._check_new(account_id, new)
+            return [self._insert_message(account_id, new) for new in messages]
+
+        return settle(apply)
+
+    def accept_message(
+        self, local: list[tuple[int, NewMessage]], queued: QueuedMessage | None
+    ) -> Deferred[Accepted]:
+        # No group commit to share: each acceptance is applied at once, whole.
+        def apply() -> Accepted:
+            for account_id, new in local:
+                self._check_new(account_id, new)
+            if queued is None or not queued.recipients:
+                stored = tuple(self._insert_message(i, new) for i, new in local)
+                return Accepted(messages=stored, queue_id=None)
+            owner = queued.account_id
+            if owner is not None and owner not in self._accounts:
+                raise self._constraint("FOREIGN KEY constraint failed")
+            stored = tuple(self._insert_message(i, new) for i, new in local)
+            row = self._enqueue(
+                queued.sender,
+                queued.account_id,
+                queued.body,
+                queued.created,
+                queued.expires,
+                list(dict.fromkeys(queued.recipients)),
+            )
+            return Accepted(
+                messages=stored,
+                queue_id=row.id,
+                queued=tuple(
+                    QueuedRecipient(
+                        r.recipient, r.state, r.attempts, r.next_attempt, r.last_error
+                    )
+                    for r in row.recipients
+                ),
+            )
+
+        return settle(apply)
+
+    def _account_messages(self, account_id: int) -> Iterable[Message]:
+        row = self._accounts.get(account_id)
+        return () if row is None else (m.message for m in row.messages.values())
+
+    def list_messages(
+        self, account_id: int, folder: str | None = None
+    ) -> Deferred[list[Message]]:
+        return succeed(
+            [
+                m
+                for m in self._account_messages(account_id)
+                if folder is None or m.folder == folder
+            ]
+        )
+
+    def _pop_queue(
+        self, account_id: int, folders: Sequence[str], min_uid: int
+    ) -> list[Message]:
+        return [
+            m
+            for m in self._account_messages(account_id)
+            if m.folder in folders and not m.pop_removed and m.uid >= min_uid
+        ]
+
+    def pop_messages(
+        self, account_id: int, folders: tuple[str, ...], min_uid: int
+    ) -> Deferred[list[Message]]:
+        return succeed(self._pop_queue(account_id, folders, min_uid))
+
+    def read_body(self, message_id: int, offset: int, length: int) -> Deferred[bytes]:
+        stored = self._messages.get(message_id)
+        if stored is None:
+            return fail(NotFound(f"message {message_id} no longer exists"))
+        # A slice: at most ``length`` bytes are copied, whatever the size.
+        return succeed(stored.body[offset : offset + length])
+
+    def read_bodies(self, message_ids: Sequence[int]) -> Deferred[dict[int, bytes]]:
+        found = {i: self._messages[i].body for i in message_ids if i in self._messages}
+        return succeed({i: found[i] for i in sorted(found) if found[i]})
+
+    # -- POP sessions -------------------------------------------------------------
+
+    def open_pop_session(
+        self, address: str, owner: str, folders_for: Mapping[str, tuple[str, ...]]
+    ) -> Deferred[PopSession | None]:
+        def apply() -> PopSession | None:
+            account_id = self._addresses.get(address.lower())
+            if account_id is None:
+                return None
+            account = self._accounts[account_id].account
+            if not account.pop.enabled or not self._pop_locks.acquire(
+                account.id, owner
+            ):
+                return PopSession(account, False, PopSnapshot())
+            try:
+                folders = folders_for[account.pop.spam]
+            except BaseException:
+                self._pop_locks.release(account.id, owner)
+                raise
+            messages = self._pop_queue(account.id, folders, account.pop.start_uid)
+            return PopSession(
+                account,
+                True,
+                PopSnapshot(
+                    [m.id for m in messages],
+                    [m.uid for m in messages],
+                    [m.size for m in messages],
+                ),
+            )
+
+        return settle(apply)
+
+    def release_pop_lock(self, account_id: int, owner: str) -> Deferred[None]:
+        self._pop_locks.release(account_id, owner)
+        return succeed(None)
+
+    def finish_pop_session(
+        self, account_id: int, owner: str, message_ids: list[int], to_trash: bool
+    ) -> Deferred[None]:
+        def apply() -> None:
+            if not self._pop_locks.holds(account_id, owner):
+                raise StoreError("the maildrop lock was lost")
+            row = self._accounts.get(account_id)
+            # Only this account's messages: an id of another is ignored.
+            owned = {} if row is None else row.messages
+            for message_id in message_ids:
+                stored = owned.get(message_id)
+                if stored is not None:
+                    stored.message = replace(
+                        stored.message,
+                        pop_removed=True,
+                        folder="Trash" if to_trash else stored.message.folder,
+                    )
+            self._pop_locks.release(account_id, owner)
+
+        return settle(apply)
+
+    # -- login throttling ----------------------------------------------------
+
+    def note_login_failure(
+        self, client: str, account: str, secret: str, now: float, window: float
+    ) -> Deferred[tuple[int, int]]:
+        since = now - window
+        self._failures = [f for f in self._failures if f.at > since]
+        latest = [f.secret for f in reversed(self._failures) if f.client == client]
+        if secret not in latest[:REPEATED_FAILURES]:
+            self._failures.append(_Failure(client, account, secret, float(now)))
+        return succeed(
+            (
+                sum(1 for f in self._failures if f.client == client),
+                sum(1 for f in self._failures if f.account == account),
+            )
+        )
+
+    def ban_client(self, client: str, until: float) -> Deferred[None]:
+        self._bans[client] = float(until)
+        self._changes.bump()
+        return succeed(None)
+
+    def client_banned_until(self, client: str, now: float) -> Deferred[float | None]:
+        until = self._bans.get(client)
+        return succeed(until if until is not None and until > now else None)
+
+    # -- outbound relay (the queue itself: zpop.store.memory_queue) --------
+
+    def finish_outbound(self, message_id: int, bounce: Bounce | None) -> Deferred[str]:
+        def apply() -> str:
+            if self._queue.pop(message_id, None) is None:
+                return "gone"
+            if bounce is None:
+                return "none"
+            address = bounce.recipient.lower()
+            row = self._recipient_row(address)
+            if row is not None:
+                self._insert_message(
+                    row.account.id,
+                    NewMessage("Inbox", bounce.body, bounce.subject, bounce.created),
+                )
+                return "local"
+            if address.rpartition("@")[2] in self._domains:
+                return "dropped"
+            self._enqueue(
+                "",
+                None,
+                bounce.body,
+                bounce.created,
+                bounce.expires,
+                [bounce.recipient],
+            )
+            return "queued"
+
+        return settle(apply)
