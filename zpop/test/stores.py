@@ -1,20 +1,23 @@
-"""A real SQLite store for in-memory tests: synchronous, in a temp dir."""
+"""Stores for tests: a MemoryStore, or a synchronous SQLiteStore in a temp
+dir where a test needs the database file, and helpers to fill them."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 
 from zpop import passwords
-from zpop.store import Account, NewMessage, SQLiteStore, migrate
+from zpop.store import Account, MemoryStore, NewMessage, SQLiteStore, migrate
 from zpop.threads import run_synchronously
 
 KEY = b"k" * 32
 COST = 4
+
+T = TypeVar("T")
 
 
 def result(d: Deferred) -> Any:
@@ -28,15 +31,43 @@ def result(d: Deferred) -> Any:
     return box[0]
 
 
-def make_store(directory: str) -> SQLiteStore:
-    """A migrated SQLiteStore under ``directory`` with two hosted domains."""
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, "zpop.sqlite")
-    migrate(path)
-    store = SQLiteStore(path, run_synchronously)
+def _with_domains(store: Any) -> Any:
     result(store.add_domain("example.com", False, 0.0))
     result(store.add_domain("corp.example", True, 0.0))
     return store
+
+
+def make_store() -> MemoryStore:
+    """A MemoryStore with two hosted domains: no disk, no threads."""
+    return _with_domains(MemoryStore())  # type: ignore[no-any-return]
+
+
+def on_sqlite(test: T) -> T:
+    """Run ``test`` on a SQLiteStore (``store_for``): it checks what only a
+    database file shows, such as another process's view of it."""
+    test.on_sqlite = True  # type: ignore[attr-defined]
+    return test
+
+
+def store_for(case: Any) -> Any:
+    """The store of a test case's current test: SQLite where the test is
+    marked ``on_sqlite``, else a MemoryStore; closed at cleanup."""
+    method = getattr(case, case._testMethodName)
+    if getattr(method, "on_sqlite", False):
+        store: Any = make_sqlite_store(case.mktemp())
+    else:
+        store = make_store()
+    case.addCleanup(store.close)
+    return store
+
+
+def make_sqlite_store(directory: str) -> SQLiteStore:
+    """A migrated SQLiteStore under ``directory`` with two hosted domains,
+    for what only a database file shows (other processes, raw SQL)."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "zpop.sqlite")
+    migrate(path)
+    return _with_domains(SQLiteStore(path, run_synchronously))  # type: ignore[no-any-return]
 
 
 def add_account(

@@ -38,14 +38,16 @@ from zpop.test.stores import (
     add_account,
     add_app_password,
     make_store,
+    on_sqlite,
     result,
+    store_for,
 )
 from zpop.threads import run_synchronously
 
 
 class CheckerTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.store = make_store(self.mktemp())
+        self.store = make_store()
         self.clock = Clock()
         self.clock.advance(1000)
         self.bcrypt_calls: list[Any] = []
@@ -155,7 +157,7 @@ class AuthenticatorTests(SynchronousTestCase):
     """Bans, slowed failures, spraying, the cache and the audit log."""
 
     def setUp(self) -> None:
-        self.store = make_store(self.mktemp())
+        self.store = store_for(self)
         self.clock = Clock()
         self.clock.advance(1_000_000)
         self.config = Config(
@@ -348,6 +350,7 @@ class AuthenticatorTests(SynchronousTestCase):
             self.patch(self.store, name, counted)
         return calls
 
+    @on_sqlite
     def test_cached_login_looks_nothing_up(self) -> None:
         """While nothing changed, a repeated login from a known client costs
         neither a ban look-up nor an account look-up; a change anywhere (here
@@ -369,6 +372,7 @@ class AuthenticatorTests(SynchronousTestCase):
         self.successResultOf(self.login(secret))
         self.assertEqual(calls, ["client_banned_until", "get_account"])
 
+    @on_sqlite
     def test_ban_by_another_process_is_seen(self) -> None:
         """A client banned by another process is refused at its next login,
         though its earlier clean look-up was remembered."""
@@ -378,6 +382,7 @@ class AuthenticatorTests(SynchronousTestCase):
         result(other.ban_client("192.0.2.1", self.clock.seconds() + 900))
         self.failureResultOf(self.login("primary-secret"), LoginRefused)
 
+    @on_sqlite
     def test_looks_again_after_recheck_time(self) -> None:
         """A change whose writer died before moving the counter (here made
         behind the store's back) is seen within RECHECK seconds."""
@@ -452,7 +457,7 @@ class TimingTests(SynchronousTestCase):
     def test_same_time(self) -> None:
         """The fastest of each failure kind is within 20% of the others: the
         bcrypt dominates, whatever else the machine is doing."""
-        store = make_store(self.mktemp())
+        store = make_store()
         clock = Clock()
         checker = AccountChecker(store, KEY, run_synchronously, clock, 10)
         hashed = passwords.hash_password("primary-secret", 10)

@@ -250,7 +250,7 @@ class SMTPDeliveryTests(SynchronousTestCase):
         from zpop.config import Config
         from zpop.test.stores import add_account, make_store, result
 
-        store = make_store(self.mktemp())
+        store = make_store()
         self.addCleanup(store.close)
         bob = add_account(store, "bob@example.com")
         result(store.add_alias("bob@example.com", "b@example.com"))

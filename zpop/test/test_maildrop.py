@@ -24,10 +24,11 @@ from zpop.store.changes import RECHECK, Verified
 from zpop.test.stores import (
     add_account,
     add_app_password,
-    make_store,
+    on_sqlite,
     read_message,
     refuse_message_updates,
     result,
+    store_for,
 )
 from zpop.threads import run_synchronously
 
@@ -41,7 +42,7 @@ class _AliceMixin:
     """A store with alice@example.com, POP enabled, and a clock."""
 
     def setUp(self) -> None:
-        self.store = make_store(self.mktemp())  # type: ignore[attr-defined]
+        self.store = store_for(self)
         self.clock = Clock()
         self.clock.advance(1000)
         self.alice = add_account(self.store, "alice@example.com")
@@ -166,6 +167,7 @@ class RevocationTests(_AliceMixin, SynchronousTestCase):
         result(self.store.set_two_factor("alice@example.com", True))
         self.assertTrue(maildrop.credentials_current())
 
+    @on_sqlite
     def test_current_until_something_changes(self) -> None:
         """Current while nothing changed; after a change anywhere (here by
         another process's store) the store is asked, and while the password
@@ -240,6 +242,7 @@ class MaildropLockTests(_AliceMixin, SynchronousTestCase):
             (self.clock.getDelayedCalls(), self.session("two")), ([], None)
         )
 
+    @on_sqlite
     def test_sync_without_deletions_no_database_call(self) -> None:
         """QUIT with nothing deleted frees the lock without a database trip."""
         self.deliver("a")
@@ -250,6 +253,7 @@ class MaildropLockTests(_AliceMixin, SynchronousTestCase):
         self.assertEqual(trips, [])
         self.assertIsNotNone(self.session("two"))
 
+    @on_sqlite
     def test_sync_with_deletions(self) -> None:
         """QUIT with deletions applies them in one trip, then frees the lock."""
         self.deliver("a", "b")
@@ -263,6 +267,7 @@ class MaildropLockTests(_AliceMixin, SynchronousTestCase):
         assert two is not None
         self.assertEqual(len(two.listMessages()), 1)
 
+    @on_sqlite
     def test_failed_sync_releases_lock(self) -> None:
         """A QUIT whose deletions cannot be committed fails, applies nothing,
         and still ends the session's hold on the maildrop."""

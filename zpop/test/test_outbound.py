@@ -170,7 +170,7 @@ class RelayTestCase(TestCase):
     """A store, a sink on 127.0.0.1 routed for remote.example, a Clock."""
 
     def setUp(self) -> None:
-        self.store = make_store(self.mktemp())
+        self.store = make_store()
         self.addCleanup(self.store.close)
         self.bob = add_account(self.store, "bob@example.com", password=None)
         self.clock = Clock()

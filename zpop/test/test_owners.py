@@ -60,7 +60,7 @@ class OwnerTests(SynchronousTestCase):
 
 class ReleaseTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.store = make_store(self.mktemp())
+        self.store = make_store()
         self.addCleanup(self.store.close)
 
     def queue(self, recipient: str) -> None:

@@ -17,7 +17,14 @@ from zpop.config import Config
 from zpop.maildrop import SPAM_FOLDERS
 from zpop.realm import Realm, Session
 from zpop.store import SQLiteStore, StoreError
-from zpop.test.stores import add_account, deliver, make_store, read_message, result
+from zpop.test.stores import (
+    add_account,
+    deliver,
+    on_sqlite,
+    read_message,
+    result,
+    store_for,
+)
 from zpop.threads import run_synchronously
 
 CONFIG = Config(
@@ -29,7 +36,7 @@ CUTOFF = CONFIG.free_pop_cutoff.timestamp()  # type: ignore[union-attr]
 
 class RealmTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.store = make_store(self.mktemp())
+        self.store = store_for(self)
         self.clock = Clock()
         self.clock.advance(CUTOFF + 1000)
         self.realm = Realm(self.store, CONFIG, self.clock)
@@ -136,6 +143,7 @@ class RealmTests(SynchronousTestCase):
             (self.clock.getDelayedCalls(), self.refusal()[0]), ([], "IN-USE")
         )
 
+    @on_sqlite
     def test_lock_of_another_process(self) -> None:
         """A session in another process (another store on the database)
         refuses the login [IN-USE]; the login works as soon as that process

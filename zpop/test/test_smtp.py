@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import re
-import sqlite3
 from typing import Any
 
 from twisted.cred.portal import Portal
@@ -118,7 +117,7 @@ class SMTPTestCase(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.store = make_store(self.mktemp())
+        self.store = make_store()
         self.addCleanup(self.store.close)
         self.alice = add_account(self.store, ALICE, ALICE_PASSWORD)
         self.bob = add_account(self.store, "bob@example.com")
@@ -179,15 +178,11 @@ class SMTPTestCase(SynchronousTestCase):
         return [result(self.store.read_body(m.id, 0, 1 << 20)) for m in listed]
 
     def queue(self) -> list[tuple[Any, ...]]:
-        conn = sqlite3.connect(self.store.path)
-        try:
-            return conn.execute(
-                "SELECT m.sender, m.account_id, r.recipient, r.state, r.attempts"
-                " FROM outbound_recipients r JOIN outbound_messages m"
-                " ON m.id = r.message_id ORDER BY r.id"
-            ).fetchall()
-        finally:
-            conn.close()
+        return [
+            (m.sender, m.account_id, r.recipient, r.state, r.attempts)
+            for m in result(self.store.list_outbound())
+            for r in m.recipients
+        ]
 
 
 class GreetingTests(SMTPTestCase):
