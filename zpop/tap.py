@@ -3,7 +3,7 @@
 Options only convert and validate strings; ``makeService`` builds the data
 directory, database, TLS policy, thread pools and listeners::
 
-    zpop (MultiService)
+    zpop (StopInOrder)
     +-- db          ThreadPoolService: SQLite calls
     +-- hashing     ThreadPoolService: bcrypt
     +-- pop3s ...   one listener per enabled endpoint, in LISTENERS order
@@ -11,7 +11,9 @@ directory, database, TLS policy, thread pools and listeners::
     +-- workers     with [server] workers > 1: the other processes
 
 A listener that cannot bind aborts start-up (``twistd`` exits 1 naming the
-port) instead of leaving a half-started daemon.
+port) instead of leaving a half-started daemon. At stop each child ends
+before the one added before it stops, so the relay can still release its
+leases through the database pool.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from twisted.application import service, strports
 from twisted.application.internet import StreamServerEndpointService
 from twisted.cred.portal import Portal
 from twisted.internet import endpoints
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
@@ -70,6 +72,27 @@ _HELP = {
     "submission": "SMTP submission with STARTTLS (production: tcp:587)",
     "mx": "inbound SMTP (MX) with STARTTLS (production: tcp:25)",
 }
+
+
+class StopInOrder(service.MultiService):
+    """A MultiService whose children stop one at a time, last added first,
+    each once the one after it has finished stopping.
+
+    Upstream stops them all at once, so a service whose stop still needs
+    another (the relay releasing its leases needs the database pool) found
+    it already stopped.
+    """
+
+    def stopService(self) -> Deferred:
+        service.Service.stopService(self)
+        return Deferred.fromCoroutine(self._stop_children())
+
+    async def _stop_children(self) -> None:
+        for child in reversed(list(self)):
+            try:
+                await maybeDeferred(child.stopService)
+            except Exception:
+                log.failure("stopping {name}", name=child.name)
 
 
 class StartupError(SystemExit):
@@ -349,7 +372,7 @@ def build_service(
     for host, source in sorted(tls.host_sources.items()):
         log.info("TLS for {host}: {source}", host=host, source=source)
 
-    top = service.MultiService()
+    top = StopInOrder()
     top.setName("zpop")
     db = ThreadPoolService(reactor, "db", cfg.db_threads)
     db.setServiceParent(top)

@@ -1027,6 +1027,34 @@ class ServerTests(SynchronousTestCase):
             r"outbound: released 1 deliveries of dead process \S+:\d+:",
         )
 
+    def test_stop_during_delivery(self) -> None:
+        """SIGTERM while a delivery waits on a stalled next hop: the relay
+        releases its lease before the database pool stops (no traceback in
+        the log, which the harness checks), and the next start delivers it
+        without having to take a dead process's lease back."""
+        sink = StallingSink(self)
+        settings = self.settings(sink.port)
+        del settings["outbound"]["lease"]
+        server = start_server(self, settings=settings)
+        store = SQLiteStore(os.path.join(server.data, DATABASE_NAME), run_synchronously)
+        self.addCleanup(store.close)
+        result(
+            store.accept_message(
+                [],
+                QueuedMessage(
+                    "bob@example.test", ("a@remote.example",), BODY,
+                    time.time(), time.time() + 3600,
+                ),
+            )
+        )
+        self.assertTrue(sink.stalled.wait(15), server.log_text())
+        server.stop()  # SIGTERM: twistd stops cleanly, then re-raises it
+        self.assertEqual(result(store.outbound_lease_owners()), [])
+        server.start()
+        self.wait_empty(server, timeout=30)
+        self.assertEqual(len(sink.messages), 1)
+        self.assertNotIn("of dead process", server.log_text())
+
     def test_queue_retry_releases_dead_lease(self) -> None:
         """``zpop queue retry`` says "due now" truthfully: it also releases
         the claim of a server process that was killed."""

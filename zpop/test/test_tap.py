@@ -14,7 +14,8 @@ import subprocess
 import time
 from typing import Any
 
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import (
     MemoryReactorClock,
@@ -33,6 +34,7 @@ from zpop.tap import (
     ListenError,
     Options,
     StartupError,
+    StopInOrder,
     makeService,
     protocol_factory,
 )
@@ -489,6 +491,49 @@ def fingerprint(port: int, server: ZpopServer) -> str:
             raw, server_hostname="pop.example.test"
         ) as s:
             return hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest()
+
+
+class _Recording(Service):
+    def __init__(self, name: str, log: list[str], pending: Deferred | None) -> None:
+        self.setName(name)
+        self._log = log
+        self._pending = pending
+
+    def stopService(self) -> Deferred | None:  # noqa: N802 - Twisted API
+        super().stopService()
+        self._log.append(self.name)
+        return self._pending
+
+
+class StopInOrderTests(SynchronousTestCase):
+    def test_children_stop_one_at_a_time(self) -> None:
+        """The last child stops first, and the one before it only once that
+        stop has finished, so the relay still has its database pool."""
+        stopped: list[str] = []
+        releasing: Deferred = Deferred()
+        top = StopInOrder()
+        children = (("db", None), ("listener", None), ("outbound", releasing))
+        for name, pending in children:
+            _Recording(name, stopped, pending).setServiceParent(top)
+        top.startService()
+        done = top.stopService()
+        before = list(stopped)
+        releasing.callback(None)
+        self.assertEqual(
+            (before, stopped, self.successResultOf(done)),
+            (["outbound"], ["outbound", "listener", "db"], None),
+        )
+
+    def test_failed_stop_goes_on(self) -> None:
+        """A child whose stop fails is logged; the others still stop."""
+        stopped: list[str] = []
+        top = StopInOrder()
+        _Recording("db", stopped, None).setServiceParent(top)
+        _Recording("broken", stopped, fail(RuntimeError("boom"))).setServiceParent(top)
+        top.startService()
+        self.successResultOf(top.stopService())
+        self.assertEqual(stopped, ["broken", "db"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
 
 class IntegrationTests(TestCase):
