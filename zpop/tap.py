@@ -48,7 +48,7 @@ from zpop.pop3 import POP3Factory
 from zpop.realm import Realm
 from zpop.smtp import SMTPFactory
 from zpop.store import DATABASE_NAME, IStore, SchemaError, SQLiteStore, schema
-from zpop.threads import Runner, ThreadPoolService
+from zpop.threads import ThreadPoolService
 from zpop.tls import ServerTLS, TLSConfigError
 
 log = Logger()
@@ -216,8 +216,6 @@ class Services:
 
     config: Config
     store: IStore
-    hashing: Runner
-    server_key: bytes
     tls: ServerTLS
     reactor: Any
     #: The one way in for every protocol (bans, checker, realm, audit).
@@ -231,7 +229,7 @@ def protocol_factory(name: str, services: Services) -> IProtocolFactory:
     """The plaintext protocol factory for listener ``name``.
 
     Implicit TLS is added by ``makeService``; STLS/STARTTLS is the
-    protocol's job (``services.tls.start_tls(transport)``).
+    protocol's job (``transport.startTLS(services.tls)``).
     """
     if name not in LISTENER_KINDS:
         raise ValueError(f"unknown listener {name!r}")
@@ -407,8 +405,6 @@ def build_service(
     services = Services(
         config=cfg,
         store=store,
-        hashing=hashing,
-        server_key=server_key,
         tls=tls,
         reactor=reactor,
         authenticator=Authenticator(portal, store, reactor, cfg, server_key),

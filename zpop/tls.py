@@ -10,7 +10,7 @@ configured. The same object works for implicit TLS::
 
 and for STARTTLS/STLS::
 
-    transport.startTLS(server_tls)                       # or start_tls()
+    transport.startTLS(server_tls)
 
 ``server_name`` and ``tls_version`` tell a protocol what the client asked
 for and got, on either kind of connection.
@@ -402,10 +402,6 @@ class ServerTLS:
     ) -> TLSMemoryBIOFactory:
         """``factory`` behind implicit TLS (POP3S, SMTPS)."""
         return TLSMemoryBIOFactory(self, False, factory, clock)
-
-    def start_tls(self, transport: Any) -> None:
-        """Switch a plaintext server ``transport`` to TLS (STLS, STARTTLS)."""
-        transport.startTLS(self)
 
 
 def _connection(transport: Any) -> SSL.Connection | None:

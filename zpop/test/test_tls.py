@@ -87,7 +87,7 @@ class Reporter(LineReceiver):
     def lineReceived(self, line: bytes) -> None:
         if line.strip() == b"STARTTLS":
             self.sendLine(b"GO")
-            self.factory.tls.start_tls(self.transport)
+            self.transport.startTLS(self.factory.tls)
             return
         answer = f"{tls_version(self.transport)} {server_name(self.transport)}"
         self.sendLine(answer.encode("ascii"))
