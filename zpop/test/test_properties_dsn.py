@@ -1,4 +1,4 @@
-"""Property tests for delivery status notifications (zpop.dsn.build_dsn).
+"""Property tests for delivery status notifications (zpop.outbound.dsn.build_dsn).
 
 Whatever the failed recipients' addresses, errors, statuses and remote
 hosts hold (they come from remote servers' replies), and whatever the
@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from zpop.dsn import MAX_HEADERS, SUBJECT, build_dsn, dsn_status
+from zpop.outbound.dsn import MAX_HEADERS, SUBJECT, build_dsn, dsn_status
 from zpop.store.interface import OutboundRecipient
 from zpop.test import properties  # noqa: F401 (the hypothesis profile)
 

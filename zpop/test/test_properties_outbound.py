@@ -1,5 +1,5 @@
 """Property tests for reading SMTP replies in the outbound relay
-(zpop.outbound.RelayClient and Reply), in memory: a StringTransport and a
+(zpop.outbound.client.RelayClient and Reply), in memory: a StringTransport and a
 Clock, no sockets.
 
 Whatever a remote server sends, however the network cuts it, the client
@@ -19,7 +19,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from zpop.outbound import (
+from zpop.outbound.client import (
     MAX_REPLY_LINE,
     MAX_REPLY_LINES,
     DeliveryError,

@@ -1,6 +1,6 @@
 """Property tests for message bodies on the wire: dot-stuffing and its inverse.
 
-- ``zpop.outbound.DotStuffer``: what the relay sends after DATA;
+- ``zpop.outbound.client.DotStuffer``: what the relay sends after DATA;
 - ``zpop.smtp.SMTPServer`` in DATA mode: what the server takes in (fed the
   stuffed stream cut at every index and at random), including SMTP
   smuggling: only CRLF "." CRLF ends the data;
@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
 from zpop.delivery import Route, normalize
-from zpop.outbound import DotStuffer, dot_stuff
+from zpop.outbound.client import DotStuffer, dot_stuff
 from zpop.pop3 import _BodyTransform
 from zpop.smtp import DATA
 from zpop.store import Accepted
