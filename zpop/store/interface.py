@@ -351,9 +351,6 @@ class IStore(Interface):
     def list_messages(account_id: int, folder: str | None = None) -> Any:
         """Fires with the account's Messages (in one folder), oldest first."""
 
-    def pop_messages(account_id: int, folders: tuple[str, ...], min_uid: int) -> Any:
-        """Fires with the Messages in the POP queue, oldest first."""
-
     def read_body(message_id: int, offset: int, length: int) -> Any:
         """Fires with up to ``length`` bytes of a body from ``offset``.
 

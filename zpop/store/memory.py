@@ -568,11 +568,6 @@ class MemoryStore(MemoryOutboundQueue):
             if m.folder in folders and not m.pop_removed and m.uid >= min_uid
         ]
 
-    def pop_messages(
-        self, account_id: int, folders: tuple[str, ...], min_uid: int
-    ) -> Deferred[list[Message]]:
-        return succeed(self._pop_queue(account_id, folders, min_uid))
-
     def read_body(self, message_id: int, offset: int, length: int) -> Deferred[bytes]:
         stored = self._messages.get(message_id)
         if stored is None:

@@ -709,22 +709,6 @@ class SQLiteStore:
 
         return self._call(thd)
 
-    def pop_messages(
-        self, account_id: int, folders: tuple[str, ...], min_uid: int
-    ) -> Deferred:
-        def thd() -> list[Message]:
-            marks = ", ".join("?" for _ in folders)
-            with self._read() as conn:
-                rows = conn.execute(
-                    f"SELECT {_MESSAGE_COLUMNS} FROM messages"
-                    f" WHERE account_id = ? AND folder IN ({marks})"
-                    " AND pop_removed = 0 AND uid >= ? ORDER BY uid",
-                    (account_id, *folders, min_uid),
-                ).fetchall()
-            return [_message(r) for r in rows]
-
-        return self._call(thd)
-
     def read_body(self, message_id: int, offset: int, length: int) -> Deferred:
         def thd() -> bytes:
             first = offset // BODY_CHUNK

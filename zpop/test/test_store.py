@@ -23,6 +23,7 @@ from zope.interface.verify import verifyObject
 from zpop.store import interface as records
 from zpop.store import schema
 from zpop.store.interface import (
+    SPAM_POLICIES,
     Account,
     AlreadyExists,
     AppPassword,
@@ -125,6 +126,20 @@ class StoreConformanceMixin(_MixinBase):
         store = self.store if store is None else store
         opened = self.ok(store.open_pop_session(account.address, owner, FOLDERS))
         return bool(opened.locked)
+
+    def offered(
+        self, account: Account, folders: tuple[str, ...] = ("Inbox",)
+    ) -> list[int]:
+        """The ids a POP session of ``account`` is offered from ``folders``
+        (whatever its spam policy), its lock released again."""
+        session = self.ok(
+            self.store.open_pop_session(
+                account.address, "probe", {p: folders for p in SPAM_POLICIES}
+            )
+        )
+        self.assertTrue(session.locked)
+        self.ok(self.store.release_pop_lock(session.account.id, "probe"))
+        return list(session.messages.ids)
 
     def pop_account(self, address: str = "bob@example.com") -> Account:
         """A new account with POP enabled (mode all)."""
@@ -453,10 +468,7 @@ class StoreConformanceMixin(_MixinBase):
             ),
         )
         self.assertEqual(self.get().pop, account.pop)
-        offered = self.ok(
-            self.store.pop_messages(bob.id, ("Inbox",), account.pop.start_uid)
-        )
-        self.assertEqual(len(offered), 2)
+        self.assertEqual(len(self.offered(bob)), 2)
 
     def test_enable_pop_all_requeues_removed(self) -> None:
         """Enabling in all mode puts messages a client deleted back in the queue."""
@@ -465,16 +477,13 @@ class StoreConformanceMixin(_MixinBase):
         first, second = self.ok(self.store.store_messages(bob.id, [_new(), _new()]))
         self.assertTrue(self.lock(bob, "s1"))
         self.ok(self.store.finish_pop_session(bob.id, "s1", [first.id], False))
+        self.assertEqual(self.offered(bob), [second.id])
+        self.ok(self.store.enable_pop("bob@example.com", "all", NOW + 10))
+        self.assertEqual(self.offered(bob), [first.id, second.id])
         self.assertEqual(
-            [m.id for m in self.ok(self.store.pop_messages(bob.id, ("Inbox",), 0))],
-            [second.id],
+            [m.pop_removed for m in self.ok(self.store.list_messages(bob.id))],
+            [False, False],
         )
-        account = self.ok(self.store.enable_pop("bob@example.com", "all", NOW + 10))
-        offered = self.ok(
-            self.store.pop_messages(bob.id, ("Inbox",), account.pop.start_uid)
-        )
-        self.assertEqual([m.id for m in offered], [first.id, second.id])
-        self.assertEqual([m.pop_removed for m in offered], [False, False])
 
     def test_enable_pop_new(self) -> None:
         """Enabling in new mode offers only messages stored after enabling."""
@@ -485,15 +494,9 @@ class StoreConformanceMixin(_MixinBase):
             (account.pop.enabled, account.pop.mode, account.pop.enabled_at),
             (True, "new", NOW),
         )
-        self.assertEqual(
-            self.ok(self.store.pop_messages(bob.id, ("Inbox",), account.pop.start_uid)),
-            [],
-        )
+        self.assertEqual(self.offered(bob), [])
         later = self.ok(self.store.store_messages(bob.id, [_new(), _new()]))
-        self.assertEqual(
-            self.ok(self.store.pop_messages(bob.id, ("Inbox",), account.pop.start_uid)),
-            later,
-        )
+        self.assertEqual(self.offered(bob), [m.id for m in later])
 
     def test_enable_pop_new_again_moves_start(self) -> None:
         """Re-enabling in new mode moves the start to mail stored from then on."""
@@ -503,15 +506,9 @@ class StoreConformanceMixin(_MixinBase):
         again = self.ok(self.store.enable_pop("bob@example.com", "new", NOW + 60))
         self.assertGreater(again.pop.start_uid, first.pop.start_uid)
         self.assertEqual(again.pop.enabled_at, NOW + 60)
-        self.assertEqual(
-            self.ok(self.store.pop_messages(bob.id, ("Inbox",), again.pop.start_uid)),
-            [],
-        )
+        self.assertEqual(self.offered(bob), [])
         latest = self.ok(self.store.store_messages(bob.id, [_new()]))
-        self.assertEqual(
-            self.ok(self.store.pop_messages(bob.id, ("Inbox",), again.pop.start_uid)),
-            latest,
-        )
+        self.assertEqual(self.offered(bob), [m.id for m in latest])
 
     def test_enable_pop_all_after_new_offers_everything(self) -> None:
         """Switching from new to all mode offers the older mail again."""
@@ -521,10 +518,7 @@ class StoreConformanceMixin(_MixinBase):
         new = self.ok(self.store.store_messages(bob.id, [_new()]))
         account = self.ok(self.store.enable_pop("bob@example.com", "all", NOW))
         self.assertEqual(account.pop.start_uid, 0)
-        self.assertEqual(
-            self.ok(self.store.pop_messages(bob.id, ("Inbox",), account.pop.start_uid)),
-            old + new,
-        )
+        self.assertEqual(self.offered(bob), [m.id for m in old + new])
 
     def test_disable_pop(self) -> None:
         """disable_pop turns POP access off and leaves the policies alone."""
@@ -808,8 +802,9 @@ class StoreConformanceMixin(_MixinBase):
         later = self.ok(self.store.open_pop_session("bob@example.com", "s2", FOLDERS))
         self.assertEqual((later.locked, len(later.messages)), (True, 2))
 
-    def test_pop_messages_filters(self) -> None:
-        """pop_messages offers the given folders, not removed, from min_uid on."""
+    def test_pop_queue_filters(self) -> None:
+        """A POP session is offered the given folders, not removed, from the
+        start uid on."""
         bob = self.pop_account()
         inbox1, spam1, sent, inbox2, spam2, inbox3 = self.ok(
             self.store.store_messages(
@@ -827,19 +822,18 @@ class StoreConformanceMixin(_MixinBase):
         self.assertTrue(self.lock(bob, "s1"))
         self.ok(self.store.finish_pop_session(bob.id, "s1", [inbox2.id], False))
 
-        def offered(folders: tuple[str, ...], min_uid: int) -> list[int]:
-            return [
-                m.id for m in self.ok(self.store.pop_messages(bob.id, folders, min_uid))
-            ]
-
-        self.assertEqual(offered(("Inbox",), 0), [inbox1.id, inbox3.id])
+        self.assertEqual(self.offered(bob), [inbox1.id, inbox3.id])
         self.assertEqual(
-            offered(("Inbox", "Spam"), 0), [inbox1.id, spam1.id, spam2.id, inbox3.id]
+            self.offered(bob, ("Inbox", "Spam")),
+            [inbox1.id, spam1.id, spam2.id, inbox3.id],
         )
-        self.assertEqual(offered(("Spam",), 0), [spam1.id, spam2.id])
-        self.assertEqual(offered(("Inbox", "Spam"), spam2.uid), [spam2.id, inbox3.id])
-        self.assertEqual(offered(("Inbox",), inbox3.uid + 1), [])
-        self.assertNotIn(sent.id, offered(("Inbox", "Spam", "Trash"), 0))
+        self.assertEqual(self.offered(bob, ("Spam",)), [spam1.id, spam2.id])
+        self.assertNotIn(sent.id, self.offered(bob, ("Inbox", "Spam", "Trash")))
+        self.ok(self.store.enable_pop(bob.address, "new", NOW))
+        later = self.ok(self.store.store_messages(bob.id, [_new("Spam"), _new()]))
+        self.assertEqual(
+            self.offered(bob, ("Inbox", "Spam")), [m.id for m in later]
+        )
 
     def test_read_body_in_chunks(self) -> None:
         """Reading a body in chunks gives back exactly the stored octets."""
@@ -959,10 +953,7 @@ class StoreConformanceMixin(_MixinBase):
                 (stored[2].id, "Inbox", False),
             ],
         )
-        self.assertEqual(
-            self.ok(self.store.pop_messages(bob.id, ("Inbox", "Spam"), 0)),
-            [stored[2]],
-        )
+        self.assertEqual(self.offered(bob, ("Inbox", "Spam")), [stored[2].id])
         # The session's lock is released.
         self.assertTrue(self.lock(bob, "b"))
 
@@ -2080,8 +2071,9 @@ class ThreadedSQLiteStoreTests(TestCase):
         )
         self.assertEqual(b"".join(chunks), body)
         yield self.store.finish_pop_session(bob.id, "a", [stored[0].id], True)
-        offered = yield self.store.pop_messages(bob.id, ("Inbox",), 0)
-        self.assertEqual(offered, [stored[1]])
+        session = yield self.store.open_pop_session(bob.address, "c", FOLDERS)
+        self.assertEqual(list(session.messages.ids), [stored[1].id])
+        yield self.store.release_pop_lock(bob.id, "c")
 
     @defer.inlineCallbacks
     def test_concurrent_sessions_one_lock(self) -> Any:
