@@ -16,7 +16,6 @@ import configparser
 import datetime
 import os
 import re
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -1174,9 +1173,6 @@ def main(
         stdout.flush()
     except (CommandError, ConfigError, StoreError) as e:
         stderr.write(f"zpop: error: {e}\n")
-        return 1
-    except sqlite3.Error as e:
-        stderr.write(f"zpop: error: database error: {e}\n")
         return 1
     except BrokenPipeError:
         # stdout went away (``zpop messages ... | head``): not an error.
