@@ -9,8 +9,10 @@ from unittest import mock
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from zpop.store import DATABASE_NAME, SchemaError, schema
+from zpop.store import DATABASE_NAME, SchemaError, SQLiteStore, schema
+from zpop.test.stores import result
 from zpop.test.test_admin import AdminTestCase
+from zpop.threads import run_synchronously
 
 
 def version_of(path: str) -> int:
@@ -155,4 +157,39 @@ class SchemaTests(SynchronousTestCase):
                 schema.check(path)
         self.assertEqual(
             str(caught.exception), f"database error in {path}: disk I/O error"
+        )
+
+
+class AppPasswordIdsTests(SynchronousTestCase):
+    def test_migration_008_keeps_rows_and_stops_reuse(self) -> None:
+        """Migration 008 keeps every app password as it was, and from then
+        on a revoked id is never given to a new one."""
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, DATABASE_NAME)
+        schema.migrate(path, to_version=7)
+        old = SQLiteStore(path, run_synchronously)
+        result(old.add_domain("e.com", False, 0.0))
+        result(old.add_account("a@e.com", "paid", False, None, 0.0))
+        for label in ("phone", "mail"):
+            result(old.add_app_password("a@e.com", label, label.encode() * 8, 5.0))
+        old.close()
+        conn = sqlite3.connect(path)
+        rows = conn.execute("SELECT * FROM app_passwords ORDER BY id").fetchall()
+        conn.close()
+        self.assertEqual([r[:3] for r in rows], [(1, 1, "phone"), (2, 1, "mail")])
+        self.assertEqual(schema.migrate(path), 8)
+        conn = sqlite3.connect(path)
+        self.addCleanup(conn.close)
+        self.assertEqual(
+            conn.execute("SELECT * FROM app_passwords ORDER BY id").fetchall(), rows
+        )
+        conn.execute("DELETE FROM app_passwords WHERE id = 2")
+        conn.execute(
+            "INSERT INTO app_passwords (account_id, label, digest, created)"
+            " VALUES (1, 'new', ?, 8.0)",
+            (b"n" * 32,),
+        )
+        self.assertEqual(
+            conn.execute("SELECT max(id) FROM app_passwords").fetchone(), (3,)
         )

@@ -1519,15 +1519,6 @@ class ThreadedSQLiteConformanceTests(StoreConformanceMixin, SynchronousTestCase)
         self.addCleanup(store.close)
         return store
 
-    def test_app_password_ids_not_reused(self) -> None:
-        """A revoked app password's id is never given to a new one."""
-        super().test_app_password_ids_not_reused()
-
-    # app_passwords.id is INTEGER PRIMARY KEY without AUTOINCREMENT (001).
-    test_app_password_ids_not_reused.todo = (  # type: ignore[attr-defined]
-        "SQLite reuses the highest id once its row is deleted"
-    )
-
 
 class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
     """The conformance suite on SQLiteStore, called on this thread."""
@@ -1536,15 +1527,6 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         store = SQLiteStore(_fresh_database(self), run_synchronously)
         self.addCleanup(store.close)
         return store
-
-    def test_app_password_ids_not_reused(self) -> None:
-        """A revoked app password's id is never given to a new one."""
-        super().test_app_password_ids_not_reused()
-
-    # app_passwords.id is INTEGER PRIMARY KEY without AUTOINCREMENT (001).
-    test_app_password_ids_not_reused.todo = (  # type: ignore[attr-defined]
-        "SQLite reuses the highest id once its row is deleted"
-    )
 
     def test_group_commit(self) -> None:
         """Acceptances made while a commit is under way share the next
