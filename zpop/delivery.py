@@ -137,18 +137,15 @@ def deliver(store: IStore, address: str, message: NewMessage) -> Deferred:
     Fires with the stored Message once it is durable; fails NotFound.
     """
 
-    def stored(account: object) -> Deferred:
+
+    async def store_it() -> Message:
+        account = await store.get_account_for_recipient(address)
         if account is None:
             raise NotFound(f"no account {address.lower()}")
-        return store.store_messages(account.id, [message])  # type: ignore[attr-defined]
+        [stored] = await store.store_messages(account.id, [message])
+        return stored
 
-    def first(messages: list[Message]) -> Message:
-        return messages[0]
-
-    d = store.get_account_for_recipient(address)
-    d.addCallback(stored)
-    d.addCallback(first)
-    return d
+    return Deferred.fromCoroutine(store_it())
 
 
 # -- SMTP: headers ------------------------------------------------------------

@@ -41,7 +41,7 @@ from zpop.outbound.dsn import SUBJECT, build_dsn
 from zpop.outbound.retry import outcome
 from zpop.outbound.routing import Hop, Router
 from zpop.store import IStore, NotFound
-from zpop.store.interface import Bounce, OutboundJob
+from zpop.store.records import NewMessage, OutboundJob, QueuedMessage
 
 # The namespace of the module this was split from, so log filters and what
 # operators grep for ("[zpop.outbound#...]") stay as they were.
@@ -351,6 +351,22 @@ class OutboundService(Service):
         if complete:
             await self._finalize(job.message_id)
 
+    async def _bounce_to(
+        self, sender: str, body: bytes, now: float
+    ) -> tuple[str, tuple[int, NewMessage] | None, QueuedMessage | None]:
+        """Where a DSN for ``sender`` goes: the Inbox of the hosted account
+        (or alias), nowhere for an unknown address of a hosted domain (no
+        one to tell), else the queue from the null sender."""
+        owner = await self._store.get_account_for_recipient(sender)
+        if owner is not None:
+            return "local", (owner.id, NewMessage("Inbox", body, SUBJECT, now)), None
+        try:
+            await self._store.get_domain(sender.rpartition("@")[2])
+        except NotFound:
+            expires = now + self._config.queue_lifetime
+            return "queued", None, QueuedMessage("", (sender,), body, now, expires)
+        return "dropped", None, None
+
     async def _finalize(self, message_id: int) -> None:
         """Remove a message whose recipients are all final; bounce failures."""
         if message_id in self._finalizing:
@@ -362,7 +378,7 @@ class OutboundService(Service):
             except NotFound:
                 return
             failed = [r for r in message.recipients if r.state == "failed"]
-            bounce = None
+            where, local, queued = "none", None, None
             if failed and message.sender:
                 head = await self._store.read_outbound_body(message_id, 0, 65536)
                 now = self._clock.seconds()
@@ -374,21 +390,16 @@ class OutboundService(Service):
                     message.created,
                     now,
                 )
-                bounce = Bounce(
-                    message.sender,
-                    body,
-                    SUBJECT,
-                    now,
-                    now + self._config.queue_lifetime,
-                )
-            where = await self._store.finish_outbound(message_id, bounce)
+                where, local, queued = await self._bounce_to(message.sender, body, now)
+            if not await self._store.finish_outbound(message_id, local, queued):
+                return  # another scan finished it
             log.info(
                 "outbound {id} done: delivered={delivered} failed={failed}"
                 " bounce={where}",
                 id=message_id,
                 delivered=len(message.recipients) - len(failed),
                 failed=len(failed),
-                where=where if failed else "none",
+                where=where,
             )
         except NotFound:
             return

@@ -1,7 +1,9 @@
 """zpop's durable state: the Store API, its SQLite implementation and an
 in-memory one (MemoryStore) for tests."""
 
-from zpop.store.interface import (
+from zpop.store.interface import IStore
+from zpop.store.memory import MemoryStore
+from zpop.store.records import (
     DELETION_POLICIES,
     FOLDERS,
     PLANS,
@@ -12,7 +14,6 @@ from zpop.store.interface import (
     AlreadyExists,
     AppPassword,
     Domain,
-    IStore,
     Message,
     NewMessage,
     NotFound,
@@ -26,7 +27,6 @@ from zpop.store.interface import (
     StorageFull,
     StoreError,
 )
-from zpop.store.memory import MemoryStore
 from zpop.store.sqlite import SQLiteStore, migrate
 
 DATABASE_NAME = "zpop.sqlite"

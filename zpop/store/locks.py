@@ -28,7 +28,9 @@ import os
 import struct
 import threading
 
-from zpop.store.interface import StoreError
+from zpop.store.records import (
+    StoreError,
+)
 from zpop.store.sidefile import open_beside
 
 #: ``struct flock`` on 64-bit Linux (x86-64, arm64): short l_type, short

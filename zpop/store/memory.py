@@ -19,7 +19,9 @@ from dataclasses import dataclass, field, replace
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from zpop.store.interface import (
+from zpop.store.interface import IStore
+from zpop.store.memory_queue import MemoryOutboundQueue, check_in, schema_error, settle
+from zpop.store.records import (
     DELETION_POLICIES,
     FOLDERS,
     PLANS,
@@ -30,9 +32,7 @@ from zpop.store.interface import (
     Account,
     AlreadyExists,
     AppPassword,
-    Bounce,
     Domain,
-    IStore,
     Message,
     NewMessage,
     NotFound,
@@ -43,7 +43,6 @@ from zpop.store.interface import (
     QueuedRecipient,
     StoreError,
 )
-from zpop.store.memory_queue import MemoryOutboundQueue, check_in, schema_error, settle
 
 #: App passwords' last-use times are kept to this many seconds
 #: (``zpop.store.sqlite.LAST_USE_RESOLUTION``).
@@ -664,30 +663,29 @@ class MemoryStore(MemoryOutboundQueue):
 
     # -- outbound relay (the queue itself: zpop.store.memory_queue) --------
 
-    def finish_outbound(self, message_id: int, bounce: Bounce | None) -> Deferred[str]:
-        def apply() -> str:
-            if self._queue.pop(message_id, None) is None:
-                return "gone"
-            if bounce is None:
-                return "none"
-            address = bounce.recipient.lower()
-            row = self._recipient_row(address)
-            if row is not None:
-                self._insert_message(
-                    row.account.id,
-                    NewMessage("Inbox", bounce.body, bounce.subject, bounce.created),
+    def finish_outbound(
+        self,
+        message_id: int,
+        local: tuple[int, NewMessage] | None = None,
+        queued: QueuedMessage | None = None,
+    ) -> Deferred[bool]:
+        def apply() -> bool:
+            if message_id not in self._queue:
+                return False
+            if local is not None and local[0] not in self._accounts:
+                raise self._constraint("FOREIGN KEY constraint failed")
+            del self._queue[message_id]
+            if local is not None:
+                self._insert_message(*local)
+            if queued is not None:
+                self._enqueue(
+                    queued.sender,
+                    queued.account_id,
+                    queued.body,
+                    queued.created,
+                    queued.expires,
+                    list(dict.fromkeys(queued.recipients)),
                 )
-                return "local"
-            if address.rpartition("@")[2] in self._domains:
-                return "dropped"
-            self._enqueue(
-                "",
-                None,
-                bounce.body,
-                bounce.created,
-                bounce.expires,
-                [bounce.recipient],
-            )
-            return "queued"
+            return True
 
         return settle(apply)

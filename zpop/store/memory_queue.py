@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
 
-from zpop.store.interface import (
+from zpop.store.records import (
     OUTBOUND_STATES,
     NotFound,
     OutboundJob,

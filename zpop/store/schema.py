@@ -21,7 +21,9 @@ from collections.abc import Iterator
 from importlib import resources
 from typing import NamedTuple
 
-from zpop.store.interface import SchemaError
+from zpop.store.records import (
+    SchemaError,
+)
 
 BUSY_TIMEOUT = 30.0
 

@@ -354,6 +354,16 @@ class DeliveryTests(RelayTestCase):
         self.assertEqual(headers, BODY[: BODY.index(b"\r\n\r\n") + 2])
 
     @defer.inlineCallbacks
+    def test_bounce_for_unknown_hosted_sender_dropped(self) -> Any:
+        """A DSN for an address of a hosted domain that has no account (it
+        was deleted) goes nowhere: there is no one to tell, and queueing it
+        would only bounce it back."""
+        self.sink.rules[("RCPT", "a@")] = b"550 5.1.1 no such user"
+        self.queue(sender="gone@example.com")
+        yield self.service.run_once()
+        self.assertEqual((self.queued(), self.inbox()), ([], []))
+
+    @defer.inlineCallbacks
     def test_partial_success(self) -> Any:
         """Of three recipients one fails: two get the message, the DSN
         names only the failed one."""

@@ -34,6 +34,7 @@ from zpop.store.interface import (
     NotFound,
     PopEntry,
     PopSettings,
+    QueuedMessage,
     SchemaError,
     StoreError,
 )
@@ -1303,29 +1304,20 @@ class StoreConformanceMixin(_MixinBase):
         error = self.fails(self.store.read_outbound_body(mid, 0, 10), NotFound)
         self.assertEqual(str(error), f"queued message {mid} no longer exists")
 
-    def _bounce(self, to: str) -> Any:
-        return records.Bounce(
-            to,
-            b"Subject: Undelivered\r\n\r\nsorry\r\n",
-            "Undelivered",
-            NOW + 9,
-            NOW + 99,
-        )
+    BOUNCE = b"Subject: Undelivered\r\n\r\nsorry\r\n"
 
-    def test_finish_outbound_bounce_to_local_sender(self) -> None:
-        """A bounce for a hosted sender (or alias) lands in its Inbox, once."""
+    def test_finish_outbound_stores_locally(self) -> None:
+        """Finishing a message can store a message for an account in the same
+        transaction, once: a second finish stores nothing and fires False."""
         bob = self.account()
-        self.ok(self.store.add_alias("bob@example.com", "robert@example.com"))
-        mid = self.queue(sender="robert@example.com")
+        mid = self.queue(sender="bob@example.com")
+        bounce = NewMessage("Inbox", self.BOUNCE, "Undelivered", NOW + 9)
         self.assertEqual(
-            self.ok(
-                self.store.finish_outbound(mid, self._bounce("Robert@example.com"))
-            ),
-            "local",
-        )
-        self.assertEqual(
-            self.ok(self.store.finish_outbound(mid, self._bounce("bob@example.com"))),
-            "gone",
+            [
+                self.ok(self.store.finish_outbound(mid, (bob.id, bounce))),
+                self.ok(self.store.finish_outbound(mid, (bob.id, bounce))),
+            ],
+            [True, False],
         )
         inbox = self.ok(self.store.list_messages(bob.id, "Inbox"))
         self.assertEqual(
@@ -1334,15 +1326,14 @@ class StoreConformanceMixin(_MixinBase):
         )
         self.assertEqual(self.ok(self.store.list_outbound()), [])
 
-    def test_finish_outbound_bounce_to_remote_sender(self) -> None:
-        """A bounce for a remote sender is queued from the null sender."""
+    def test_finish_outbound_queues(self) -> None:
+        """Finishing a message can queue another (a bounce from the null
+        sender) in the same transaction."""
         mid = self.queue(sender="carol@remote.example")
-        self.assertEqual(
-            self.ok(
-                self.store.finish_outbound(mid, self._bounce("carol@remote.example"))
-            ),
-            "queued",
+        bounce = QueuedMessage(
+            "", ("carol@remote.example",), self.BOUNCE, NOW + 9, NOW + 99
         )
+        self.assertTrue(self.ok(self.store.finish_outbound(mid, None, bounce)))
         (queued,) = self.ok(self.store.list_outbound())
         self.assertEqual(
             (queued.sender, queued.size, queued.created, queued.expires),
@@ -1353,23 +1344,17 @@ class StoreConformanceMixin(_MixinBase):
             [("carol@remote.example", "queued", NOW + 9)],
         )
         self.assertEqual(
-            self.ok(self.store.read_outbound_body(queued.id, 0, 100)),
-            b"Subject: Undelivered\r\n\r\nsorry\r\n",
+            self.ok(self.store.read_outbound_body(queued.id, 0, 100)), self.BOUNCE
         )
 
-    def test_finish_outbound_without_bounce_or_unknown_local(self) -> None:
-        """No bounce stores nothing; one for an unknown hosted address is
-        dropped; either way the message leaves the queue."""
-        self.account()
-        first = self.queue()
-        second = self.queue()
-        self.assertEqual(self.ok(self.store.finish_outbound(first, None)), "none")
-        self.assertEqual(
-            self.ok(
-                self.store.finish_outbound(second, self._bounce("nobody@example.com"))
-            ),
-            "dropped",
-        )
+    def test_finish_outbound_is_atomic(self) -> None:
+        """A finish whose local message cannot be stored (the account is
+        gone) fails StoreError and leaves the message queued."""
+        mid = self.queue()
+        bounce = NewMessage("Inbox", self.BOUNCE, "Undelivered", NOW + 9)
+        self.fails(self.store.finish_outbound(mid, (4242, bounce)), StoreError)
+        self.assertEqual([m.id for m in self.ok(self.store.list_outbound())], [mid])
+        self.assertTrue(self.ok(self.store.finish_outbound(mid)))
         self.assertEqual(self.ok(self.store.list_outbound()), [])
 
     def test_schema_refuses_bad_values(self) -> None:

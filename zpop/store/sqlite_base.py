@@ -1,0 +1,308 @@
+"""What every area of the SQLite store shares: connections per thread,
+durable transactions, error mapping, and the rows-to-records helpers."""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred
+
+from zpop.store.changes import ChangeCounter
+from zpop.store.locks import MaildropLocks
+from zpop.store.records import (
+    Account,
+    AlreadyExists,
+    AppPassword,
+    Domain,
+    Message,
+    NewMessage,
+    NotFound,
+    PopSettings,
+    QueuedMessage,
+    StorageFull,
+    StoreError,
+)
+from zpop.store.schema import connect
+from zpop.threads import Runner
+
+T = TypeVar("T")
+
+#: App passwords' last-use times are kept to this many seconds, so a client
+#: polling every few seconds does not cost a durable write each time.
+LAST_USE_RESOLUTION = 60.0
+#: Bodies are stored in pieces of this size (migration 005).
+BODY_CHUNK = 256 * 1024
+
+
+_ACCOUNT_COLUMNS = """
+    a.id, a.address, d.name, d.organization, a.plan, a.created, a.password_hash,
+    a.federated, a.two_factor, a.pop_enabled, a.pop_mode, a.pop_enabled_at,
+    a.pop_start_uid, a.pop_spam, a.pop_deletion, a.generation, a.uid_validity
+"""
+_ACCOUNT_FROM = "accounts a JOIN domains d ON d.id = a.domain_id"
+
+_MESSAGE_COLUMNS = """
+    id, account_id, folder, uid, received, size, subject, seen, pop_removed
+"""
+
+
+def _account(row: tuple[Any, ...]) -> Account:
+    return Account(
+        id=row[0],
+        address=row[1],
+        domain=row[2],
+        organization=bool(row[3]),
+        plan=row[4],
+        created=row[5],
+        password_hash=None if row[6] is None else bytes(row[6]),
+        federated=bool(row[7]),
+        two_factor=bool(row[8]),
+        pop=PopSettings(
+            enabled=bool(row[9]),
+            mode=row[10],
+            enabled_at=row[11],
+            start_uid=row[12],
+            spam=row[13],
+            deletion=row[14],
+        ),
+        generation=row[15],
+        uid_validity=row[16],
+    )
+
+
+def _message(row: tuple[Any, ...]) -> Message:
+    return Message(
+        id=row[0],
+        account_id=row[1],
+        folder=row[2],
+        uid=row[3],
+        received=row[4],
+        size=row[5],
+        subject=row[6],
+        seen=bool(row[7]),
+        pop_removed=bool(row[8]),
+    )
+
+
+def _domain(row: tuple[Any, ...]) -> Domain:
+    return Domain(id=row[0], name=row[1], organization=bool(row[2]), created=row[3])
+
+
+def _app_password(row: tuple[Any, ...]) -> AppPassword:
+    return AppPassword(
+        id=row[0], account_id=row[1], label=row[2], created=row[3], last_used=row[4]
+    )
+
+
+class SQLiteBase:
+    """Connections, transactions and helpers of the SQLite store."""
+
+    def __init__(self, path: str, runner: Runner) -> None:
+        self.path = path
+        self._run = runner
+        self._changes = ChangeCounter(f"{path}-changes", owner_of=path)
+        #: Opened on the first POP session, so the zpop command makes no
+        #: lock file.
+        self._pop_locks = MaildropLocks(f"{path}-pop-locks", owner_of=path)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        # accept_message's group commit; touched on the caller's thread only.
+        self._accepts: list[
+            tuple[list[tuple[int, NewMessage]], QueuedMessage | None, Deferred]
+        ] = []
+        self._accepting = False
+
+    def close(self) -> None:
+        """Close every thread's connection; call once no call is running."""
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+        self._changes.close()
+        # Closing the lock file drops every maildrop lock this store holds.
+        self._pop_locks.close()
+
+    def changes(self) -> int:
+        return self._changes.value()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self, changes: bool = False) -> Iterator[sqlite3.Connection]:
+        """A durable write transaction, taken up front so it never deadlocks
+        on upgrade.
+
+        ``changes=True`` bumps the change counter after the commit: for
+        changes to credentials, account settings and bans.
+        """
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            # A COMMIT that failed (a full disk) may have left the
+            # transaction open, or SQLite may have rolled it back already.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if changes:
+            self._changes.bump()
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: several SELECTs see one snapshot."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def _error(self, e: sqlite3.Error | OSError) -> StoreError:
+        """The store's error for a failed database call."""
+        code = getattr(e, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL or getattr(e, "errno", None) == errno.ENOSPC:
+            return StorageFull(
+                f"the disk holding {self.path} is full: free some space,"
+                " nothing was written"
+            )
+        return StoreError(f"database error in {self.path}: {e}")
+
+    def _call(self, f: Callable[..., T], *args: Any) -> Deferred:
+        def guarded() -> T:
+            try:
+                return f(*args)
+            except sqlite3.Error as e:
+                raise self._error(e) from e
+
+        return self._run(guarded)
+
+    # -- helpers run inside a transaction ---------------------------------
+
+    @staticmethod
+    def _account_row(conn: sqlite3.Connection, address: str) -> Account:
+        row = conn.execute(
+            f"SELECT {_ACCOUNT_COLUMNS} FROM {_ACCOUNT_FROM} WHERE a.address = ?",
+            (address.lower(),),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no account {address.lower()}")
+        return _account(row)
+
+    @staticmethod
+    def _claim_address(conn: sqlite3.Connection, address: str) -> int:
+        """The id of ``address``'s hosted domain, if no account or alias has
+        the address; raises NotFound or AlreadyExists."""
+        domain = address.rpartition("@")[2]
+        row = conn.execute(
+            "SELECT id FROM domains WHERE name = ?", (domain,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no hosted domain {domain}")
+        taken = conn.execute(
+            "SELECT 1 FROM accounts WHERE address = ?"
+            " UNION SELECT 1 FROM aliases WHERE alias = ?",
+            (address, address),
+        ).fetchone()
+        if taken:
+            raise AlreadyExists(f"address {address} is taken already")
+        return int(row[0])
+
+    def _update_account(self, address: str, assignments: str, *params: Any) -> Any:
+        def thd() -> Account:
+            with self._write(changes=True) as conn:
+                account = self._account_row(conn, address)
+                conn.execute(
+                    f"UPDATE accounts SET {assignments}, generation = generation + 1"
+                    " WHERE id = ?",
+                    (*params, account.id),
+                )
+                return self._account_row(conn, address)
+
+        return self._call(thd)
+
+    @staticmethod
+    def _insert_message(
+        conn: sqlite3.Connection, account_id: int, m: NewMessage
+    ) -> Message:
+        """Store one message with the account's next uid (in a transaction)."""
+        row = conn.execute(
+            "SELECT next_uid FROM accounts WHERE id = ?", (account_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no account with id {account_id}")
+        uid = row[0]
+        conn.execute(
+            "UPDATE accounts SET next_uid = ? WHERE id = ?", (uid + 1, account_id)
+        )
+        cursor = conn.execute(
+            "INSERT INTO messages (account_id, folder, uid, received,"
+            " size, subject, seen) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                account_id,
+                m.folder,
+                uid,
+                m.received,
+                len(m.body),
+                m.subject,
+                int(m.seen),
+            ),
+        )
+        message_id = int(cursor.lastrowid or 0)
+        conn.executemany(
+            "INSERT INTO body_chunks (message_id, seq, data) VALUES (?, ?, ?)",
+            [
+                (message_id, seq, m.body[start : start + BODY_CHUNK])
+                for seq, start in enumerate(range(0, len(m.body), BODY_CHUNK))
+            ],
+        )
+        return Message(
+            id=message_id,
+            account_id=account_id,
+            folder=m.folder,
+            uid=uid,
+            received=m.received,
+            size=len(m.body),
+            subject=m.subject,
+            seen=m.seen,
+            pop_removed=False,
+        )
+
+    @staticmethod
+    def _queue(conn: sqlite3.Connection, queued: QueuedMessage) -> int:
+        """Put a message in the outbound queue (in a transaction); its id."""
+        cursor = conn.execute(
+            "INSERT INTO outbound_messages (sender, account_id, body, size,"
+            " created, expires) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                queued.sender,
+                queued.account_id,
+                queued.body,
+                len(queued.body),
+                queued.created,
+                queued.expires,
+            ),
+        )
+        queue_id = int(cursor.lastrowid or 0)
+        recipients = list(dict.fromkeys(queued.recipients))
+        conn.executemany(
+            "INSERT INTO outbound_recipients (message_id, recipient,"
+            " next_attempt) VALUES (?, ?, ?)",
+            [(queue_id, r, queued.created) for r in recipients],
+        )
+        return queue_id

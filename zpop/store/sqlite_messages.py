@@ -1,0 +1,259 @@
+"""The SQLite store's messages and POP sessions."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.python.failure import Failure
+
+from zpop.store.records import (
+    Accepted,
+    Account,
+    Message,
+    NewMessage,
+    NotFound,
+    PopSession,
+    PopSnapshot,
+    QueuedMessage,
+    QueuedRecipient,
+    StoreError,
+)
+from zpop.store.sqlite_base import (
+    _MESSAGE_COLUMNS,
+    BODY_CHUNK,
+    SQLiteBase,
+    _message,
+)
+
+
+class SQLiteMessages(SQLiteBase):
+    """The SQLite store's messages and POP sessions."""
+
+    # -- messages ---------------------------------------------------------------
+
+    def store_messages(self, account_id: int, messages: list[NewMessage]) -> Deferred:
+        def thd() -> list[Message]:
+            with self._write() as conn:
+                return [self._insert_message(conn, account_id, m) for m in messages]
+
+        return self._call(thd)
+
+    def accept_message(
+        self, local: list[tuple[int, NewMessage]], queued: QueuedMessage | None
+    ) -> Deferred:
+        # Group commit: acceptances arriving while a commit is on its way to
+        # disk share the next transaction, so N concurrent SMTP sessions
+        # cost one fsync, not N. Each still fires only after its commit, and
+        # one that fails (a savepoint each) fails alone.
+        d: Deferred = Deferred()
+        self._accepts.append((local, queued, d))
+        if not self._accepting:
+            self._commit_accepts()
+        return d
+
+    def _commit_accepts(self) -> None:
+        batch, self._accepts = self._accepts, []
+        self._accepting = True
+
+        def thd() -> list[Accepted | Exception]:
+            results: list[Accepted | Exception] = []
+            with self._write() as conn:
+                for local, queued, _ in batch:
+                    conn.execute("SAVEPOINT accept")
+                    try:
+                        results.append(self._accept_one(conn, local, queued))
+                    except sqlite3.Error as e:
+                        if not conn.in_transaction:
+                            # SQLite rolled back the whole transaction (a
+                            # full disk does): the batch fails together.
+                            raise
+                        conn.execute("ROLLBACK TO accept")
+                        results.append(self._error(e))
+                    except StoreError as e:
+                        conn.execute("ROLLBACK TO accept")
+                        results.append(e)
+                    conn.execute("RELEASE accept")
+            return results
+
+        def committed(results: list[Accepted | Exception]) -> None:
+            for (_, _, d), outcome in zip(batch, results, strict=True):
+                if isinstance(outcome, Exception):
+                    d.errback(outcome)
+                else:
+                    d.callback(outcome)
+
+        def failed(failure: Failure) -> None:
+            for _, _, d in batch:
+                d.errback(failure)
+
+        def next_batch(_: object) -> None:
+            self._accepting = False
+            if self._accepts:
+                self._commit_accepts()
+
+        self._call(thd).addCallbacks(committed, failed).addBoth(next_batch)
+
+    def _accept_one(
+        self,
+        conn: sqlite3.Connection,
+        local: list[tuple[int, NewMessage]],
+        queued: QueuedMessage | None,
+    ) -> Accepted:
+        stored = tuple(
+            self._insert_message(conn, account_id, m) for account_id, m in local
+        )
+        if queued is None or not queued.recipients:
+            return Accepted(messages=stored, queue_id=None)
+        queue_id = self._queue(conn, queued)
+        rows = conn.execute(
+            "SELECT recipient, state, attempts, next_attempt, last_error"
+            " FROM outbound_recipients WHERE message_id = ? ORDER BY id",
+            (queue_id,),
+        ).fetchall()
+        return Accepted(
+            messages=stored,
+            queue_id=queue_id,
+            queued=tuple(QueuedRecipient(*r) for r in rows),
+        )
+
+    def list_messages(self, account_id: int, folder: str | None = None) -> Deferred:
+        def thd() -> list[Message]:
+            query = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE account_id = ?"
+            params: tuple[Any, ...] = (account_id,)
+            if folder is not None:
+                query += " AND folder = ?"
+                params += (folder,)
+            with self._read() as conn:
+                rows = conn.execute(query + " ORDER BY uid", params).fetchall()
+            return [_message(r) for r in rows]
+
+        return self._call(thd)
+
+    def read_body(self, message_id: int, offset: int, length: int) -> Deferred:
+        def thd() -> bytes:
+            first = offset // BODY_CHUNK
+            last = (offset + max(length, 1) - 1) // BODY_CHUNK
+            # One statement is its own snapshot: no BEGIN/COMMIT around it.
+            conn = self._conn()
+            rows = conn.execute(
+                "SELECT data FROM body_chunks WHERE message_id = ?"
+                " AND seq BETWEEN ? AND ? ORDER BY seq",
+                (message_id, first, last),
+            ).fetchall()
+            if not rows:
+                exists = conn.execute(
+                    "SELECT 1 FROM messages WHERE id = ?", (message_id,)
+                ).fetchone()
+                if not exists:
+                    raise NotFound(f"message {message_id} no longer exists")
+                return b""
+            if len(rows) == 1:
+                data = rows[0][0]
+            else:
+                data = b"".join(row[0] for row in rows)
+            start = offset - first * BODY_CHUNK
+            return bytes(data[start : start + length])
+
+        return self._call(thd)
+
+    def read_bodies(self, message_ids: Sequence[int]) -> Deferred:
+        ids = list(message_ids)
+
+        def thd() -> dict[int, bytes]:
+            marks = ", ".join("?" for _ in ids)
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT message_id, data FROM body_chunks"
+                    f" WHERE message_id IN ({marks}) ORDER BY message_id, seq",
+                    ids,
+                )
+                .fetchall()
+            )
+            pieces: dict[int, list[bytes]] = {}
+            for message_id, data in rows:
+                pieces.setdefault(message_id, []).append(data)
+            return {message_id: b"".join(parts) for message_id, parts in pieces.items()}
+
+        if not ids:
+            return succeed({})
+        return self._call(thd)
+
+    # -- POP sessions -------------------------------------------------------------
+
+    def open_pop_session(
+        self, address: str, owner: str, folders_for: Mapping[str, tuple[str, ...]]
+    ) -> Deferred:
+        def thd() -> PopSession | None:
+            try:
+                with self._read() as conn:
+                    found = self._account_row(conn, address)
+            except NotFound:
+                return None
+            if not found.pop.enabled or not self._pop_locks.acquire(found.id, owner):
+                return PopSession(found, False, PopSnapshot())
+            # The snapshot is read once the lock is held: one begun before
+            # could miss the deletions of a session that committed and let
+            # the lock go meanwhile, and offer those messages again.
+            account: Account | None = None
+            rows: list[tuple[int, int, int]] | None = None
+            try:
+                with self._read() as conn:
+                    account = self._account_row(conn, address)
+                    if account.id == found.id and account.pop.enabled:
+                        folders = folders_for[account.pop.spam]
+                        marks = ", ".join("?" for _ in folders)
+                        rows = conn.execute(
+                            f"SELECT id, uid, size FROM messages"
+                            f" WHERE account_id = ? AND folder IN ({marks})"
+                            " AND pop_removed = 0 AND uid >= ? ORDER BY uid",
+                            (account.id, *folders, account.pop.start_uid),
+                        ).fetchall()
+            except NotFound:
+                pass
+            finally:
+                if rows is None:
+                    self._pop_locks.release(found.id, owner)
+            if account is None or account.id != found.id:
+                return None  # deleted since the first look
+            if rows is None:
+                return PopSession(account, False, PopSnapshot())  # POP disabled
+            return PopSession(account, True, PopSnapshot.from_rows(rows))
+
+        return self._call(thd)
+
+    def release_pop_lock(self, account_id: int, owner: str) -> Deferred:
+        # A non-blocking fcntl on a local file: no thread trip.
+        d = maybeDeferred(self._pop_locks.release, account_id, owner)
+        return d.addCallback(lambda _: None)
+
+    def _release_held(self, account_id: int, owner: str) -> None:
+        if not self._pop_locks.release(account_id, owner):
+            raise StoreError("the maildrop lock was lost")
+
+    def finish_pop_session(
+        self, account_id: int, owner: str, message_ids: list[int], to_trash: bool
+    ) -> Deferred:
+        if not message_ids:
+            # Nothing to apply: no database trip, only the lock goes.
+            return maybeDeferred(self._release_held, account_id, owner)
+
+        def thd() -> None:
+            if not self._pop_locks.holds(account_id, owner):
+                raise StoreError("the maildrop lock was lost")
+            folder = ", folder = 'Trash'" if to_trash else ""
+            with self._write() as conn:
+                conn.executemany(
+                    f"UPDATE messages SET pop_removed = 1{folder}"
+                    " WHERE id = ? AND account_id = ?",
+                    [(mid, account_id) for mid in message_ids],
+                )
+            # Only after COMMIT: the next session to take the lock must see
+            # these messages gone. A failed commit keeps the lock; the
+            # session releases it when it ends (Maildrop.sync).
+            self._release_held(account_id, owner)
+
+        return self._call(thd)
