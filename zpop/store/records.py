@@ -6,13 +6,60 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, NamedTuple, overload
 
-FOLDERS = ("Inbox", "Spam", "Sent", "Trash")
-PLANS = ("free", "paid")
-POP_MODES = ("all", "new")
-SPAM_POLICIES = ("exclude", "include", "only")
-DELETION_POLICIES = ("keep", "delete")
+
+class Folder(StrEnum):
+    INBOX = "Inbox"
+    SPAM = "Spam"
+    SENT = "Sent"
+    TRASH = "Trash"
+
+
+class Plan(StrEnum):
+    FREE = "free"
+    PAID = "paid"
+
+
+class PopMode(StrEnum):
+    """``all`` mail, or mail received from ``new`` on (DESIGN §1)."""
+
+    ALL = "all"
+    NEW = "new"
+
+
+class SpamPolicy(StrEnum):
+    """Whether POP offers the Inbox, the Inbox and Spam, or Spam only."""
+
+    EXCLUDE = "exclude"
+    INCLUDE = "include"
+    ONLY = "only"
+
+
+class DeletionPolicy(StrEnum):
+    """What a client's DELE does to the original: ``keep`` or move to Trash."""
+
+    KEEP = "keep"
+    DELETE = "delete"
+
+
+class RecipientState(StrEnum):
+    """An outbound recipient: waiting, delivered, or failed for good."""
+
+    QUEUED = "queued"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+# The values in order, as the schema's CHECK lists and the CLI's choices
+# give them (a test keeps the schema's lists equal to these).
+FOLDERS = tuple(Folder)
+PLANS = tuple(Plan)
+POP_MODES = tuple(PopMode)
+SPAM_POLICIES = tuple(SpamPolicy)
+DELETION_POLICIES = tuple(DeletionPolicy)
+OUTBOUND_STATES = tuple(RecipientState)
 #: How many of a client's latest failed logins a repeat is compared with.
 REPEATED_FAILURES = 10
 
@@ -228,9 +275,6 @@ class Accepted:
     queue_id: int | None
     #: The queued recipients' rows as written, in the order given.
     queued: tuple[QueuedRecipient, ...] = ()
-
-
-OUTBOUND_STATES = ("queued", "delivered", "failed")
 
 
 @dataclass(frozen=True)

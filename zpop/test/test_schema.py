@@ -4,12 +4,13 @@ backup; every other command refuses another version, naming the fix."""
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from unittest import mock
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from zpop.store import DATABASE_NAME, SchemaError, SQLiteStore, schema
+from zpop.store import DATABASE_NAME, SchemaError, SQLiteStore, records, schema
 from zpop.test.stores import result
 from zpop.test.test_admin import AdminTestCase
 from zpop.threads import run_synchronously
@@ -192,4 +193,35 @@ class AppPasswordIdsTests(SynchronousTestCase):
         )
         self.assertEqual(
             conn.execute("SELECT max(id) FROM app_passwords").fetchone(), (3,)
+        )
+
+
+class VocabularyTests(SynchronousTestCase):
+    def test_check_lists_are_the_enums(self) -> None:
+        """The schema's CHECK lists hold exactly the values of the record
+        vocabularies (Plan, PopMode, SpamPolicy, DeletionPolicy, Folder,
+        RecipientState), in order."""
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, DATABASE_NAME)
+        schema.migrate(path)
+        conn = sqlite3.connect(path)
+        self.addCleanup(conn.close)
+        rows = conn.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")
+        text = " ".join(r[0] for r in rows)
+        checks = {
+            column: tuple(v.strip().strip("'") for v in values.split(","))
+            for column, values in re.findall(r"CHECK \((\w+) IN \(([^)]*)\)\)", text)
+            if "'" in values
+        }
+        self.assertEqual(
+            checks,
+            {
+                "plan": records.PLANS,
+                "pop_mode": records.POP_MODES,
+                "pop_spam": records.SPAM_POLICIES,
+                "pop_deletion": records.DELETION_POLICIES,
+                "folder": records.FOLDERS,
+                "state": records.OUTBOUND_STATES,
+            },
         )
