@@ -999,9 +999,9 @@ class ServerTests(SynchronousTestCase):
         self.wait_empty(server)
         self.assertIn(BODY.replace(b"\r\n", b"\n") + b"\n", sink_dumps(dump))
 
-    def stalled_delivery(self, sink: StallingSink) -> ZpopServer:
-        """A server (default 300 s lease) killed with SIGKILL while its
-        delivery of one queued message waits for the next hop's reply."""
+    def stalled(self, sink: StallingSink) -> tuple[ZpopServer, SQLiteStore]:
+        """A server (default 300 s lease) whose delivery of one queued
+        message waits for the stalled next hop's reply; and its store."""
         settings = self.settings(sink.port)
         del settings["outbound"]["lease"]
         server = start_server(self, settings=settings)
@@ -1017,15 +1017,15 @@ class ServerTests(SynchronousTestCase):
             )
         )
         self.assertTrue(sink.stalled.wait(15), server.log_text())
-        self.assertEqual(server.kill(), -9)
-        return server
+        return server, store
 
     def test_kill_9_lease_released_at_restart(self) -> None:
         """After kill -9 during DATA to a stalled next hop, the restarted
         server takes back the dead process's lease at once: the message is
         delivered within 30 s, not when the 300 s lease runs out."""
         sink = StallingSink(self)
-        server = self.stalled_delivery(sink)
+        server, _ = self.stalled(sink)
+        self.assertEqual(server.kill(), -9)
         restarted = time.monotonic()
         server.start()
         self.wait_empty(server, timeout=30)
@@ -1043,21 +1043,7 @@ class ServerTests(SynchronousTestCase):
         the log, which the harness checks), and the next start delivers it
         without having to take a dead process's lease back."""
         sink = StallingSink(self)
-        settings = self.settings(sink.port)
-        del settings["outbound"]["lease"]
-        server = start_server(self, settings=settings)
-        store = SQLiteStore(os.path.join(server.data, DATABASE_NAME), run_synchronously)
-        self.addCleanup(store.close)
-        result(
-            store.accept_message(
-                [],
-                QueuedMessage(
-                    "bob@example.test", ("a@remote.example",), BODY,
-                    time.time(), time.time() + 3600,
-                ),
-            )
-        )
-        self.assertTrue(sink.stalled.wait(15), server.log_text())
+        server, store = self.stalled(sink)
         server.stop()  # SIGTERM: twistd stops cleanly, then re-raises it
         self.assertEqual(result(store.outbound_lease_owners()), [])
         server.start()
@@ -1068,7 +1054,8 @@ class ServerTests(SynchronousTestCase):
     def test_queue_retry_releases_dead_lease(self) -> None:
         """``zpop queue retry`` says "due now" truthfully: it also releases
         the claim of a server process that was killed."""
-        server = self.stalled_delivery(StallingSink(self))
+        server, _ = self.stalled(StallingSink(self))
+        self.assertEqual(server.kill(), -9)
         self.assertEqual(
             server.zpop("queue", "retry", "--all"),
             "1 recipient in the queue due now; the server tries them at its"
