@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import hmac
 import ipaddress
-import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,15 +34,12 @@ from zpop.config import Config
 from zpop.store import Account, IStore
 from zpop.store.changes import Verified
 from zpop.threads import Runner
+from zpop.wire import addresses
 
 log = Logger()
 
 #: Cached verifications kept at most (least recently used go first).
 CACHE_ENTRIES = 65536
-
-# Deliberately loose: the store decides whether an account exists. This only
-# tells a person who typed "alice" that the full address is needed.
-_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$|^[^@\s]+@localhost$")
 
 
 class LoginRefused(LoginDenied):
@@ -232,7 +228,7 @@ class AccountChecker:
             secret = credentials.password.decode("utf-8")
         except UnicodeDecodeError:
             raise UnauthorizedLogin()
-        if not _ADDRESS.match(address):
+        if not addresses.is_login_name(address):
             raise FullAddressRequired()
         key = self._cache_key(address, secret)
         now = self._clock.seconds()

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from zpop.wire import addresses
+
 #: Listener names, in start-up order, with the default endpoint of each
 #: (unprivileged ports, so ``twistd -n zpop`` runs as any user).
 LISTENERS: dict[str, str] = {
@@ -230,14 +232,6 @@ def _parse_host(text: str) -> str:
     return name
 
 
-def _parse_address(text: str) -> str:
-    address = text.strip().lower()
-    local, at, domain = address.rpartition("@")
-    if not at or not local or not domain or any(c.isspace() for c in address):
-        raise ValueError("expected a full address like postmaster@example.com")
-    return address
-
-
 def _parse_plan(text: str) -> str:
     plan = text.strip().lower()
     if plan not in ("free", "paid"):
@@ -331,7 +325,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], Any]]]] = {
     "server": {
         "data": ("data_dir", str),
         "hostname": ("hostname", _parse_host),
-        "postmaster": ("postmaster", _parse_address),
+        "postmaster": ("postmaster", addresses.parse_configured_address),
         "db_threads": ("db_threads", _parse_positive_int),
         "workers": ("workers", _parse_workers),
     },

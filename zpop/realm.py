@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.mail.pop3 import IMailbox
 from zope.interface import Attribute, Interface, implementer
 
+from zpop.accounts.settings import free_plan_blocked
 from zpop.auth import Identity, LoginRefused
 from zpop.config import Config
 from zpop.maildrop import SPAM_FOLDERS, Maildrop
@@ -38,16 +39,6 @@ class Session:
     client: str
     #: The TLS SNI name the client asked for, lower-case, or None.
     server_name: str | None = None
-
-
-def free_plan_blocked(account: Account, config: Config) -> bool:
-    """Free-plan accounts created on or after the cut-off get no POP."""
-    cutoff = config.free_pop_cutoff
-    return (
-        account.plan == "free"
-        and cutoff is not None
-        and account.created >= cutoff.timestamp()
-    )
 
 
 def pop_refusal(

@@ -46,6 +46,7 @@ from zpop.delivery import (
     submission_fields,
 )
 from zpop.realm import ISubmitter, Session
+from zpop.wire import addresses
 
 log = Logger()
 
@@ -83,11 +84,13 @@ _GROUP_ENDERS = frozenset(
 )
 
 _HELO_NAME = re.compile(rb"[\x21-\x7e]{1,255}")
-_ATEXT = rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
-_DOT_ATOM = re.compile(_ATEXT + rb"+(?:\." + _ATEXT + rb"+)*")
+# The atext and labels of zpop.wire.addresses; paths also allow the
+# routing characters (to name them as tricks) and single-label hosts.
+_DOT_ATOM = re.compile(addresses.dot_atom(addresses.ATEXT).encode("ascii"))
 _QUOTED = re.compile(rb'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"')
-_LABEL = rb"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_LABEL = addresses.LABEL.encode("ascii")
 _DOMAIN = re.compile(_LABEL + rb"(?:\." + _LABEL + rb")*")
+_ROUTING = [c.encode("ascii") for c in addresses.ROUTING_CHARACTERS]
 _SIZE = re.compile(rb"[0-9]{1,20}")
 
 
@@ -129,14 +132,14 @@ def parse_address(text: bytes) -> str:
             raise AddressError("unbalanced quotes")
         local = match.group(0)
         rest = text[match.end() :]
-        if any(c in local for c in (b"@", b"%", b"!")):
+        if any(c in local for c in (b"@", *_ROUTING)):
             raise AddressError("quoted routing characters", trick=True)
     else:
         local, sep, rest = text.partition(b"@")
         rest = sep + rest
         if not _DOT_ATOM.fullmatch(local):
             raise AddressError("bad local part")
-        if b"%" in local or b"!" in local:
+        if any(c in local for c in _ROUTING):
             raise AddressError("%-hack or bang path", trick=True)
     if not rest.startswith(b"@"):
         raise AddressError("no domain")
@@ -145,9 +148,9 @@ def parse_address(text: bytes) -> str:
         raise AddressError("more than one @", trick=True)
     if domain.startswith(b"["):
         raise AddressError("address literal", trick=True)
-    if not _DOMAIN.fullmatch(domain) or len(domain) > 253:
+    if not _DOMAIN.fullmatch(domain) or len(domain) > addresses.MAX_DOMAIN:
         raise AddressError("bad domain")
-    if len(local) > 64:
+    if len(local) > addresses.MAX_LOCAL_PART:
         raise AddressError("local part too long")
     return local.decode("ascii") + "@" + domain.decode("ascii").lower()
 

@@ -15,6 +15,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from zpop import admin, maildir, passwords
+from zpop.cli import commands
 from zpop.store import DATABASE_NAME, SQLiteStore
 from zpop.store.sqlite import latest_version
 from zpop.threads import run_synchronously
@@ -1138,7 +1139,7 @@ class ImportTests(AdminTestCase):
             )
             expected.append((folder, 1600000000 + i, f"number {i}", seen))
         expected.reverse()
-        self.patch(admin, "IMPORT_BATCH_MESSAGES", 300)
+        self.patch(commands, "IMPORT_BATCH_MESSAGES", 300)
         calls = []
         store_messages = SQLiteStore.store_messages
 

@@ -2,9 +2,10 @@
 
 - ``zpop.smtp.parse_address`` and ``split_path``: MAIL FROM / RCPT TO paths
   from the network;
-- ``zpop.admin.parse_address`` and ``parse_domain``: the operator's CLI;
-- ``zpop.config._parse_address``: ``[server] postmaster`` in the ini file;
-- ``zpop.auth._ADDRESS``: the login name check;
+- ``zpop.wire.addresses``: ``parse_address`` and ``parse_domain`` (the
+  account grammar the operator's CLI uses, as ``zpop.admin.parse_address``),
+  ``parse_configured_address`` (``[server] postmaster`` in the ini file) and
+  ``LOGIN_NAME`` (the login name check);
 - ``zpop.delivery.from_addresses``: the header From: of submitted mail.
 """
 
@@ -16,9 +17,10 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from zpop import admin, auth, config, delivery
+from zpop import admin, delivery
 from zpop.smtp import AddressError, Reply, parse_address, split_path
 from zpop.test import properties  # noqa: F401 (the hypothesis profile)
+from zpop.wire import addresses as grammar
 
 ATEXT = (
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789#$&'*+/=?^_`{|}~-"
@@ -148,8 +150,8 @@ class AdminAddressProperties(SynchronousTestCase):
         self.assertEqual(parsed, parsed.lower())
         self.assertEqual(admin.parse_address(parsed), parsed)
         self.assertIsNone(CONTROL.search(parsed))
-        self.assertRegex(parsed, auth._ADDRESS)
-        self.assertEqual(config._parse_address(parsed), parsed)
+        self.assertRegex(parsed, grammar.LOGIN_NAME)
+        self.assertEqual(grammar.parse_configured_address(parsed), parsed)
 
     @given(
         st.lists(
@@ -187,7 +189,7 @@ class ConfigAddressProperties(SynchronousTestCase):
     def test_postmaster(self, text: str) -> None:
         """[server] postmaster gives ValueError or a lower-case full address."""
         try:
-            address = config._parse_address(text)
+            address = grammar.parse_configured_address(text)
         except ValueError as e:
             self.assertIn("full address", str(e))
             return
@@ -195,7 +197,7 @@ class ConfigAddressProperties(SynchronousTestCase):
         local, at, domain = address.rpartition("@")
         self.assertTrue(local and at and domain)
         self.assertFalse(any(c.isspace() for c in address))
-        self.assertEqual(config._parse_address(address), address)
+        self.assertEqual(grammar.parse_configured_address(address), address)
 
 
 class FromHeaderProperties(SynchronousTestCase):

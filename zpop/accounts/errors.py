@@ -1,0 +1,55 @@
+"""Domain errors of the account services.
+
+The text is fit for an operator or a user: it says what is wrong in terms
+of accounts, never a protocol code. Each front end adds its own way out
+(the CLI names the ``zpop`` command that fixes it), so the attributes carry
+what it needs for that.
+"""
+
+from __future__ import annotations
+
+
+class AccountError(Exception):
+    """A refused account operation; ``str()`` is the one-line reason."""
+
+
+class InvalidInput(AccountError):
+    """A value (label, password) that breaks the rules for it."""
+
+
+class NotAllowed(AccountError):
+    """The account may not do this (the Free-plan POP gate)."""
+
+
+class UnknownAccount(AccountError):
+    """No account at the address; ``alias_of`` names the owner when the
+    address is an alias of another account."""
+
+    def __init__(self, address: str, alias_of: str | None = None) -> None:
+        if alias_of is None:
+            super().__init__(f"no account {address}")
+        else:
+            super().__init__(f"{address} is an alias of {alias_of}, not an account")
+        self.address = address
+        self.alias_of = alias_of
+
+
+class NotHosted(AccountError):
+    """The address's domain is not one this service hosts."""
+
+    def __init__(self, domain: str) -> None:
+        super().__init__(f"{domain} is not a hosted domain")
+        self.domain = domain
+
+
+class AddressTaken(AccountError):
+    """The address already belongs to an account or is an alias."""
+
+
+class UnknownAppPassword(AccountError):
+    """The account has no app-specific password with that ID."""
+
+    def __init__(self, address: str, password_id: int) -> None:
+        super().__init__(f"{address} has no app-specific password {password_id}")
+        self.address = address
+        self.password_id = password_id

@@ -1,0 +1,98 @@
+"""POP access settings (DESIGN §1 "POP access settings"): enable with the
+Free-plan gate, disable, spam and deletion policy, and what the next POP
+session would offer of a message.
+
+Every change takes effect at the next login; the store bumps the
+account's generation, which forgets cached verifications.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from zpop.accounts import Clock, service
+from zpop.accounts.accounts import require_account
+from zpop.accounts.errors import NotAllowed
+from zpop.config import Config
+from zpop.maildrop import pop_folders
+from zpop.store import Account, IStore, Message
+
+
+def free_plan_blocked(account: Account, config: Config) -> bool:
+    """Free-plan accounts created on or after the cut-off get no POP."""
+    cutoff = config.free_pop_cutoff
+    return (
+        account.plan == "free"
+        and cutoff is not None
+        and account.created >= cutoff.timestamp()
+    )
+
+
+def blocked_since(account: Account, config: Config) -> datetime.date | None:
+    """The cut-off date that keeps this account from POP, or None if POP is
+    open to it: what a front end tells the account's owner."""
+    if not free_plan_blocked(account, config):
+        return None
+    assert config.free_pop_cutoff is not None
+    return config.free_pop_cutoff.date()
+
+
+@service
+async def enable_pop(
+    store: IStore, config: Config, clock: Clock, address: str, mode: str
+) -> Account:
+    """Enable POP in ``mode`` (``all`` or ``new``, from now on), unless the
+    Free-plan cut-off keeps the account from it (NotAllowed)."""
+    account = await require_account(store, address)
+    cutoff = blocked_since(account, config)
+    if cutoff is not None:
+        raise NotAllowed(
+            "POP access is not available on the Free plan for accounts created "
+            f"on or after {cutoff.isoformat()}"
+        )
+    enabled: Account = await store.enable_pop(account.address, mode, clock.seconds())
+    return enabled
+
+
+@service
+async def disable_pop(store: IStore, address: str) -> Account:
+    """Disable POP from the next login; an open session finishes normally."""
+    account = await require_account(store, address)
+    disabled: Account = await store.disable_pop(account.address)
+    return disabled
+
+
+@service
+async def set_pop_spam(store: IStore, address: str, policy: str) -> Account:
+    """Which folders POP offers: ``exclude``, ``include`` or ``only`` Spam."""
+    account = await require_account(store, address)
+    changed: Account = await store.set_pop_spam(account.address, policy)
+    return changed
+
+
+@service
+async def set_pop_deletion(store: IStore, address: str, policy: str) -> Account:
+    """What a POP client's delete does to the original: ``keep`` or ``delete``."""
+    account = await require_account(store, address)
+    changed: Account = await store.set_pop_deletion(account.address, policy)
+    return changed
+
+
+def pop_state(account: Account, message: Message) -> str:
+    """Whether the next POP session would offer ``message``, and if not why.
+
+    The queue rule of the POP snapshot (zpop.maildrop): the spam policy
+    picks the folders, ``new`` mode offers uids from the enabling moment on,
+    and a client's DELE removes a message from the queue for good (until
+    POP is re-enabled in ``all``).
+    """
+    pop = account.pop
+    if message.pop_removed:
+        return "removed"
+    if not pop.enabled:
+        return "POP disabled"
+    if message.folder not in pop_folders(account):
+        return "not offered (folder)"
+    if pop.mode == "new" and message.uid < pop.start_uid:
+        return "not offered (before enable)"
+    return "queued"

@@ -1,0 +1,580 @@
+"""The ``zpop`` commands: each parses nothing more, calls one service and
+prints its result; a service's domain error reaches :func:`zpop.cli.main`,
+which prints it (``zpop.cli.render.error_text``)."""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from zpop import config as configmod
+from zpop import delivery, maildir, owners, passwords
+from zpop.accounts import accounts, aliases, app_passwords, domains, settings
+from zpop.accounts.two_factor import set_two_factor
+from zpop.cli.context import CommandError, Context, read_password, result_of
+from zpop.cli.render import iso, password_state, pop_lines, printable, table
+from zpop.store import DATABASE_NAME, FOLDERS, Account, NewMessage, NotFound, schema
+from zpop.threads import run_synchronously
+
+#: ``zpop import`` commits after this many messages or bytes, whichever first.
+IMPORT_BATCH_MESSAGES = 1000
+IMPORT_BATCH_BYTES = 32 * 1024 * 1024
+
+# Ports given to people for their mail client (DESIGN §1: implicit TLS 995,
+# submission 465 and 587), whatever port the listener binds behind them.
+POP3S_PORT = 995
+SMTPS_PORT = 465
+SUBMISSION_PORT = 587
+
+
+def _say_upgraded(ctx: Context, database: str, upgraded: schema.Upgraded) -> None:
+    if upgraded.backup is None:
+        ctx.out(f"database {database} is up to date (schema version {upgraded.after})")
+    else:
+        ctx.out(
+            f"upgraded database {database} from schema version {upgraded.before}"
+            f" to {upgraded.after}; the version {upgraded.before} database was"
+            f" copied to {upgraded.backup}"
+        )
+
+
+def cmd_upgrade(ctx: Context, args: argparse.Namespace) -> None:
+    """Migrate the database to this zpop's schema, after a backup."""
+    if not os.path.exists(ctx.database):
+        raise CommandError(f"no zpop database in {ctx.data_dir}: run 'zpop init' first")
+    _say_upgraded(ctx, ctx.database, schema.upgrade(ctx.database))
+
+
+def cmd_init(ctx: Context, args: argparse.Namespace) -> None:
+    """Idempotent set-up: directory (0700), database, server key, zpop.ini."""
+    data_dir = os.path.abspath(ctx.data_dir)
+    ini = os.path.join(data_dir, configmod.CONFIG_NAME)
+    if args.hostname and os.path.exists(ini):
+        existing = configmod.load(ini)
+        if not _ini_sets_hostname(ini) or existing.hostname != args.hostname:
+            current = existing.hostname if _ini_sets_hostname(ini) else "none"
+            raise CommandError(
+                f"{ini} exists with hostname {current}, not {args.hostname}: "
+                "edit its [server] hostname instead"
+            )
+    if os.path.isdir(data_dir):
+        ctx.out(f"data directory {data_dir} exists")
+    else:
+        try:
+            os.makedirs(data_dir, mode=0o700)
+            os.chmod(data_dir, 0o700)
+        except OSError as e:
+            raise CommandError(f"cannot create {data_dir}: {e.strerror}")
+        ctx.out(f"created data directory {data_dir}")
+    database = os.path.join(data_dir, DATABASE_NAME)
+    existed = os.path.exists(database)
+    upgraded = schema.upgrade(database)
+    if not existed:
+        ctx.out(f"created database {database} (schema version {upgraded.after})")
+    else:
+        _say_upgraded(ctx, database, upgraded)
+    key = os.path.join(data_dir, passwords.KEY_NAME)
+    existed = os.path.exists(key)
+    try:
+        passwords.load_or_create_key(data_dir)
+    except ValueError as e:
+        raise CommandError(str(e))
+    ctx.out(f"server key {key} exists" if existed else f"created server key {key}")
+    if args.hostname:
+        if os.path.exists(ini):
+            ctx.out(f"{ini} has hostname {args.hostname}")
+        else:
+            _write_ini(ini, args.hostname)
+            ctx.out(f"wrote {ini} (hostname {args.hostname})")
+
+
+def _ini_sets_hostname(path: str) -> bool:
+    parser = configparser.ConfigParser(interpolation=None, default_section="")
+    with open(path, encoding="utf-8") as f:
+        parser.read_file(f)
+    return parser.has_option("server", "hostname")
+
+
+def _write_ini(path: str, hostname: str) -> None:
+    """Write zpop.ini atomically: a crash leaves no half-written config."""
+    tmp = f"{path}.new-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(
+            "# Written by 'zpop init'. See etc/zpop.ini for every setting.\n"
+            f"[server]\nhostname = {hostname}\n"
+        )
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def cmd_domain_add(ctx: Context, args: argparse.Namespace) -> None:
+    domain = result_of(
+        domains.add_domain(ctx.store, ctx, args.domain, args.organization)
+    )
+    host = ctx.config.pop_host_for(domain.organization)
+    ctx.out(
+        f"added {domains.kind(domain.organization)} domain {domain.name} "
+        f"(POP host {host})"
+    )
+
+
+def cmd_domain_list(ctx: Context, args: argparse.Namespace) -> None:
+    found = result_of(domains.list_domains(ctx.store))
+    if not found:
+        ctx.out("no hosted domains: add one with 'zpop domain add DOMAIN'")
+        return
+    rows = [
+        (
+            s.domain.name,
+            domains.kind(s.domain.organization),
+            ctx.config.pop_host_for(s.domain.organization),
+            str(s.accounts),
+            iso(s.domain.created),
+        )
+        for s in found
+    ]
+    ctx.out(*table(("DOMAIN", "KIND", "POP HOST", "ACCOUNTS", "CREATED"), rows))
+
+
+def cmd_account_add(ctx: Context, args: argparse.Namespace) -> None:
+    address = args.address
+    account = result_of(
+        accounts.add_account(
+            ctx.store,
+            ctx.config,
+            run_synchronously,
+            ctx,
+            address,
+            args.plan,
+            args.federated,
+            (lambda: read_password(ctx.stdin)) if args.password_stdin else None,
+        )
+    )
+    ctx.out(
+        f"created account {account.address} ({account.plan} plan, "
+        f"{domains.kind(account.organization)} domain)"
+    )
+    if account.federated:
+        ctx.out(
+            "federated: no primary password; mail clients need an app-specific "
+            f"password ('zpop app-password create {address} --label TEXT') or "
+            f"a password set with 'zpop account passwd {address} --password-stdin'"
+        )
+    elif account.password_hash is None:
+        ctx.out(
+            "no primary password: mail clients need an app-specific password "
+            f"('zpop app-password create {address} --label TEXT') until one is "
+            f"set with 'zpop account passwd {address} --password-stdin'"
+        )
+    ctx.out(
+        f"POP access is off: enable it with 'zpop pop enable {address} --mode all|new'"
+    )
+
+
+def cmd_account_passwd(ctx: Context, args: argparse.Namespace) -> None:
+    account = result_of(
+        accounts.set_password(
+            ctx.store,
+            ctx.config,
+            run_synchronously,
+            args.address,
+            lambda: read_password(ctx.stdin),
+        )
+    )
+    ctx.out(f"password set for {account.address}")
+    if account.two_factor:
+        ctx.out(
+            "two-factor authentication is on: mail clients still need an "
+            "app-specific password"
+        )
+
+
+def cmd_account_show(ctx: Context, args: argparse.Namespace) -> None:
+    details = result_of(accounts.show_account(ctx.store, args.address))
+    account = details.account
+    address = account.address
+    ctx.out(
+        f"Account {address}",
+        f"  Domain:            {account.domain} ({domains.kind(account.organization)})",
+        f"  Plan:              {account.plan}",
+        f"  Created:           {iso(account.created)}",
+        f"  Primary password:  {password_state(account)}",
+        f"  Two-factor:        {'on' if account.two_factor else 'off'}",
+        *pop_lines(account, ctx.config),
+        "  Aliases:           "
+        f"{', '.join(details.aliases) if details.aliases else 'none'}",
+        f"  App passwords:     {len(details.app_passwords)}",
+        "",
+        "Mail client settings",
+        "  Incoming mail (POP3)",
+        f"    Server:          {ctx.config.pop_host_for(account.organization)}",
+        f"    Port:            {POP3S_PORT}",
+        "    Security:        SSL/TLS (required)",
+        f"    Username:        {address}",
+        "  Outgoing mail (SMTP)",
+        f"    Server:          {ctx.config.smtp_host}",
+        f"    Port:            {SMTPS_PORT} with SSL/TLS, or {SUBMISSION_PORT} "
+        "with STARTTLS",
+        "    Authentication:  required (normal password)",
+        f"    Username:        {address}",
+    )
+    if account.two_factor:
+        ctx.out(
+            "  Password:          an app-specific password is required "
+            "(two-factor authentication is on)"
+        )
+    elif account.password_hash is None:
+        ctx.out(
+            "  Password:          an app-specific password is required "
+            "(the account has no primary password)"
+        )
+    else:
+        ctx.out("  Password:          the account password")
+    if not account.pop.enabled and settings.blocked_since(account, ctx.config) is None:
+        ctx.out(
+            f"  Note: POP access is disabled: 'zpop pop enable {address} "
+            "--mode all|new'"
+        )
+
+
+def cmd_account_list(ctx: Context, args: argparse.Namespace) -> None:
+    found = result_of(accounts.list_accounts(ctx.store))
+    if not found:
+        ctx.out("no accounts: add one with 'zpop account add ADDRESS'")
+        return
+    rows = []
+    for a in found:
+        pop = f"{a.pop.mode}" if a.pop.enabled else "off"
+        rows.append(
+            (
+                a.address,
+                a.plan,
+                domains.kind(a.organization),
+                password_state(a).split(" ")[0]
+                if not a.federated or a.password_hash
+                else "federated",
+                "on" if a.two_factor else "off",
+                pop,
+                iso(a.created),
+            )
+        )
+    ctx.out(
+        *table(("ADDRESS", "PLAN", "KIND", "PASSWORD", "2FA", "POP", "CREATED"), rows)
+    )
+
+
+def cmd_account_delete(ctx: Context, args: argparse.Namespace) -> None:
+    account = result_of(accounts.delete_account(ctx.store, args.address))
+    ctx.out(
+        f"deleted account {account.address} with its messages, aliases and "
+        "app-specific passwords"
+    )
+
+
+def _show_pop(ctx: Context, account: Account) -> None:
+    ctx.out(f"POP settings of {account.address}", *pop_lines(account, ctx.config))
+
+
+def cmd_pop_enable(ctx: Context, args: argparse.Namespace) -> None:
+    _show_pop(
+        ctx,
+        result_of(
+            settings.enable_pop(ctx.store, ctx.config, ctx, args.address, args.mode)
+        ),
+    )
+
+
+def cmd_pop_disable(ctx: Context, args: argparse.Namespace) -> None:
+    _show_pop(ctx, result_of(settings.disable_pop(ctx.store, args.address)))
+
+
+def cmd_pop_spam(ctx: Context, args: argparse.Namespace) -> None:
+    _show_pop(
+        ctx, result_of(settings.set_pop_spam(ctx.store, args.address, args.policy))
+    )
+
+
+def cmd_pop_deletion(ctx: Context, args: argparse.Namespace) -> None:
+    _show_pop(
+        ctx,
+        result_of(settings.set_pop_deletion(ctx.store, args.address, args.policy)),
+    )
+
+
+def cmd_twofactor(ctx: Context, args: argparse.Namespace) -> None:
+    enable = args.state == "enable"
+    change = result_of(set_two_factor(ctx.store, args.address, enable))
+    address = change.account.address
+    if not enable:
+        ctx.out(f"two-factor authentication is off for {address}")
+        return
+    ctx.out(
+        f"two-factor authentication is on for {address}: mail clients "
+        "need app-specific passwords"
+    )
+    if change.needs_app_password:
+        ctx.out(
+            "it has none yet: create one with "
+            f"'zpop app-password create {address} --label TEXT'"
+        )
+
+
+def cmd_app_password_create(ctx: Context, args: argparse.Namespace) -> None:
+    account = result_of(accounts.require_account(ctx.store, args.address))
+    try:
+        key = passwords.load_or_create_key(ctx.data_dir)
+    except ValueError as e:
+        raise CommandError(str(e))
+    ctx.out(
+        result_of(
+            app_passwords.create(ctx.store, ctx, key, account.address, args.label)
+        )
+    )
+
+
+def cmd_app_password_list(ctx: Context, args: argparse.Namespace) -> None:
+    found = result_of(app_passwords.list_app_passwords(ctx.store, args.address))
+    if not found:
+        ctx.out(f"no app-specific passwords for {args.address}")
+        return
+    rows = [
+        (str(p.id), iso(p.created), iso(p.last_used), printable(p.label)) for p in found
+    ]
+    ctx.out(*table(("ID", "CREATED", "LAST USED", "LABEL"), rows))
+
+
+def cmd_app_password_revoke(ctx: Context, args: argparse.Namespace) -> None:
+    label = result_of(app_passwords.revoke(ctx.store, args.address, args.id))
+    ctx.out(
+        f"revoked app-specific password {args.id} "
+        f"({printable(label)}) of {args.address}"
+    )
+
+
+def cmd_alias_add(ctx: Context, args: argparse.Namespace) -> None:
+    account = result_of(aliases.add_alias(ctx.store, args.address, args.alias))
+    ctx.out(
+        f"added alias {args.alias} to {account.address}: mail to it is delivered "
+        f"to {account.address}, who may send as it"
+    )
+
+
+def cmd_deliver(ctx: Context, args: argparse.Namespace) -> None:
+    owner = result_of(ctx.store.get_account_for_recipient(args.address))
+    if owner is None:
+        raise CommandError(f"no account or alias {args.address}")
+    limit = ctx.config.message_size_limit
+    raw = ctx.stdin.read(limit + 1)
+    if len(raw) > limit:
+        raise CommandError(
+            f"the message is over the size limit of {limit} bytes: nothing stored"
+        )
+    try:
+        message = delivery.prepare(raw, args.folder, ctx.clock(), size_limit=limit)
+    except delivery.MalformedMessage as e:
+        raise CommandError(f"malformed message: {e}: nothing stored")
+    stored = result_of(delivery.deliver(ctx.store, args.address, message))
+    ctx.out(
+        f"delivered message {stored.id} (uid {stored.uid}, {stored.size} bytes) "
+        f"to {owner.address} {stored.folder}"
+    )
+
+
+@dataclass
+class _ImportTally:
+    per_folder: dict[str, int]
+    malformed: int = 0
+    unreadable: int = 0
+
+
+def cmd_import(ctx: Context, args: argparse.Namespace) -> None:
+    """Bulk-load a Maildir in arrival order, one transaction per batch.
+
+    A malformed file is skipped with a warning (it can never be imported as
+    it is); an unreadable file is skipped with a warning too, and then the
+    command exits 1 after importing the rest, because the operator can fix
+    it. Importing the same Maildir twice stores its messages twice.
+    """
+    account = result_of(accounts.require_account(ctx.store, args.address))
+    try:
+        found, skipped = maildir.arrival_order(args.maildir)
+    except maildir.NotAMaildirError as e:
+        raise CommandError(str(e))
+    except OSError as e:
+        raise CommandError(f"cannot read {args.maildir}: {e.strerror}")
+    for folder in skipped:
+        ctx.warn(
+            f"skipped Maildir folder {folder.name}: zpop has no folder for it "
+            f"(only Inbox, {', '.join(FOLDERS[1:])})"
+        )
+    limit = ctx.config.message_size_limit
+    tally = _ImportTally(per_folder=dict.fromkeys(FOLDERS, 0))
+    for batch in _batches(ctx, found, limit, tally):
+        for stored in result_of(ctx.store.store_messages(account.id, batch)):
+            tally.per_folder[stored.folder] += 1
+    total = sum(tally.per_folder.values())
+    ctx.out(f"imported {total} messages into {account.address}")
+    ctx.out(*(f"  {f:<6} {n}" for f, n in tally.per_folder.items()))
+    if tally.malformed:
+        ctx.out(f"skipped {tally.malformed} malformed files (see warnings)")
+    if tally.unreadable:
+        raise CommandError(
+            f"{tally.unreadable} files could not be read (see warnings); the "
+            f"other {total} messages were imported"
+        )
+
+
+def _batches(
+    ctx: Context, found: list[maildir.Entry], limit: int, tally: _ImportTally
+) -> Iterator[list[NewMessage]]:
+    """Prepared messages in batches bounded by count and bytes."""
+    batch: list[NewMessage] = []
+    size = 0
+    for entry in found:
+        try:
+            with open(entry.path, "rb") as f:
+                raw = f.read(limit + 1)
+        except OSError as e:
+            ctx.warn(f"cannot read {entry.path}: {e.strerror}")
+            tally.unreadable += 1
+            continue
+        try:
+            if len(raw) > limit:
+                raise delivery.MalformedMessage(f"over the size limit of {limit} bytes")
+            message = delivery.prepare(
+                raw, entry.folder, entry.received, entry.seen, limit
+            )
+        except delivery.MalformedMessage as e:
+            ctx.warn(f"skipped {entry.path}: malformed message: {e}")
+            tally.malformed += 1
+            continue
+        batch.append(message)
+        size += len(message.body)
+        if len(batch) >= IMPORT_BATCH_MESSAGES or size >= IMPORT_BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def cmd_messages(ctx: Context, args: argparse.Namespace) -> None:
+    account = result_of(accounts.require_account(ctx.store, args.address))
+    found = result_of(ctx.store.list_messages(account.id, args.folder))
+    if not found:
+        where = f" in {args.folder}" if args.folder else ""
+        ctx.out(f"no messages{where} for {account.address}")
+        return
+    rows = [
+        (
+            str(m.id),
+            m.folder,
+            iso(m.received),
+            str(m.size),
+            settings.pop_state(account, m),
+            printable(m.subject),
+        )
+        for m in found
+    ]
+    ctx.out(*table(("ID", "FOLDER", "RECEIVED", "SIZE", "POP", "SUBJECT"), rows))
+
+
+def cmd_queue_list(ctx: Context, args: argparse.Namespace) -> None:
+    found = result_of(ctx.store.list_outbound())
+    if not found:
+        ctx.out("the outbound queue is empty")
+        return
+    rows = [
+        (
+            str(m.id),
+            printable(m.sender or "<>"),
+            printable(r.recipient),
+            r.state,
+            str(r.attempts),
+            iso(r.next_attempt) if r.state == "queued" else "-",
+            printable(r.last_error or "-"),
+        )
+        for m in found
+        for r in m.recipients
+    ]
+    ctx.out(
+        *table(
+            (
+                "ID",
+                "SENDER",
+                "RECIPIENT",
+                "STATE",
+                "ATTEMPTS",
+                "NEXT ATTEMPT",
+                "LAST ERROR",
+            ),
+            rows,
+        )
+    )
+
+
+def cmd_queue_retry(ctx: Context, args: argparse.Namespace) -> None:
+    try:
+        count = result_of(ctx.store.retry_outbound(args.id, ctx.clock()))
+    except NotFound:
+        raise CommandError(
+            f"no queued message {args.id}: see 'zpop queue list'"
+        ) from None
+    # "Due now" must hold for deliveries a crashed server was making too.
+    released = result_of(owners.release_dead_leases(ctx.store))
+    which = "in the queue" if args.id is None else f"of message {args.id}"
+    ctx.out(
+        f"{count} recipient{'s' if count != 1 else ''} {which} due now; "
+        "the server tries them at its next scan"
+    )
+    if released:
+        ctx.out(
+            f"{released} interrupted deliver{'ies' if released != 1 else 'y'}"
+            " of a process that is gone released"
+        )
+
+
+def cmd_queue_delete(ctx: Context, args: argparse.Namespace) -> None:
+    try:
+        count = result_of(ctx.store.delete_outbound(args.id))
+    except NotFound:
+        raise CommandError(
+            f"no queued message {args.id}: see 'zpop queue list'"
+        ) from None
+    ctx.out(
+        f"deleted message {args.id} ({count} recipient{'s' if count != 1 else ''})"
+        " from the outbound queue without a bounce"
+    )
+
+
+COMMANDS: dict[
+    tuple[str, str | None], Callable[[Context, argparse.Namespace], None]
+] = {
+    ("init", None): cmd_init,
+    ("upgrade", None): cmd_upgrade,
+    ("domain", "add"): cmd_domain_add,
+    ("domain", "list"): cmd_domain_list,
+    ("account", "add"): cmd_account_add,
+    ("account", "passwd"): cmd_account_passwd,
+    ("account", "show"): cmd_account_show,
+    ("account", "list"): cmd_account_list,
+    ("account", "delete"): cmd_account_delete,
+    ("pop", "enable"): cmd_pop_enable,
+    ("pop", "disable"): cmd_pop_disable,
+    ("pop", "spam"): cmd_pop_spam,
+    ("pop", "deletion"): cmd_pop_deletion,
+    ("twofactor", None): cmd_twofactor,
+    ("app-password", "create"): cmd_app_password_create,
+    ("app-password", "list"): cmd_app_password_list,
+    ("app-password", "revoke"): cmd_app_password_revoke,
+    ("alias", "add"): cmd_alias_add,
+    ("deliver", None): cmd_deliver,
+    ("import", None): cmd_import,
+    ("messages", None): cmd_messages,
+    ("queue", "list"): cmd_queue_list,
+    ("queue", "retry"): cmd_queue_retry,
+    ("queue", "delete"): cmd_queue_delete,
+}
