@@ -314,7 +314,7 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
         self._ended = "login-deadline"
         self._close(b"-ERR [SYS/TEMP] Too slow to log in, closing the connection")
 
-    def connectionLost(self, reason: Failure | None = None) -> None:  # type: ignore[override]
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self._disconnected = True
         self._closed()
         self.setTimeout(None)
@@ -589,7 +589,7 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
         session = Session(
             client=self._client, server_name=tls.server_name(self.transport)
         )
-        d = self.authenticator.login(
+        d: Deferred = self.authenticator.login(
             "pop3", self._client, user, password, session, pop3.IMailbox
         )
         d.addCallbacks(self._logged_in, self._login_failed, callbackArgs=(user,))
@@ -610,8 +610,9 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
         return Deferred.fromCoroutine(self._stat_reply("Logged in,"))
 
     def _login_failed(self, failure: Failure) -> None:
-        if failure.check(LoginRefused):
-            refusal = Refusal(failure.value.text, failure.value.code)
+        error = failure.value
+        if isinstance(error, LoginRefused):
+            refusal = Refusal(error.text, error.code)
         elif failure.check(LoginFailed):
             refusal = Refusal("Authentication failed", "AUTH")
         else:

@@ -255,7 +255,7 @@ class SMTPServer(CommandRunner, sasl.Exchanges, smtp.ESMTP):
                 self.config.login_deadline, self._login_too_late
             )
 
-    def connectionLost(self, reason: Failure | None = None) -> None:  # type: ignore[override]
+    def connectionLost(self, reason: Failure | None = None) -> None:
         # Upstream hands half-received messages to IMessage.connectionLost;
         # zpop has nothing to undo: only a completed commit stores anything.
         self._disconnected = True
@@ -603,7 +603,7 @@ class SMTPServer(CommandRunner, sasl.Exchanges, smtp.ESMTP):
         session = Session(
             client=self._client, server_name=tls.server_name(self.transport)
         )
-        d = self.authenticator.login(
+        d: Deferred = self.authenticator.login(
             "smtp", self._client, user, password, session, ISubmitter
         )
         d.addCallbacks(self._logged_in, self._login_failed)
@@ -623,13 +623,14 @@ class SMTPServer(CommandRunner, sasl.Exchanges, smtp.ESMTP):
         self._ok(235, "2.7.0", "Authentication successful")
 
     def _login_failed(self, failure: Failure) -> None:
-        if failure.check(AppPasswordRequired):
-            reply = Reply(534, "5.7.9", failure.value.text)
-        elif failure.check(LoginRefused):
-            if failure.value.code == "SYS/TEMP":
-                reply = Reply(454, "4.7.0", failure.value.text)
+        error = failure.value
+        if isinstance(error, AppPasswordRequired):
+            reply = Reply(534, "5.7.9", error.text)
+        elif isinstance(error, LoginRefused):
+            if error.code == "SYS/TEMP":
+                reply = Reply(454, "4.7.0", error.text)
             else:
-                reply = Reply(535, "5.7.8", failure.value.text)
+                reply = Reply(535, "5.7.8", error.text)
         elif failure.check(LoginFailed):
             reply = Reply(535, "5.7.8", "Authentication credentials invalid")
         else:
@@ -934,7 +935,7 @@ class SMTPFactory(Factory):
         self.clock = clock
         self.tls_context = tls_context
 
-    def buildProtocol(self, addr: Any) -> SMTPServer:  # type: ignore[override]
+    def buildProtocol(self, addr: Any) -> SMTPServer:
         proto = SMTPServer()
         proto.factory = self
         proto.role = self.role

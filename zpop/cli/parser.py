@@ -68,12 +68,12 @@ LABEL = _argtype(parse_label, "label")
 class _Parser(argparse.ArgumentParser):
     """argparse with one error format for every subcommand: ``zpop: error:``."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         self.print_usage(sys.stderr)
         sys.stderr.write(f"zpop: error: {message}\n")
         raise ParserExitError(2)
 
-    def exit(self, status: int = 0, message: str | None = None) -> Any:  # type: ignore[override]
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
         if message:
             sys.stderr.write(message)
         raise ParserExitError(status)

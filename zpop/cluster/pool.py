@@ -17,12 +17,11 @@ from twisted.logger import InvalidLogLevelError, Logger, LogLevel, globalLogPubl
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from zpop.auth import CachedLogin
+from zpop.auth import CachedLogin, Share
 from zpop.cluster.pipe import (
     FIRST_LISTENER_FD,
     MAX_MESSAGE,
     TO_MAIN_FD,
-    Share,
     learn,
     login_line,
 )

@@ -26,8 +26,8 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 from zope.interface import provider
 
-from zpop.auth import CachedLogin
-from zpop.cluster.pipe import MAX_MESSAGE, TO_MAIN_FD, Share, learn, login_line
+from zpop.auth import CachedLogin, Share
+from zpop.cluster.pipe import MAX_MESSAGE, TO_MAIN_FD, learn, login_line
 from zpop.tap import Options, build_service
 
 log = Logger()

@@ -40,7 +40,7 @@ from twisted.python.failure import Failure
 from zpop.config import Config
 from zpop.outbound.tls import client_tls
 from zpop.store import NotFound
-from zpop.store.interface import OutboundJob
+from zpop.store.records import OutboundJob
 
 if TYPE_CHECKING:
     # Only for annotations: routing imports DeliveryError from here.

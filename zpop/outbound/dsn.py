@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Sequence
 
 from zpop.delivery import format_date, header_section, new_message_id
-from zpop.store.interface import OutboundRecipient
+from zpop.store.records import OutboundRecipient
 
 SUBJECT = "Undelivered Mail Returned to Sender"
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from zpop.config import Config
 from zpop.outbound.client import DeliveryError, Reply
-from zpop.store.interface import RecipientResult
+from zpop.store.records import RecipientResult
 
 
 def retry_delay(attempts: int, minimum: float, maximum: float) -> float:
     """Back-off after ``attempts`` failed attempts: doubling from ``minimum``
     up to ``maximum`` (300, 600, 1200, 2400, 3600, 3600, ...)."""
-    return min(minimum * 2 ** max(attempts - 1, 0), maximum)
+    return min(minimum * 2.0 ** max(attempts - 1, 0), maximum)
 
 
 def outcome(

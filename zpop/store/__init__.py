@@ -27,7 +27,8 @@ from zpop.store.records import (
     StorageFull,
     StoreError,
 )
-from zpop.store.sqlite import SQLiteStore, migrate
+from zpop.store.schema import migrate
+from zpop.store.sqlite import SQLiteStore
 
 DATABASE_NAME = "zpop.sqlite"
 

@@ -223,7 +223,9 @@ class SQLiteBase:
             raise AlreadyExists(f"address {address} is taken already")
         return int(row[0])
 
-    def _update_account(self, address: str, assignments: str, *params: Any) -> Any:
+    def _update_account(
+        self, address: str, assignments: str, *params: Any
+    ) -> Deferred:
         def thd() -> Account:
             with self._write(changes=True) as conn:
                 account = self._account_row(conn, address)

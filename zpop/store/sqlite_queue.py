@@ -157,7 +157,7 @@ class SQLiteQueue(SQLiteBase):
                     " WHERE message_id = ? AND state = 'queued'",
                     (message_id,),
                 ).fetchone()
-            return row[0] == 0
+            return bool(row[0] == 0)
 
         return self._call(thd)
 
