@@ -456,7 +456,8 @@ class TimingTests(SynchronousTestCase):
 
     def test_same_time(self) -> None:
         """The fastest of each failure kind is within 20% of the others: the
-        bcrypt dominates, whatever else the machine is doing."""
+        bcrypt dominates. Measured in this thread's CPU time, so what else
+        the machine is doing (a parallel test run) does not count."""
         store = make_store()
         clock = Clock()
         checker = AccountChecker(store, KEY, run_synchronously, clock, 10)
@@ -475,10 +476,10 @@ class TimingTests(SynchronousTestCase):
         times: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(8):
             for name, (user, password) in cases.items():
-                started = time.perf_counter()
+                started = time.thread_time()
                 d = checker.requestAvatarId(UsernamePassword(user, password))
                 self.failureResultOf(d, UnauthorizedLogin)
-                times[name].append(time.perf_counter() - started)
+                times[name].append(time.thread_time() - started)
         fastest = {name: min(t) for name, t in times.items()}
         low, high = min(fastest.values()), max(fastest.values())
         self.assertLess(high / low, 1.2, fastest)

@@ -13,20 +13,14 @@ message data, and the session keeps answering until it closes with 421 or
 from __future__ import annotations
 
 import base64
-import os
 import re
-import shutil
-import tempfile
-from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zpop.test import (
-    properties,  # noqa: F401 (the hypothesis profile)
-    test_smtp,
-)
-from zpop.test.test_smtp import ALICE, ALICE_PASSWORD
+from zpop.test import properties  # noqa: F401 (the hypothesis profile)
+from zpop.test.unit import test_smtp
+from zpop.test.unit.test_smtp import ALICE, ALICE_PASSWORD
 
 #: Every reply code zpop may send (RFC 5321 4.2.3, 4954, 3207, 1870).
 CODES = {
@@ -100,22 +94,6 @@ transaction_items = st.one_of(
     ),
     lines.map(lambda line: [line]),
 )
-
-
-class MemoryTemp:
-    """Mixin for a TestCase: ``mktemp`` under /dev/shm where there is one, so
-    a test store's commits cost no disk flushes (the parsers here read no
-    files; the store is only the session's back end)."""
-
-    addCleanup: Any  # noqa: N815 - unittest's name
-
-    def mktemp(self) -> str:
-        shm = "/dev/shm"
-        base = tempfile.mkdtemp(
-            prefix="zpop-properties-", dir=shm if os.path.isdir(shm) else None
-        )
-        self.addCleanup(shutil.rmtree, base, True)
-        return os.path.join(base, "temp")
 
 
 class SMTPChecker:
@@ -202,7 +180,7 @@ class SMTPChecker:
             self.test.assertEqual(self.test.send(b"NOOP\r\n"), b"250 2.0.0 OK\r\n")
 
 
-class CommandProperties(MemoryTemp, test_smtp.SMTPTestCase):
+class CommandProperties(test_smtp.SMTPTestCase):
     def fresh(self, role: str) -> SMTPChecker:
         """A new session (and login throttle) in ``role``."""
         self.role = role

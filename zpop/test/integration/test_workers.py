@@ -26,7 +26,7 @@ from zpop.cluster.pool import (
     _WorkerProcess,
 )
 from zpop.store.changes import Verified
-from zpop.test.test_pop3_integration import POP3Client, ServerMixin
+from zpop.test.integration.test_pop3 import POP3Client, ServerMixin
 
 STARTED = re.compile(r"worker (\d+) started, pid (\d+)")
 

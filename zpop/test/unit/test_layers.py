@@ -10,7 +10,9 @@ from collections.abc import Iterator
 
 from twisted.trial.unittest import SynchronousTestCase
 
-PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import zpop
+
+PACKAGE = os.path.dirname(os.path.abspath(zpop.__file__))
 
 #: The protocol layer: what speaks to clients on the wire.
 PROTOCOLS = ("zpop.pop3", "zpop.smtp", "zpop.sasl", "zpop.commands", "zpop.limits")

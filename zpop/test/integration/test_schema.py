@@ -11,8 +11,8 @@ from unittest import mock
 from twisted.trial.unittest import SynchronousTestCase
 
 from zpop.store import DATABASE_NAME, SchemaError, SQLiteStore, records, schema
+from zpop.test.integration.test_admin import AdminTestCase
 from zpop.test.stores import result
-from zpop.test.test_admin import AdminTestCase
 from zpop.threads import run_synchronously
 
 

@@ -207,9 +207,8 @@ class OptionsTests(EnvironmentMixin, SynchronousTestCase):
 
     def test_sample_config_loads(self) -> None:
         """etc/zpop.ini parses (TLS files need not exist when parsing)."""
-        sample = os.path.join(
-            os.path.dirname(__file__), os.pardir, os.pardir, "etc", "zpop.ini"
-        )
+        repository = os.path.join(os.path.dirname(__file__), *[os.pardir] * 3)
+        sample = os.path.join(repository, "etc", "zpop.ini")
         cfg = parse("--config", os.path.abspath(sample)).config
         self.assertEqual(
             (

@@ -18,11 +18,9 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from zpop.config import Config
-from zpop.test import (
-    properties,  # noqa: F401 (the hypothesis profile)
-    test_pop3,
-)
-from zpop.test.test_pop3 import MESSAGES
+from zpop.test import properties  # noqa: F401 (the hypothesis profile)
+from zpop.test.unit import test_pop3
+from zpop.test.unit.test_pop3 import MESSAGES
 
 #: Short, so that random input reaches the over-long line handling.
 LINE_LIMIT = 64

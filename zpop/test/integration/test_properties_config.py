@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zpop import config
 from zpop.config import Config, ConfigError, load
 from zpop.test import properties  # noqa: F401 (the hypothesis profile)
-from zpop.test.test_properties_smtp import MemoryTemp
+from zpop.test.properties import MemoryTemp
 
 #: Fragments of Python's own error texts, which an operator cannot act on.
 PYTHON_WORDS = re.compile(

@@ -22,11 +22,8 @@ from zpop.outbound.client import DotStuffer, dot_stuff
 from zpop.pop3 import _BodyTransform
 from zpop.smtp import DATA
 from zpop.store import Accepted
-from zpop.test import (
-    properties,  # noqa: F401 (the hypothesis profile)
-    test_smtp,
-)
-from zpop.test.test_properties_smtp import MemoryTemp
+from zpop.test import properties  # noqa: F401 (the hypothesis profile)
+from zpop.test.unit import test_smtp
 
 #: Bodies rich in what matters: dots at line starts, CR, LF, CRLF.
 bodies = st.lists(
@@ -114,7 +111,7 @@ READY = (
 HEADER = b"Subject: wire\r\n\r\n"
 
 
-class SMTPDataProperties(MemoryTemp, test_smtp.SMTPTestCase):
+class SMTPDataProperties(test_smtp.SMTPTestCase):
     role = "mx"
 
     def open_data(self, again: bool = False) -> RecordingRouter:

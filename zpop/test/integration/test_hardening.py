@@ -21,7 +21,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from zpop.store import DATABASE_NAME
 from zpop.test.harness import HOSTNAME, ZpopServer
-from zpop.test.test_pop3_integration import PERSONAL, POP3Client
+from zpop.test.integration.test_pop3 import PERSONAL, POP3Client
 
 PASSWORD = "correct horse battery"
 SMTP_HOST = f"smtp.{HOSTNAME}"

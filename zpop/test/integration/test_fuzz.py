@@ -12,10 +12,12 @@ from types import ModuleType
 
 from twisted.trial.unittest import TestCase
 
+import zpop
 from zpop.test.harness import ZpopServer
 
 FUZZ_PATH = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    os.path.dirname(os.path.abspath(zpop.__file__)),
+    os.pardir,
     "bench",
     "fuzz.py",
 )

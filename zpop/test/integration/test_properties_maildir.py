@@ -18,12 +18,10 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from zpop import admin, maildir
-from zpop.test import (
-    properties,  # noqa: F401 (the hypothesis profile)
-    test_admin,
-)
-from zpop.test.test_admin import write_maildir_file
-from zpop.test.test_properties_smtp import MemoryTemp
+from zpop.test import properties  # noqa: F401 (the hypothesis profile)
+from zpop.test.integration import test_admin
+from zpop.test.integration.test_admin import write_maildir_file
+from zpop.test.properties import MemoryTemp
 
 #: Maildir++ folder -> zpop folder (None: skipped).
 FOLDERS = {"": "Inbox", ".Spam": "Spam", ".Junk": "Spam", ".Sent": "Sent",

@@ -27,7 +27,7 @@ from zpop.outbound.client import (
     Reply,
 )
 from zpop.test import properties  # noqa: F401 (the hypothesis profile)
-from zpop.test.test_smtp import TLSStringTransport
+from zpop.test.unit.test_smtp import TLSStringTransport
 
 TIMEOUT = 30.0
 STATUS = re.compile(r"^[245]\.[0-9]{1,3}\.[0-9]{1,3}$")
