@@ -1,7 +1,7 @@
 """Property tests for every address parser in zpop.
 
-- ``zpop.smtp.parse_address`` and ``split_path``: MAIL FROM / RCPT TO paths
-  from the network;
+- ``zpop.wire.paths.parse_address`` and ``zpop.smtp.split_path``: MAIL
+  FROM / RCPT TO paths from the network;
 - ``zpop.wire.addresses``: ``parse_address`` and ``parse_domain`` (the
   account grammar the operator's CLI uses, as ``zpop.admin.parse_address``),
   ``parse_configured_address`` (``[server] postmaster`` in the ini file) and
@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from zpop import admin, delivery
-from zpop.smtp import AddressError, Reply, parse_address, split_path
+from zpop.smtp import Reply, split_path
 from zpop.test import properties  # noqa: F401 (the hypothesis profile)
 from zpop.wire import addresses as grammar
+from zpop.wire.paths import AddressError, parse_address
 
 ATEXT = (
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789#$&'*+/=?^_`{|}~-"

@@ -22,10 +22,11 @@ from zpop.commands import PIPELINE_LIMIT
 from zpop.config import Config
 from zpop.delivery import SMTPDelivery
 from zpop.realm import ISubmitter, Realm, Submitter
-from zpop.smtp import AddressError, SMTPFactory, parse_address
+from zpop.smtp import SMTPFactory
 from zpop.store import Accepted, StoreError
 from zpop.test.stores import KEY, add_account, add_app_password, make_store, result
 from zpop.threads import run_synchronously
+from zpop.wire.paths import AddressError, parse_address
 
 ALICE = "alice@example.com"
 ALICE_PASSWORD = "alice-secret-pw"
