@@ -15,7 +15,14 @@ import zpop
 PACKAGE = os.path.dirname(os.path.abspath(zpop.__file__))
 
 #: The protocol layer: what speaks to clients on the wire.
-PROTOCOLS = ("zpop.pop3", "zpop.smtp", "zpop.sasl", "zpop.commands", "zpop.limits")
+PROTOCOLS = (
+    "zpop.pop3",
+    "zpop.retrieval",
+    "zpop.smtp",
+    "zpop.sasl",
+    "zpop.commands",
+    "zpop.limits",
+)
 #: What the store may import of zpop: itself and the plumbing below it.
 STORE_MAY_IMPORT = ("zpop.store", "zpop.threads")
 #: What the store never imports, zpop or not.

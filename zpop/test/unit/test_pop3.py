@@ -27,12 +27,8 @@ from zope.interface.verify import verifyObject
 from zpop.auth import LoginRefused
 from zpop.commands import PIPELINE_LIMIT
 from zpop.config import Config
-from zpop.pop3 import (
-    POP3Factory,
-    POP3Server,
-    _BodyProducer,
-    _BodyTransform,
-)
+from zpop.pop3 import POP3Factory, POP3Server
+from zpop.retrieval import BodyProducer, BodyTransform
 
 USER = b"alice@example.com"
 PASSWORD = b"correct horse"
@@ -745,7 +741,7 @@ class BodyTransformTests(SynchronousTestCase):
     """RETR/TOP byte layout for any message and any chunking."""
 
     def transform(self, body: bytes, step: int, lines: int | None = None) -> bytes:
-        t = _BodyTransform(lines)
+        t = BodyTransform(lines)
         out = b"".join(t.feed(body[i : i + step]) for i in range(0, len(body), step))
         return out + t.finish()
 
@@ -798,7 +794,7 @@ class BodyTransformTests(SynchronousTestCase):
 
         reader = Reader()
         first = reader.reads[0]
-        producer = _BodyProducer(Transport(), reader, _BodyTransform(None, True))
+        producer = BodyProducer(Transport(), reader, BodyTransform(None, True))
         done = producer.start()
         first.callback(b"body\r\n")
         self.assertEqual(

@@ -4,7 +4,7 @@
 - ``zpop.smtp.SMTPServer`` in DATA mode: what the server takes in (fed the
   stuffed stream cut at every index and at random), including SMTP
   smuggling: only CRLF "." CRLF ends the data;
-- ``zpop.pop3._BodyTransform``: what RETR and TOP send.
+- ``zpop.retrieval.BodyTransform``: what RETR and TOP send.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from zpop.delivery import Route, normalize
 from zpop.outbound.client import DotStuffer, dot_stuff
-from zpop.pop3 import _BodyTransform
+from zpop.retrieval import BodyTransform
 from zpop.smtp import DATA
 from zpop.store import Accepted
 from zpop.test import properties  # noqa: F401 (the hypothesis profile)
@@ -206,7 +206,7 @@ class SMTPDataProperties(test_smtp.SMTPTestCase):
 
 class POP3BodyProperties(SynchronousTestCase):
     def transform(self, chunks: list[bytes], lines: int | None = None) -> bytes:
-        t = _BodyTransform(lines)
+        t = BodyTransform(lines)
         return b"".join(t.feed(c) for c in chunks) + t.finish()
 
     @given(bodies, cut_points)
