@@ -19,6 +19,8 @@ PROTOCOLS = (
     "zpop.pop3",
     "zpop.retrieval",
     "zpop.smtp",
+    "zpop.smtp_reply",
+    "zpop.smtp_transaction",
     "zpop.sasl",
     "zpop.commands",
     "zpop.limits",

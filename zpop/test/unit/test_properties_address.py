@@ -1,6 +1,6 @@
 """Property tests for every address parser in zpop.
 
-- ``zpop.wire.paths.parse_address`` and ``zpop.smtp.split_path``: MAIL
+- ``zpop.wire.paths.parse_address`` and ``zpop.smtp_transaction.split_path``: MAIL
   FROM / RCPT TO paths from the network;
 - ``zpop.wire.addresses``: ``parse_address`` and ``parse_domain`` (the
   account grammar the operator's CLI uses, as ``zpop.admin.parse_address``),
@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from zpop import admin, delivery
-from zpop.smtp import Reply, split_path
+from zpop.smtp_reply import Reply
+from zpop.smtp_transaction import split_path
 from zpop.test import properties  # noqa: F401 (the hypothesis profile)
 from zpop.wire import addresses as grammar
 from zpop.wire.paths import AddressError, parse_address
