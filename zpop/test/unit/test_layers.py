@@ -58,6 +58,21 @@ def imports(path: str) -> set[str]:
     return found
 
 
+def module_level_imports(path: str, known: set[str]) -> set[str]:
+    """The modules of ``known`` a file imports when it is imported (not
+    inside functions or ``if TYPE_CHECKING:``)."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    found: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            found.update(n for n in names if n in known)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name in known)
+    return found
+
+
 def within(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
@@ -105,3 +120,26 @@ class LayerTests(SynchronousTestCase):
             ),
             [],
         )
+
+    def test_no_import_cycle(self) -> None:
+        """No module of the package imports, through others, itself."""
+        paths = dict(modules())
+        graph = {
+            name: module_level_imports(path, set(paths)) - {name}
+            for name, path in paths.items()
+        }
+        cycles: list[list[str]] = []
+
+        def visit(name: str, trail: list[str]) -> None:
+            for other in sorted(graph[name]):
+                if other in trail:
+                    cycles.append(trail[trail.index(other) :] + [other])
+                elif other not in done:
+                    visit(other, trail + [other])
+            done.add(name)
+
+        done: set[str] = set()
+        for name in sorted(graph):
+            if name not in done:
+                visit(name, [name])
+        self.assertEqual(cycles, [])
