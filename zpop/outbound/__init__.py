@@ -26,7 +26,7 @@ from zpop.outbound.client import (
     DeliveryError,
     DotStuffer,
     RelayClient,
-    Reply,
+    RemoteReply,
     dot_stuff,
 )
 from zpop.outbound.retry import outcome, retry_delay
@@ -43,7 +43,7 @@ __all__ = [
     "Hop",
     "OutboundService",
     "RelayClient",
-    "Reply",
+    "RemoteReply",
     "Router",
     "dot_stuff",
     "outcome",

@@ -110,8 +110,9 @@ def dot_stuff(body: bytes, chunk: int = CHUNK) -> bytes:
 
 
 @dataclass(frozen=True)
-class Reply:
-    """One (possibly multi-line) SMTP reply."""
+class RemoteReply:
+    """One (possibly multi-line) SMTP reply from the next hop (what zpop's
+    own SMTP server answers is ``zpop.smtp_reply.Reply``)."""
 
     code: int
     lines: tuple[bytes, ...]
@@ -139,7 +140,7 @@ class DeliveryError(Exception):
         text: str,
         permanent: bool = False,
         status: str | None = None,
-        reply: Reply | None = None,
+        reply: RemoteReply | None = None,
         remote_mta: str | None = None,
     ) -> None:
         super().__init__(text)
@@ -172,7 +173,7 @@ class RelayClient(LineReceiver):
         self._reactor = reactor
         self.timeout = timeout
         self._lines: list[bytes] = []
-        self._ready: deque[Reply] = deque()
+        self._ready: deque[RemoteReply] = deque()
         self._waiter: Deferred | None = None
         self._timer: IDelayedCall | None = None
         self._error: DeliveryError | None = None
@@ -222,7 +223,7 @@ class RelayClient(LineReceiver):
             return
         if line[3:4] == b"-":
             return
-        reply = Reply(int(line[:3]), tuple(x[4:] for x in self._lines))
+        reply = RemoteReply(int(line[:3]), tuple(x[4:] for x in self._lines))
         self._lines = []
         if self._tls_context is not None and not self.tls:
             context, self._tls_context = self._tls_context, None
@@ -243,7 +244,7 @@ class RelayClient(LineReceiver):
         self.transport.write(b"".join(line + b"\r\n" for line in lines))
 
     def reply(self, timeout: float | None = None) -> Deferred:
-        """Fires with the next Reply; fails DeliveryError on loss/timeout."""
+        """Fires with the next RemoteReply; fails DeliveryError on loss/timeout."""
         if self._ready:
             return defer.succeed(self._ready.popleft())
         if self._error is not None:
@@ -346,7 +347,7 @@ class _TLSFailed(DeliveryError):
 
 #: What one transaction says about each recipient: the server's reply (to its
 #: RCPT, to MAIL or DATA, or to the final "."), or why the attempt failed.
-Results = dict[str, Reply | DeliveryError]
+Results = dict[str, RemoteReply | DeliveryError]
 #: The scheduler's side of a connection: the next job to send (None: no more
 #: for now), and where each job's results go before the next job is taken.
 NextJob = Callable[[], OutboundJob | None]
@@ -452,7 +453,7 @@ class ClientSession:
         client, hop, mta = self._client, self._hop, self.mta
 
         def fail(
-            text: str, reply: Reply | None = None, status: str | None = None
+            text: str, reply: RemoteReply | None = None, status: str | None = None
         ) -> None:
             # Before any transaction every failure is the host's, not the
             # recipients': temporary, and the next MX host is tried.
@@ -543,7 +544,7 @@ class ClientSession:
             )
 
     async def transaction(self, job: OutboundJob, extensions: set[str]) -> Results:
-        """MAIL, RCPT..., DATA and the body; a Reply per recipient.
+        """MAIL, RCPT..., DATA and the body; a RemoteReply per recipient.
 
         Raises DeliveryError when the connection fails mid-transaction: then
         no recipient has an answer of its own.

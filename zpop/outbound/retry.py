@@ -10,7 +10,7 @@ Every recipient's result is recorded on its own: ``delivered`` (2xx),
 from __future__ import annotations
 
 from zpop.config import Config
-from zpop.outbound.client import DeliveryError, Reply
+from zpop.outbound.client import DeliveryError, RemoteReply
 from zpop.store.records import RecipientResult
 
 
@@ -26,7 +26,7 @@ def outcome(
     now: float,
     expires: float,
     config: Config,
-    reply: Reply | None = None,
+    reply: RemoteReply | None = None,
     error: DeliveryError | None = None,
     remote_mta: str | None = None,
 ) -> RecipientResult:

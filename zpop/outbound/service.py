@@ -36,7 +36,7 @@ from twisted.python.failure import Failure
 
 from zpop import owners
 from zpop.config import Config
-from zpop.outbound.client import Deliverer, DeliveryError, Reply, hop_endpoint
+from zpop.outbound.client import Deliverer, DeliveryError, RemoteReply, hop_endpoint
 from zpop.outbound.dsn import SUBJECT, build_dsn
 from zpop.outbound.retry import outcome
 from zpop.outbound.routing import Hop, Router
@@ -314,7 +314,7 @@ class OutboundService(Service):
     async def _record(
         self,
         job: OutboundJob,
-        results: Mapping[str, Reply | DeliveryError],
+        results: Mapping[str, RemoteReply | DeliveryError],
         mta: str | None = None,
     ) -> None:
         if self._stopping and all(
@@ -332,7 +332,7 @@ class OutboundService(Service):
                     now,
                     job.expires,
                     self._config,
-                    reply=result if isinstance(result, Reply) else None,
+                    reply=result if isinstance(result, RemoteReply) else None,
                     error=result if isinstance(result, DeliveryError) else None,
                     remote_mta=mta,
                 )

@@ -1,6 +1,6 @@
 """Property tests for reading SMTP replies in the outbound relay
-(zpop.outbound.client.RelayClient and Reply), in memory: a StringTransport and a
-Clock, no sockets.
+(zpop.outbound.client.RelayClient and RemoteReply), in memory: a
+StringTransport and a Clock, no sockets.
 
 Whatever a remote server sends, however the network cuts it, the client
 either hands out exactly the replies that were sent, in order, or fails
@@ -24,7 +24,7 @@ from zpop.outbound.client import (
     MAX_REPLY_LINES,
     DeliveryError,
     RelayClient,
-    Reply,
+    RemoteReply,
 )
 from zpop.test import properties  # noqa: F401 (the hypothesis profile)
 from zpop.test.unit.test_smtp import TLSStringTransport
@@ -33,7 +33,7 @@ TIMEOUT = 30.0
 STATUS = re.compile(r"^[245]\.[0-9]{1,3}\.[0-9]{1,3}$")
 
 codes = st.integers(min_value=200, max_value=599)
-#: Reply text: printable, possibly starting with an enhanced status code.
+#: RemoteReply text: printable, possibly starting with an enhanced status code.
 texts = st.one_of(
     st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30),
     st.builds(
@@ -45,14 +45,14 @@ texts = st.one_of(
     ),
 ).map(str.encode)
 replies = st.builds(
-    lambda code, lines: Reply(code, tuple(lines)),
+    lambda code, lines: RemoteReply(code, tuple(lines)),
     codes,
     st.lists(texts, min_size=1, max_size=4),
 )
 cut_points = st.lists(st.integers(min_value=0, max_value=10_000), max_size=6)
 
 
-def wire(reply: Reply, eol: bytes) -> bytes:
+def wire(reply: RemoteReply, eol: bytes) -> bytes:
     """A reply as a server writes it: CODE-text lines, then CODE text."""
     out = b""
     for i, line in enumerate(reply.lines):
@@ -89,9 +89,9 @@ class Client:
             self.lost = True
             self.client.connectionLost(Failure(ConnectionDone()))
 
-    def drain(self) -> tuple[list[Reply], DeliveryError | None]:
+    def drain(self) -> tuple[list[RemoteReply], DeliveryError | None]:
         """Every reply available now, then the error or timeout that ends them."""
-        got: list[Reply] = []
+        got: list[RemoteReply] = []
         while True:
             box: list[object] = []
             self.client.reply().addBoth(box.append)
@@ -102,7 +102,7 @@ class Client:
             if isinstance(box[0], Failure):
                 box[0].trap(DeliveryError)
                 return got, box[0].value
-            assert isinstance(box[0], Reply)
+            assert isinstance(box[0], RemoteReply)
             got.append(box[0])
 
 
@@ -113,7 +113,7 @@ class ReplyParsingProperties(SynchronousTestCase):
         cut_points,
     )
     def test_well_formed(
-        self, sent: list[Reply], eol: bytes, points: list[int]
+        self, sent: list[RemoteReply], eol: bytes, points: list[int]
     ) -> None:
         """Well-formed replies come out as sent, in order, however they are cut."""
         c = Client()
@@ -151,7 +151,7 @@ class ReplyParsingProperties(SynchronousTestCase):
             lambda b: not re.match(rb"^[0-9]{3}([ -]|\r?$)", b.split(b"\n")[0])
         ),
     )
-    def test_garbage_line_aborts(self, sent: list[Reply], junk: bytes) -> None:
+    def test_garbage_line_aborts(self, sent: list[RemoteReply], junk: bytes) -> None:
         """A line that is not DDD, DDD text or DDD-text aborts the connection."""
         c = Client()
         c.feed([b"".join(wire(r, b"\r\n") for r in sent) + junk + b"\r\n"])
@@ -178,7 +178,7 @@ class ReplyParsingProperties(SynchronousTestCase):
 
     @given(st.lists(replies, max_size=3), st.binary(max_size=40))
     def test_starttls_drops_injection(
-        self, before: list[Reply], injected: bytes
+        self, before: list[RemoteReply], injected: bytes
     ) -> None:
         """Bytes sent along with the 220 to STARTTLS are never read as replies."""
         transport = TLSStringTransport()
@@ -187,7 +187,7 @@ class ReplyParsingProperties(SynchronousTestCase):
         box: list[object] = []
         c.client.starttls(context).addBoth(box.append)
         c.feed([b"220 2.0.0 go ahead\r\n" + injected])
-        self.assertEqual(box, [Reply(220, (b"2.0.0 go ahead",))])
+        self.assertEqual(box, [RemoteReply(220, (b"2.0.0 go ahead",))])
         self.assertIs(transport.tls_started_with, context)
         self.assertTrue(c.client.tls)
         c.feed([b"".join(wire(r, b"\r\n") for r in before)])
@@ -198,7 +198,7 @@ class ReplyStatusProperties(SynchronousTestCase):
     @given(st.integers(min_value=0, max_value=999), st.lists(texts, max_size=3))
     def test_status(self, code: int, lines: list[bytes]) -> None:
         """status is the reply's RFC 3463 code if its class fits, else a default."""
-        reply = Reply(code, tuple(lines))
+        reply = RemoteReply(code, tuple(lines))
         status = reply.status
         self.assertRegex(status, STATUS)
         first = lines[0] if lines else b""
@@ -213,7 +213,7 @@ class ReplyStatusProperties(SynchronousTestCase):
     @given(codes, st.lists(st.binary(max_size=20), min_size=1, max_size=3))
     def test_text(self, code: int, lines: list[bytes]) -> None:
         """text is the code and the stripped lines joined by spaces."""
-        reply = Reply(code, tuple(lines))
+        reply = RemoteReply(code, tuple(lines))
         joined = b" ".join(line.strip() for line in lines)
         self.assertEqual(
             reply.text, f"{code} {joined.decode('utf-8', 'replace')}".strip()
