@@ -4,6 +4,7 @@ Options only convert and validate strings; ``makeService`` builds the data
 directory, database, TLS policy, thread pools and listeners::
 
     zpop (StopInOrder)
+    +-- store       closes the database once everything else has stopped
     +-- db          ThreadPoolService: SQLite calls
     +-- hashing     ThreadPoolService: bcrypt
     +-- pop3s ...   one listener per enabled endpoint, in LISTENERS order
@@ -93,6 +94,20 @@ class StopInOrder(service.MultiService):
                 await maybeDeferred(child.stopService)
             except Exception:
                 log.failure("stopping {name}", name=child.name)
+
+
+class StoreService(service.Service):
+    """Closes the store (its connections, change counter and lock file)
+    when the tree stops."""
+
+    name = "store"
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    def stopService(self) -> None:
+        super().stopService()
+        self._store.close()
 
 
 class StartupError(SystemExit):
@@ -373,10 +388,12 @@ def build_service(
     top = StopInOrder()
     top.setName("zpop")
     db = ThreadPoolService(reactor, "db", cfg.db_threads)
+    store = SQLiteStore(db_path, db)
+    # First child, so it stops last: after the pool ran what was queued.
+    StoreService(store).setServiceParent(top)
     db.setServiceParent(top)
     hashing = ThreadPoolService(reactor, "hashing", HASHING_THREADS, nice=10)
     hashing.setServiceParent(top)
-    store = SQLiteStore(db_path, db)
     pool: WorkerPool | None = None
 
     def share_with_workers(key: bytes, entry: CachedLogin) -> None:

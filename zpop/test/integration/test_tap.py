@@ -35,6 +35,7 @@ from zpop.tap import (
     Options,
     StartupError,
     StopInOrder,
+    StoreService,
     makeService,
     protocol_factory,
 )
@@ -287,6 +288,7 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                 True,
                 True,
                 [
+                    ("store", "StoreService", None, None),
                     ("db", "ThreadPoolService", None, None),
                     ("hashing", "ThreadPoolService", None, None),
                     (
@@ -337,7 +339,16 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                 os.listdir(os.path.join(data, "tls")),
             ),
             (
-                ["db", "hashing", "pop3s", "smtps", "submission", "mx", "outbound"],
+                [
+                    "store",
+                    "db",
+                    "hashing",
+                    "pop3s",
+                    "smtps",
+                    "submission",
+                    "mx",
+                    "outbound",
+                ],
                 "0o700",
                 ["server.key", "tls", DATABASE_NAME, DATABASE_NAME + "-changes"],
                 ["selfsigned.pem"],
@@ -522,6 +533,22 @@ class StopInOrderTests(SynchronousTestCase):
             (before, stopped, self.successResultOf(done)),
             (["outbound"], ["outbound", "listener", "db"], None),
         )
+
+    def test_store_closed_last(self) -> None:
+        """The store service, the first child, closes the store once every
+        other child (the database pool included) has stopped."""
+        events: list[str] = []
+
+        class Store:
+            def close(self) -> None:
+                events.append("store closed")
+
+        top = StopInOrder()
+        StoreService(Store()).setServiceParent(top)  # type: ignore[arg-type]
+        _Recording("db", events, None).setServiceParent(top)
+        top.startService()
+        self.successResultOf(top.stopService())
+        self.assertEqual(events, ["db", "store closed"])
 
     def test_failed_stop_goes_on(self) -> None:
         """A child whose stop fails is logged; the others still stop."""
