@@ -42,10 +42,10 @@ from zpop.store import (
     QueuedMessage,
     StorageFull,
 )
+from zpop.wire.lines import to_crlf
 
 __all__ = ["StorageFull"]  # what SMTP tells a client as 452 4.3.1
 
-_LINE_END = re.compile(rb"\r\n|\r|\n")
 _HEADER_NAME = re.compile(rb"^[\x21-\x39\x3b-\x7e]+:")
 # The first Subject field with its folded continuation lines.
 _SUBJECT = re.compile(rb"(?:^|\r\n)subject:([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", re.I)
@@ -57,7 +57,7 @@ class MalformedMessage(ValueError):  # noqa: N818 - public name, used widely
 
 def normalize(raw: bytes) -> bytes:
     """``raw`` with every line ending (CR, LF, CRLF) made CRLF, ending in CRLF."""
-    body = _LINE_END.sub(b"\r\n", raw)
+    body = to_crlf(raw)
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
     return body

@@ -41,6 +41,7 @@ from zpop.config import Config
 from zpop.outbound.tls import client_tls
 from zpop.store import NotFound
 from zpop.store.records import OutboundJob
+from zpop.wire.lines import to_crlf
 
 if TYPE_CHECKING:
     # Only for annotations: routing imports DeliveryError from here.
@@ -59,7 +60,6 @@ MAX_REPLY_LINES = 100
 FINAL_REPLY_TIMEOUT = 600.0
 CONNECT_TIMEOUT = 30.0
 
-_EOL = re.compile(rb"\r\n|\r|\n")
 # Faster than bytes.replace for this pattern (see zpop.pop3).
 _DOT_LINE = re.compile(rb"\r\n\.")
 _ENHANCED = re.compile(rb"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
@@ -88,7 +88,7 @@ class DotStuffer:
         if not data:
             return b""
         self._cr = data.endswith(b"\r")
-        text = _EOL.sub(b"\r\n", data)
+        text = to_crlf(data)
         if self._line_start and text[:1] == b".":
             text = b"." + text
         text = _DOT_LINE.sub(b"\r\n..", text)
