@@ -14,6 +14,8 @@ import secrets as _random
 
 import bcrypt
 
+from zpop.files import write_atomically
+
 KEY_NAME = "server.key"
 
 #: No 0/O, 1/l/I: an app password is read off a screen and typed on a phone.
@@ -34,19 +36,9 @@ def load_or_create_key(data_dir: str) -> bytes:
             key = f.read()
     except FileNotFoundError:
         key = _random.token_bytes(32)
-        tmp = f"{path}.new-{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
+        if not write_atomically(path, key, 0o600, replace=False):
             # Another process made it first: use theirs.
-            os.unlink(tmp)
             return load_or_create_key(data_dir)
-        os.unlink(tmp)
         return key
     if len(key) < 32:
         raise ValueError(f"{path} is damaged (too short): restore it from backup")

@@ -42,6 +42,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
 from zpop.config import Config, TLSCertificate
+from zpop.files import write_atomically
 
 log = Logger()
 
@@ -253,27 +254,6 @@ def generate_self_signed(
     )
 
 
-def _write_private(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, mode 0600 from the start."""
-    tmp = f"{path}.new-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def _self_signed_problem(
     path: str, dns: list[str], ips: list[str], now: datetime.datetime
 ) -> str | None:
@@ -321,7 +301,7 @@ def ensure_self_signed(
             path=path,
             problem=problem,
         )
-    _write_private(path, generate_self_signed(dns, ips, now))
+    write_atomically(path, generate_self_signed(dns, ips, now))
     return path, True
 
 

@@ -16,6 +16,7 @@ from zpop.accounts import accounts, aliases, app_passwords, domains, settings
 from zpop.accounts.two_factor import set_two_factor
 from zpop.cli.context import CommandError, Context, read_password, result_of
 from zpop.cli.render import iso, password_state, pop_lines, printable, table
+from zpop.files import write_atomically
 from zpop.store import DATABASE_NAME, FOLDERS, Account, NewMessage, NotFound, schema
 from zpop.threads import run_synchronously
 
@@ -100,15 +101,11 @@ def _ini_sets_hostname(path: str) -> bool:
 
 def _write_ini(path: str, hostname: str) -> None:
     """Write zpop.ini atomically: a crash leaves no half-written config."""
-    tmp = f"{path}.new-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(
-            "# Written by 'zpop init'. See etc/zpop.ini for every setting.\n"
-            f"[server]\nhostname = {hostname}\n"
-        )
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    text = (
+        "# Written by 'zpop init'. See etc/zpop.ini for every setting.\n"
+        f"[server]\nhostname = {hostname}\n"
+    )
+    write_atomically(path, text.encode("utf-8"), 0o644)
 
 
 def cmd_domain_add(ctx: Context, args: argparse.Namespace) -> None:

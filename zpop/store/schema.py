@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from importlib import resources
 from typing import NamedTuple
 
+from zpop.files import fsync_directory
 from zpop.store.records import (
     SchemaError,
 )
@@ -122,14 +123,6 @@ def _upgrade(conn: sqlite3.Connection, path: str, target: int) -> None:
         _apply(conn, number, script)
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _create(path: str, target: int) -> None:
     tmp = f"{path}.new-{os.getpid()}"
     leftovers = (tmp, tmp + "-wal", tmp + "-shm", tmp + "-journal")
@@ -149,7 +142,7 @@ def _create(path: str, target: int) -> None:
                 os.unlink(leftover)
         raise
     os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    fsync_directory(os.path.dirname(os.path.abspath(path)))
 
 
 def backup(conn: sqlite3.Connection, path: str, version: int) -> str:

@@ -26,7 +26,7 @@ PROTOCOLS = (
     "zpop.limits",
 )
 #: What the store may import of zpop: itself and the plumbing below it.
-STORE_MAY_IMPORT = ("zpop.store", "zpop.threads")
+STORE_MAY_IMPORT = ("zpop.store", "zpop.threads", "zpop.files")
 #: What the store never imports, zpop or not.
 STORE_NEVER = ("twisted.mail", "twisted.web", "twisted.cred")
 
