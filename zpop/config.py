@@ -524,3 +524,23 @@ def find_config_file(explicit: str | None, data_dir: str | None) -> str | None:
 def default_data_dir() -> str:
     """``$ZPOP_DATA`` or ``./zpop-data``, as DESIGN §3 says."""
     return os.environ.get("ZPOP_DATA") or "zpop-data"
+
+
+def resolve(
+    config_file: str | None,
+    data: str | None,
+    overrides: dict[str, Any] | None = None,
+) -> tuple[Config, str | None]:
+    """DESIGN §3's precedence, for ``twistd zpop`` and the ``zpop`` command
+    alike: the file is ``--config``, else ``DATA/zpop.ini`` if it exists;
+    the data directory is ``--data``, else the file's ``[server] data``,
+    else ``$ZPOP_DATA`` or ``./zpop-data``. Returns the config and the path
+    of the file read (None: defaults only). Raises ConfigError."""
+    path = find_config_file(config_file, data or default_data_dir())
+    config = load(path, overrides)
+    if data:
+        return config.replace(data_dir=data), path
+    if config.data_dir == Config.data_dir:
+        # The file did not say (load() makes the paths it reads absolute).
+        return config.replace(data_dir=default_data_dir()), path
+    return config, path

@@ -170,22 +170,11 @@ class Options(usage.Options):
     config_path: str | None = None
 
     def postOptions(self) -> None:
-        data = self["data"]
-        path = zconfig.find_config_file(
-            self["config"], data if data is not None else zconfig.default_data_dir()
-        )
         overrides: dict[str, Any] = {n: self[n] for n in LISTENERS}
         try:
-            cfg = zconfig.load(path, overrides)
+            cfg, path = zconfig.resolve(self["config"], self["data"], overrides)
         except ConfigError as e:
             raise usage.UsageError(str(e))
-        if data is not None:
-            data_dir = data
-        elif cfg.data_dir == Config.data_dir:
-            # The file did not say (load() makes file paths absolute).
-            data_dir = zconfig.default_data_dir()
-        else:
-            data_dir = cfg.data_dir
         listeners = {n: e.strip() for n, e in cfg.listeners.items()}
         for name, description in listeners.items():
             if not description:
@@ -202,7 +191,7 @@ class Options(usage.Options):
                     f"{where}: invalid endpoint {description!r}: {e}"
                 )
         self.config = cfg.replace(
-            data_dir=os.path.abspath(data_dir), listeners=listeners
+            data_dir=os.path.abspath(cfg.data_dir), listeners=listeners
         )
         self.config_path = path
 

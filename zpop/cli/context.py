@@ -4,7 +4,6 @@ time a store method (or a service over it) returns."""
 
 from __future__ import annotations
 
-import configparser
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,32 +91,9 @@ class Context:
         return self.clock()
 
 
-def _config_sets_data(path: str) -> bool:
-    """Whether the ini file names a data directory itself."""
-    parser = configparser.ConfigParser(interpolation=None, default_section="")
-    try:
-        with open(path, encoding="utf-8") as f:
-            parser.read_file(f)
-    except (OSError, configparser.Error, UnicodeDecodeError):
-        return False  # load() has reported it already
-    return parser.has_option("server", "data")
-
-
 def load_config(config_file: str | None, data: str | None) -> Config:
-    """DESIGN §3's precedence: --data, the config's ``data``, $ZPOP_DATA.
-
-    The config file is --config, else DATA/zpop.ini when it exists.
-    """
-    if config_file is None:
-        data_dir = data or configmod.default_data_dir()
-        path = configmod.find_config_file(None, data_dir)
-        return configmod.load(path).replace(data_dir=data_dir)
-    config = configmod.load(config_file)
-    if data:
-        return config.replace(data_dir=data)
-    if _config_sets_data(config_file):
-        return config
-    return config.replace(data_dir=configmod.default_data_dir())
+    """DESIGN §3's precedence (``zpop.config.resolve``)."""
+    return configmod.resolve(config_file, data)[0]
 
 
 def read_password(stdin: IO[bytes]) -> str:
