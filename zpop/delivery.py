@@ -73,6 +73,8 @@ def check(body: bytes, size_limit: int | None = None) -> None:
         )
     if b"\0" in body:
         raise MalformedMessage("the message contains a NUL byte")
+    # Not header_section: a blank first line is a header line here, and
+    # refused, where header_section sees no header at all.
     end = body.find(b"\r\n\r\n")
     header = body if end < 0 else body[: end + 2]
     for number, line in enumerate(header.split(b"\r\n")[:-1], start=1):
@@ -86,8 +88,7 @@ def check(body: bytes, size_limit: int | None = None) -> None:
 
 def subject_of(body: bytes) -> str:
     """The decoded Subject header, for listings; empty if there is none."""
-    end = body.find(b"\r\n\r\n")
-    header = body if end < 0 else body[: end + 2]
+    header = header_section(body)
     # Fast path, with the parser's answer for any header that check()
     # accepts: a plain ASCII subject without encoded words needs no parser,
     # and ``zpop import`` spent half its time in it.
