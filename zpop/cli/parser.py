@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from zpop.accounts.app_passwords import parse_label
-from zpop.store import FOLDERS
+from zpop.store import DELETION_POLICIES, FOLDERS, PLANS, POP_MODES, SPAM_POLICIES
 from zpop.wire.addresses import parse_address, parse_domain
 
 T = TypeVar("T")
@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = account.add_parser("add", help="create an account")
     p.add_argument("address", type=ADDRESS, metavar="ADDRESS")
-    p.add_argument("--plan", choices=("free", "paid"))
+    p.add_argument("--plan", choices=PLANS)
     # Federated means "no primary password" (set one later with
     # 'zpop account passwd'), so the two options exclude each other.
     exclusive = p.add_mutually_exclusive_group()
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("address", type=ADDRESS, metavar="ADDRESS")
     p.add_argument(
         "--mode",
-        choices=("all", "new"),
+        choices=POP_MODES,
         required=True,
         help="all: every message, also earlier mail; new: mail received from now on",
     )
@@ -158,10 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("address", type=ADDRESS, metavar="ADDRESS")
     p = pop.add_parser("spam", help="which folders POP offers")
     p.add_argument("address", type=ADDRESS, metavar="ADDRESS")
-    p.add_argument("policy", choices=("exclude", "include", "only"))
+    p.add_argument("policy", choices=SPAM_POLICIES)
     p = pop.add_parser("deletion", help="what a POP client's delete does")
     p.add_argument("address", type=ADDRESS, metavar="ADDRESS")
-    p.add_argument("policy", choices=("keep", "delete"))
+    p.add_argument("policy", choices=DELETION_POLICIES)
 
     p = commands.add_parser("twofactor", help="two-factor authentication")
     p.add_argument("state", choices=("enable", "disable"))

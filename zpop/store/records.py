@@ -52,14 +52,14 @@ class RecipientState(StrEnum):
     FAILED = "failed"
 
 
-# The values in order, as the schema's CHECK lists and the CLI's choices
-# give them (a test keeps the schema's lists equal to these).
-FOLDERS = tuple(Folder)
-PLANS = tuple(Plan)
-POP_MODES = tuple(PopMode)
-SPAM_POLICIES = tuple(SpamPolicy)
-DELETION_POLICIES = tuple(DeletionPolicy)
-OUTBOUND_STATES = tuple(RecipientState)
+# The values in order, as plain strings: the schema's CHECK lists (a test
+# keeps them equal) and the CLI's choices.
+FOLDERS = tuple(v.value for v in Folder)
+PLANS = tuple(v.value for v in Plan)
+POP_MODES = tuple(v.value for v in PopMode)
+SPAM_POLICIES = tuple(v.value for v in SpamPolicy)
+DELETION_POLICIES = tuple(v.value for v in DeletionPolicy)
+OUTBOUND_STATES = tuple(v.value for v in RecipientState)
 #: How many of a client's latest failed logins a repeat is compared with.
 REPEATED_FAILURES = 10
 
