@@ -20,35 +20,18 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
-from zpop.store.records import (  # noqa: F401 (importers of this module's records)
-    DELETION_POLICIES,
-    FOLDERS,
-    OUTBOUND_STATES,
-    PLANS,
-    POP_MODES,
-    REPEATED_FAILURES,
-    SPAM_POLICIES,
+from zpop.store.records import (
     Accepted,
     Account,
-    AlreadyExists,
     AppPassword,
     Domain,
     Message,
     NewMessage,
-    NotFound,
     OutboundJob,
     OutboundMessage,
-    OutboundRecipient,
-    PopEntry,
     PopSession,
-    PopSettings,
-    PopSnapshot,
     QueuedMessage,
-    QueuedRecipient,
     RecipientResult,
-    SchemaError,
-    StorageFull,
-    StoreError,
 )
 
 

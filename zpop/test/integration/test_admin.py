@@ -1502,7 +1502,7 @@ class QueueTests(AdminTestCase):
 
     def enqueue(self, *recipients: str, sender: str = "bob@example.com") -> int:
         """Queue a message through the store, as SMTP submission does."""
-        from zpop.store.interface import QueuedMessage
+        from zpop.store.records import QueuedMessage
 
         store = SQLiteStore(os.path.join(self.data, DATABASE_NAME), run_synchronously)
         try:

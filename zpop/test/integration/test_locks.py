@@ -13,8 +13,8 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from zpop.store.interface import StoreError
 from zpop.store.locks import FLOCK, MaildropLocks
+from zpop.store.records import StoreError
 
 #: Seconds a subprocess may take to start and report; only a bound.
 STARTUP = 30.0

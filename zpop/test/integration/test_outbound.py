@@ -37,7 +37,7 @@ from zpop.outbound import (
     retry_delay,
 )
 from zpop.store import DATABASE_NAME, SQLiteStore
-from zpop.store.interface import QueuedMessage
+from zpop.store.records import QueuedMessage
 from zpop.test.harness import ZpopServer, start_server
 from zpop.test.stores import add_account, make_store, result
 from zpop.test.tools import require_tool

@@ -20,15 +20,15 @@ from twisted.internet.interfaces import IReactorFromThreads
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from zpop.store import interface as records
-from zpop.store import schema
-from zpop.store.interface import (
+from zpop.store import records, schema
+from zpop.store.interface import IStore
+from zpop.store.memory import MemoryStore
+from zpop.store.records import (
     SPAM_POLICIES,
     Account,
     AlreadyExists,
     AppPassword,
     Domain,
-    IStore,
     Message,
     NewMessage,
     NotFound,
@@ -38,7 +38,6 @@ from zpop.store.interface import (
     SchemaError,
     StoreError,
 )
-from zpop.store.memory import MemoryStore
 from zpop.store.sqlite import SQLiteStore, latest_version, migrate, migrations
 from zpop.test.stores import refuse_message_updates
 from zpop.threads import ThreadPoolService, run_synchronously

@@ -31,7 +31,7 @@ from zpop.config import Config
 from zpop.realm import Realm, Session
 from zpop.store import SQLiteStore
 from zpop.store.changes import RECHECK
-from zpop.store.interface import REPEATED_FAILURES
+from zpop.store.records import REPEATED_FAILURES
 from zpop.test.stores import (
     COST,
     KEY,

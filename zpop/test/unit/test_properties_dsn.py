@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from zpop.outbound.dsn import MAX_HEADERS, SUBJECT, build_dsn, dsn_status
-from zpop.store.interface import OutboundRecipient
+from zpop.store.records import OutboundRecipient
 from zpop.test import properties  # noqa: F401 (the hypothesis profile)
 
 NOW = 1_700_000_000.0
