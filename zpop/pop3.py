@@ -23,11 +23,11 @@ from twisted.mail import pop3
 from twisted.python.failure import Failure
 
 from zpop import sasl, tls
-from zpop.auth import LoginRefused
+from zpop.accounts.credentials import LoginRefused
+from zpop.accounts.maildrop import StorageFull
+from zpop.accounts.realm import Session
 from zpop.commands import CommandRunner
 from zpop.config import Config
-from zpop.maildrop import StorageFull
-from zpop.realm import Session
 from zpop.retrieval import BodyProducer, BodyTransform
 
 log = Logger()
@@ -625,7 +625,7 @@ class POP3Factory(Factory):
         implicit_tls: bool,
         stls_context: Any = None,
     ) -> None:
-        #: Anything with zpop.auth.Authenticator's ``login``.
+        #: Anything with zpop.accounts.credentials.Authenticator's ``login``.
         self.authenticator = authenticator
         self.config = config
         self.clock = clock

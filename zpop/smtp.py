@@ -28,14 +28,14 @@ from twisted.mail import smtp
 from twisted.python.failure import Failure
 
 from zpop import sasl, tls
-from zpop.auth import AppPasswordRequired, LoginRefused
+from zpop.accounts.credentials import AppPasswordRequired, LoginRefused
+from zpop.accounts.realm import ISubmitter, Session
 from zpop.commands import CommandRunner
 from zpop.config import Config
 from zpop.delivery import (
     Route,
     SMTPDelivery,
 )
-from zpop.realm import ISubmitter, Session
 from zpop.smtp_reply import ROLES, Reply, Role
 from zpop.smtp_transaction import MailTransaction
 
@@ -568,7 +568,7 @@ class SMTPFactory(Factory):
         tls_context: Any = None,
     ) -> None:
         self.role = ROLES[role]
-        #: Anything with zpop.auth.Authenticator's ``login``.
+        #: Anything with zpop.accounts.credentials.Authenticator's ``login``.
         self.authenticator = authenticator
         self.router = router
         self.config = config

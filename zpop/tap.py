@@ -38,15 +38,15 @@ from twisted.python import usage
 from zope.interface import implementer
 
 from zpop import config as zconfig
-from zpop.auth import AccountChecker, Authenticator, CachedLogin, Share
+from zpop.accounts.credentials import AccountChecker, Authenticator, CachedLogin, Share
+from zpop.accounts.passwords import load_or_create_key
+from zpop.accounts.realm import Realm
 from zpop.cluster.pool import WorkerPool
 from zpop.config import LISTENERS, Config, ConfigError
 from zpop.delivery import SMTPDelivery
 from zpop.limits import REFUSALS, ConnectionLimiter
 from zpop.outbound import OutboundService
-from zpop.passwords import load_or_create_key
 from zpop.pop3 import POP3Factory
-from zpop.realm import Realm
 from zpop.smtp import SMTPFactory
 from zpop.store import DATABASE_NAME, IStore, SchemaError, SQLiteStore, schema
 from zpop.threads import ThreadPoolService

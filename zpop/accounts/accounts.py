@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from zpop import passwords
-from zpop.accounts import Clock, service
+from zpop.accounts import Clock, passwords, service
 from zpop.accounts.domains import require_hosted
 from zpop.accounts.errors import AddressTaken, InvalidInput, UnknownAccount
 from zpop.config import Config

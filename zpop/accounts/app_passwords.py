@@ -4,8 +4,7 @@ created and last-used time, each revocable on its own."""
 
 from __future__ import annotations
 
-from zpop import passwords
-from zpop.accounts import Clock, service
+from zpop.accounts import Clock, passwords, service
 from zpop.accounts.accounts import require_account
 from zpop.accounts.errors import InvalidInput, UnknownAppPassword
 from zpop.store import AppPassword, IStore

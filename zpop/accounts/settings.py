@@ -13,8 +13,8 @@ import datetime
 from zpop.accounts import Clock, service
 from zpop.accounts.accounts import require_account
 from zpop.accounts.errors import NotAllowed
+from zpop.accounts.maildrop import pop_folders
 from zpop.config import Config
-from zpop.maildrop import pop_folders
 from zpop.store import Account, IStore, Message
 
 
@@ -81,7 +81,7 @@ async def set_pop_deletion(store: IStore, address: str, policy: str) -> Account:
 def pop_state(account: Account, message: Message) -> str:
     """Whether the next POP session would offer ``message``, and if not why.
 
-    The queue rule of the POP snapshot (zpop.maildrop): the spam policy
+    The queue rule of the POP snapshot (zpop.accounts.maildrop): the spam policy
     picks the folders, ``new`` mode offers uids from the enabling moment on,
     and a client's DELE removes a message from the queue for good (until
     POP is re-enabled in ``all``).

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from zpop import config as configmod
-from zpop import delivery, maildir, owners, passwords
-from zpop.accounts import accounts, aliases, app_passwords, domains, settings
+from zpop import delivery, maildir, owners
+from zpop.accounts import accounts, aliases, app_passwords, domains, passwords, settings
 from zpop.accounts.two_factor import set_two_factor
 from zpop.cli.context import CommandError, Context, read_password, result_of
 from zpop.cli.render import iso, password_state, pop_lines, printable, table

@@ -6,7 +6,7 @@ import json
 
 from twisted.logger import Logger
 
-from zpop.auth import CachedLogin, Share
+from zpop.accounts.credentials import CachedLogin, Share
 
 log = Logger()
 

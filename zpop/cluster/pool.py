@@ -17,7 +17,7 @@ from twisted.logger import InvalidLogLevelError, Logger, LogLevel, globalLogPubl
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from zpop.auth import CachedLogin, Share
+from zpop.accounts.credentials import CachedLogin, Share
 from zpop.cluster.pipe import (
     FIRST_LISTENER_FD,
     MAX_MESSAGE,

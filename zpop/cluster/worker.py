@@ -26,7 +26,7 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 from zope.interface import provider
 
-from zpop.auth import CachedLogin, Share
+from zpop.accounts.credentials import CachedLogin, Share
 from zpop.cluster.pipe import MAX_MESSAGE, TO_MAIN_FD, learn, login_line
 from zpop.tap import Options, build_service
 

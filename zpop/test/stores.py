@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 
-from zpop import passwords
+from zpop.accounts import passwords
 from zpop.store import Account, MemoryStore, NewMessage, SQLiteStore, migrate
 from zpop.threads import run_synchronously
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from zpop import admin, maildir, passwords
+from zpop import admin, maildir
+from zpop.accounts import passwords
 from zpop.cli import commands
 from zpop.store import DATABASE_NAME, SQLiteStore
 from zpop.store.sqlite import latest_version

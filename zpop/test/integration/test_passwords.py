@@ -1,4 +1,4 @@
-"""Tests for zpop.passwords: server key, bcrypt, app-specific passwords."""
+"""Tests for zpop.accounts.passwords: server key, bcrypt, app-specific passwords."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import stat
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from zpop import passwords
+from zpop.accounts import passwords
 
 
 class KeyTests(SynchronousTestCase):

@@ -44,7 +44,7 @@ from zpop.threads import ThreadPoolService, run_synchronously
 
 NOW = 1_700_000_000.0
 
-#: open_pop_session's folders per spam policy (zpop.maildrop.SPAM_FOLDERS).
+#: open_pop_session's folders per spam policy (zpop.accounts.maildrop.SPAM_FOLDERS).
 FOLDERS = {
     "exclude": ("Inbox",),
     "include": ("Inbox", "Spam"),

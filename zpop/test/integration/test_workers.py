@@ -17,7 +17,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from zpop.auth import CachedLogin
+from zpop.accounts.credentials import CachedLogin
 from zpop.cluster.pipe import TO_MAIN_FD
 from zpop.cluster.pool import (
     MAX_RESTART_DELAY,

@@ -8,12 +8,12 @@ import datetime
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from zpop import passwords
 from zpop.accounts import (
     accounts,
     aliases,
     app_passwords,
     domains,
+    passwords,
     settings,
     two_factor,
 )

@@ -18,8 +18,8 @@ from twisted.mail.pop3 import IMailbox
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from zpop import passwords
-from zpop.auth import (
+from zpop.accounts import passwords
+from zpop.accounts.credentials import (
     AccountChecker,
     AppPasswordRequired,
     Authenticator,
@@ -27,8 +27,8 @@ from zpop.auth import (
     FullAddressRequired,
     LoginRefused,
 )
+from zpop.accounts.realm import Realm, Session
 from zpop.config import Config
-from zpop.realm import Realm, Session
 from zpop.store import SQLiteStore
 from zpop.store.changes import RECHECK
 from zpop.store.records import REPEATED_FAILURES

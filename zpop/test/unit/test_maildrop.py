@@ -11,8 +11,8 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from zpop.auth import Identity
-from zpop.maildrop import (
+from zpop.accounts.credentials import Identity
+from zpop.accounts.maildrop import (
     READ_AHEAD,
     READ_AHEAD_MESSAGES,
     SPAM_FOLDERS,

@@ -24,7 +24,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from zpop.auth import LoginRefused
+from zpop.accounts.credentials import LoginRefused
 from zpop.commands import PIPELINE_LIMIT
 from zpop.config import Config
 from zpop.pop3 import POP3Factory, POP3Server

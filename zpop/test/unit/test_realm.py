@@ -12,10 +12,10 @@ from twisted.mail.pop3 import IMailbox
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from zpop.auth import LoginRefused
+from zpop.accounts.credentials import LoginRefused
+from zpop.accounts.maildrop import SPAM_FOLDERS
+from zpop.accounts.realm import Realm, Session
 from zpop.config import Config
-from zpop.maildrop import SPAM_FOLDERS
-from zpop.realm import Realm, Session
 from zpop.store import SQLiteStore, StoreError
 from zpop.test.stores import (
     add_account,

@@ -17,11 +17,11 @@ from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from zpop.auth import AccountChecker, Authenticator
+from zpop.accounts.credentials import AccountChecker, Authenticator
+from zpop.accounts.realm import ISubmitter, Realm, Submitter
 from zpop.commands import PIPELINE_LIMIT
 from zpop.config import Config
 from zpop.delivery import SMTPDelivery
-from zpop.realm import ISubmitter, Realm, Submitter
 from zpop.smtp import SMTPFactory
 from zpop.store import Accepted, StoreError
 from zpop.test.stores import KEY, add_account, add_app_password, make_store, result

@@ -1,7 +1,7 @@
 """Password material: bcrypt for people's passwords, keyed hashes for
 server-generated app-specific passwords, and the server key behind them.
 
-Kept apart from the checker (``zpop.auth``) because the ``zpop`` command
+Kept apart from the checker (``zpop.accounts.credentials``) because the ``zpop`` command
 needs the same functions to set passwords and create app passwords.
 """
 

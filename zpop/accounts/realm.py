@@ -20,10 +20,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.mail.pop3 import IMailbox
 from zope.interface import Attribute, Interface, implementer
 
+from zpop.accounts.credentials import Identity, LoginRefused
+from zpop.accounts.maildrop import SPAM_FOLDERS, Maildrop
 from zpop.accounts.settings import free_plan_blocked
-from zpop.auth import Identity, LoginRefused
 from zpop.config import Config
-from zpop.maildrop import SPAM_FOLDERS, Maildrop
 from zpop.store import Account, IStore, PopSession
 
 #: Maildrop lock owners. A lock belongs to the process that took it, so an

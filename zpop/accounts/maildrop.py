@@ -152,7 +152,7 @@ class Maildrop:
         identity: str = "",
     ) -> None:
         self.account = account
-        #: The avatar ID the session logged in as (zpop.auth.Identity).
+        #: The avatar ID the session logged in as (zpop.accounts.credentials.Identity).
         self.identity = identity
         self._app_password_id: int | None = getattr(identity, "app_password_id", None)
         self._verified: Verified | None = getattr(identity, "verified", None)

@@ -29,7 +29,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from zpop import passwords
+from zpop.accounts import passwords
 from zpop.config import Config
 from zpop.store import Account, IStore
 from zpop.store.changes import Verified
