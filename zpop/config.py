@@ -13,6 +13,7 @@ import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from zpop.wire import addresses
@@ -88,7 +89,7 @@ class Config:
     outbound_smarthost_password_file: str = ""
     #: ``verify`` (TLS, certificate checked), ``encrypt`` (TLS, unchecked),
     #: ``may`` (STARTTLS when offered).
-    outbound_smarthost_tls: str = "verify"
+    outbound_smarthost_tls: str = "verify"  # a TLSLevel
     #: CA certificates (PEM) to verify the smart host with; "" = system's.
     outbound_smarthost_ca: str = ""
     #: Refuse to deliver to MX and routed hosts without STARTTLS.
@@ -297,9 +298,22 @@ def _parse_next_hop(text: str) -> tuple[str, int] | None:
     return host.lower().rstrip("."), int(port)
 
 
+class TLSLevel(StrEnum):
+    """How the relay uses TLS to a next hop."""
+
+    #: TLS required and the certificate checked (a smart host's default).
+    VERIFY = "verify"
+    #: TLS required, the certificate not checked.
+    ENCRYPT = "encrypt"
+    #: STARTTLS when offered, unchecked (RFC 7435; MX hosts' default).
+    MAY = "may"
+    #: Plaintext: the retry after an opportunistic handshake failed.
+    NONE = "none"
+
+
 def _parse_tls_level(text: str) -> str:
     level = text.strip().lower()
-    if level not in ("verify", "encrypt", "may"):
+    if level not in (TLSLevel.VERIFY, TLSLevel.ENCRYPT, TLSLevel.MAY):
         raise ValueError("expected verify, encrypt or may")
     return level
 

@@ -26,6 +26,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -267,13 +268,22 @@ def received_field(
 # -- SMTP: routing and the commit ---------------------------------------------
 
 
+class RouteKind(StrEnum):
+    """Where a recipient's mail goes."""
+
+    #: A hosted account or alias.
+    LOCAL = "local"
+    #: A hosted domain without that address.
+    UNKNOWN = "unknown"
+    #: Any other domain: the outbound queue.
+    REMOTE = "remote"
+
+
 @dataclass(frozen=True)
 class Route:
     """Where one recipient address goes."""
 
-    #: ``local`` (a hosted account or alias), ``unknown`` (a hosted domain
-    #: without that address) or ``remote`` (any other domain).
-    kind: str
+    kind: RouteKind
     account: Account | None = None
 
 
@@ -317,13 +327,13 @@ class SMTPDelivery:
     async def _route(self, address: str) -> Route:
         account = await self._store.get_account_for_recipient(address)
         if account is not None:
-            return Route("local", account)
+            return Route(RouteKind.LOCAL, account)
         domain = address.rpartition("@")[2].lower()
         try:
             await self._store.get_domain(domain)
         except NotFound:
-            return Route("remote")
-        return Route("unknown")
+            return Route(RouteKind.REMOTE)
+        return Route(RouteKind.UNKNOWN)
 
     def commit(self, envelope: Envelope, body: bytes, trace: bytes) -> Deferred:
         """Store ``body`` everywhere ``envelope`` sends it, in one transaction.

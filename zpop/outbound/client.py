@@ -37,7 +37,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
-from zpop.config import Config
+from zpop.config import Config, TLSLevel
 from zpop.outbound.tls import client_tls
 from zpop.store import NotFound
 from zpop.store.records import OutboundJob
@@ -403,7 +403,7 @@ class Deliverer:
                 hop=hop,
                 error=e,
             )
-            plain = dataclasses.replace(hop, tls="none")
+            plain = dataclasses.replace(hop, tls=TLSLevel.NONE)
             return await self._connection(plain, next_job, record)
 
     def abort(self, error: DeliveryError) -> None:
@@ -463,19 +463,19 @@ class ClientSession:
         if greeting.code != 220:
             fail(f"greeted with {greeting.text}", greeting)
         extensions = await self._hello()
-        if "STARTTLS" in extensions and hop.tls != "none":
+        if "STARTTLS" in extensions and hop.tls != TLSLevel.NONE:
             tls = client_tls(hop.host, hop.tls, self._config.outbound_smarthost_ca)
             reply = await client.starttls(tls)
             if reply.code == 220:
                 try:
                     extensions = await self._hello()
                 except DeliveryError as e:
-                    if hop.tls == "may":
+                    if hop.tls == TLSLevel.MAY:
                         raise _TLSFailed(str(e), False, "4.7.5", None, mta)
                     raise
-            elif hop.tls != "may":
+            elif hop.tls != TLSLevel.MAY:
                 fail(f"STARTTLS refused: {reply.text}", reply, "4.7.4")
-        elif hop.tls not in ("may", "none"):
+        elif hop.tls not in (TLSLevel.MAY, TLSLevel.NONE):
             fail(
                 "TLS is required but the server does not offer STARTTLS", None, "4.7.4"
             )

@@ -16,7 +16,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 
-from zpop.config import Config
+from zpop.config import Config, TLSLevel
 from zpop.outbound.client import DeliveryError
 
 #: Most MX hosts tried per attempt (Postfix: smtp_mx_address_limit = 5).
@@ -32,7 +32,7 @@ class Hop:
     #: ``may`` (STARTTLS if offered), ``encrypt`` (required, unchecked),
     #: ``verify`` (required, certificate checked against ``host``), ``none``
     #: (plaintext: the retry after a failed opportunistic handshake).
-    tls: str = "may"
+    tls: str = TLSLevel.MAY
     #: (user, password) for AUTH, only ever sent over TLS.
     auth: tuple[str, str] | None = None
 
@@ -59,7 +59,7 @@ class Router:
 
     @property
     def _mx_tls(self) -> str:
-        return "encrypt" if self._config.outbound_require_tls else "may"
+        return TLSLevel.ENCRYPT if self._config.outbound_require_tls else TLSLevel.MAY
 
     def route(self, domain: str) -> Deferred:
         """Fires with the Hops to try, in order; fails DeliveryError."""

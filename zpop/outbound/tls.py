@@ -29,12 +29,14 @@ from twisted.internet.ssl import (
 )
 from zope.interface import implementer
 
+from zpop.config import TLSLevel
+
 
 def client_tls(host: str, mode: str, ca: str | None) -> Any:
     """The connection creator for STARTTLS to ``host``: with ``mode``
     ``verify`` its certificate is checked against the CA file ``ca`` (else
     the platform's trust), with any other mode it is not checked."""
-    if mode != "verify":
+    if mode != TLSLevel.VERIFY:
         return OpportunisticTLS(host)
     trust = load_trust(ca) if ca else platformTrust()
     return optionsForClientTLS(
