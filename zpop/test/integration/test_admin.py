@@ -182,7 +182,12 @@ class InitTests(AdminTestCase):
 
     def test_init_bad_hostname(self) -> None:
         """A malformed --hostname is a usage error."""
-        self.usage("init", "--hostname", "bad_host.example")
+        self.assertEqual(
+            self.usage("init", "--hostname", "bad_host.example"),
+            "zpop: error: argument --hostname: 'bad_host.example' is not a valid "
+            "domain: 'bad_host' must be 1-63 letters, digits or hyphens, not "
+            'starting or ending with a hyphen',
+        )
 
     def test_no_database(self) -> None:
         """Every command but init needs the database and names the fix."""
@@ -283,7 +288,12 @@ class InitTests(AdminTestCase):
 
     def test_unknown_command(self) -> None:
         """An unknown command is a usage error."""
-        self.usage("frobnicate")
+        self.assertEqual(
+            self.usage("frobnicate"),
+            "zpop: error: argument COMMAND: invalid choice: 'frobnicate' (choose "
+            "from 'init', 'upgrade', 'domain', 'account', 'pop', 'twofactor', "
+            "'app-password', 'alias', 'deliver', 'import', 'messages', 'queue')",
+        )
 
 
 class DomainTests(AdminTestCase):
@@ -318,9 +328,20 @@ class DomainTests(AdminTestCase):
         self.fails("domain example.org exists already", "domain", "add", "EXAMPLE.org")
 
     def test_bad_domain(self) -> None:
-        """Malformed domain names are usage errors."""
-        for bad in ("nodot", "-x.example", "a..example", "a_b.example", "é.example"):
-            self.usage("domain", "add", bad)
+        """Malformed domain names are usage errors that say what is wrong."""
+        label = "must be 1-63 letters, digits or hyphens, not starting or ending"
+        for bad, reason in (
+            ("nodot", "is not a domain: it has no dot"),
+            ("-x.example", f"is not a valid domain: '-x' {label} with a hyphen"),
+            ("a..example", f"is not a valid domain: '' {label} with a hyphen"),
+            ("a_b.example", f"is not a valid domain: 'a_b' {label} with a hyphen"),
+            ("é.example", ": write an internationalised domain in its xn-- form"),
+        ):
+            separator = " " if reason[0] != ":" else ""
+            self.assertEqual(
+                self.usage("domain", "add", "--", bad),
+                f"zpop: error: argument DOMAIN: {bad!r}{separator}{reason}",
+            )
 
     def test_missing_domain(self) -> None:
         """domain add without a name is a usage error."""
@@ -443,7 +464,10 @@ class AccountTests(AdminTestCase):
 
     def test_password_not_in_argv(self) -> None:
         """There is no option to pass a password on the command line."""
-        self.usage("account", "add", "alice@example.org", "--password", "secret12")
+        self.assertEqual(
+            self.usage("account", "add", "alice@example.org", "--password", "secret12"),
+            'zpop: error: unrecognized arguments: secret12',
+        )
 
     def test_duplicate(self) -> None:
         """An address taken by an account or an alias cannot be added again."""
@@ -480,20 +504,27 @@ class AccountTests(AdminTestCase):
             "zpop: error: argument ADDRESS: 'alice' is not a full address: use "
             "user@domain (the login name is always the full address)",
         )
-        for bad in (
-            "@example.org",
-            "a@b@example.org",
-            "a b@example.org",
-            "a\x01@example.org",
-            "a..b@example.org",
-            "alice@",
-            "alice@nodot",
+        for bad, reason in (
+            ("@example.org", "'@example.org': the part before the @ is empty"),
+            ("a@b@example.org", "'a@b@example.org': an address has exactly one @"),
+            ("a b@example.org", "'a b@example.org': an address has no spaces or"),
+            ("a\x01@example.org", "'a\\x01@example.org': an address has no spaces"),
+            ("a..b@example.org", "'a..b@example.org': 'a..b' is not a valid local"),
+            ("alice@", "empty domain"),
+            ("alice@nodot", "'nodot' is not a domain: it has no dot"),
         ):
-            self.usage("account", "add", bad)
+            message = self.usage("account", "add", bad)
+            self.assertTrue(
+                message.startswith(f"zpop: error: argument ADDRESS: {reason}"), message
+            )
 
     def test_bad_plan(self) -> None:
         """An unknown plan is a usage error."""
-        self.usage("account", "add", "alice@example.org", "--plan", "gold")
+        self.assertEqual(
+            self.usage("account", "add", "alice@example.org", "--plan", "gold"),
+            "zpop: error: argument --plan: invalid choice: 'gold' (choose from "
+            "'free', 'paid')",
+        )
 
     def test_passwd(self) -> None:
         """passwd replaces the password; the old one stops working."""
@@ -530,7 +561,10 @@ class AccountTests(AdminTestCase):
 
     def test_passwd_errors(self) -> None:
         """passwd needs --password-stdin, a password and an existing account."""
-        self.usage("account", "passwd", "alice@example.org")
+        self.assertEqual(
+            self.usage("account", "passwd", "alice@example.org"),
+            'zpop: error: the following arguments are required: --password-stdin',
+        )
         self.fails(
             "no account alice@example.org: create it with "
             "'zpop account add alice@example.org'",
@@ -806,9 +840,20 @@ class PopTests(AdminTestCase):
 
     def test_bad_policies(self) -> None:
         """Unknown spam or deletion policies are usage errors."""
-        self.usage("pop", "spam", "paid@example.org", "never")
-        self.usage("pop", "deletion", "paid@example.org", "shred")
-        self.usage("pop", "spam", "paid@example.org")
+        self.assertEqual(
+            self.usage("pop", "spam", "paid@example.org", "never"),
+            "zpop: error: argument policy: invalid choice: 'never' (choose from "
+            "'exclude', 'include', 'only')",
+        )
+        self.assertEqual(
+            self.usage("pop", "deletion", "paid@example.org", "shred"),
+            "zpop: error: argument policy: invalid choice: 'shred' (choose from "
+            "'keep', 'delete')",
+        )
+        self.assertEqual(
+            self.usage("pop", "spam", "paid@example.org"),
+            'zpop: error: the following arguments are required: policy',
+        )
 
     def test_unknown_account(self) -> None:
         """POP commands on an unknown account fail with status 1."""
@@ -853,8 +898,16 @@ class TwoFactorTests(AliceTestCase):
 
     def test_usage(self) -> None:
         """The action comes before the address; anything else is misuse."""
-        self.usage("twofactor", "alice@example.org", "enable")
-        self.usage("twofactor", "on", "alice@example.org")
+        self.assertEqual(
+            self.usage("twofactor", "alice@example.org", "enable"),
+            "zpop: error: argument state: invalid choice: 'alice@example.org' "
+            "(choose from 'enable', 'disable')",
+        )
+        self.assertEqual(
+            self.usage("twofactor", "on", "alice@example.org"),
+            "zpop: error: argument state: invalid choice: 'on' (choose from "
+            "'enable', 'disable')",
+        )
         self.fails(
             "no account x@example.org: create it with 'zpop account add x@example.org'",
             "twofactor",
@@ -918,8 +971,14 @@ class AppPasswordTests(AliceTestCase):
             self.usage("app-password", "revoke", "alice@example.org", "one"),
             "zpop: error: argument ID: 'one' is not a positive whole number",
         )
-        self.usage("app-password", "revoke", "alice@example.org", "0")
-        self.usage("app-password", "revoke", "alice@example.org", "-1")
+        self.assertEqual(
+            self.usage("app-password", "revoke", "alice@example.org", "0"),
+            "zpop: error: argument ID: '0' is not a positive whole number",
+        )
+        self.assertEqual(
+            self.usage("app-password", "revoke", "alice@example.org", "-1"),
+            "zpop: error: argument ID: '-1' is not a positive whole number",
+        )
         self.fails(
             "alice@example.org has no app-specific password 7: see "
             "'zpop app-password list alice@example.org'",
@@ -941,8 +1000,14 @@ class AppPasswordTests(AliceTestCase):
 
     def test_create_errors(self) -> None:
         """create needs a label and an existing account."""
-        self.usage("app-password", "create", "alice@example.org")
-        self.usage("app-password", "create", "alice@example.org", "--label", " ")
+        self.assertEqual(
+            self.usage("app-password", "create", "alice@example.org"),
+            'zpop: error: the following arguments are required: --label',
+        )
+        self.assertEqual(
+            self.usage("app-password", "create", "alice@example.org", "--label", " "),
+            'zpop: error: argument --label: the label is empty',
+        )
         self.fails(
             "no account x@example.org: create it with 'zpop account add x@example.org'",
             "app-password",
@@ -1002,7 +1067,11 @@ class AliasTests(AdminTestCase):
             "x@example.org",
             "y@example.org",
         )
-        self.usage("alias", "add", "alice@example.org", "justalocalpart")
+        self.assertEqual(
+            self.usage("alias", "add", "alice@example.org", "justalocalpart"),
+            "zpop: error: argument ALIAS: 'justalocalpart' is not a full address: "
+            'use user@domain (the login name is always the full address)',
+        )
 
 
 class DeliverTests(AdminTestCase):
