@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Any, TypeVar
+from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
@@ -16,8 +16,6 @@ from zpop.threads import run_synchronously
 
 KEY = b"k" * 32
 COST = 4
-
-T = TypeVar("T")
 
 
 def result(d: Deferred) -> Any:
@@ -40,25 +38,6 @@ def _with_domains(store: Any) -> Any:
 def make_store() -> MemoryStore:
     """A MemoryStore with two hosted domains: no disk, no threads."""
     return _with_domains(MemoryStore())  # type: ignore[no-any-return]
-
-
-def on_sqlite(test: T) -> T:
-    """Run ``test`` on a SQLiteStore (``store_for``): it checks what only a
-    database file shows, such as another process's view of it."""
-    test.on_sqlite = True  # type: ignore[attr-defined]
-    return test
-
-
-def store_for(case: Any) -> Any:
-    """The store of a test case's current test: SQLite where the test is
-    marked ``on_sqlite``, else a MemoryStore; closed at cleanup."""
-    method = getattr(case, case._testMethodName)
-    if getattr(method, "on_sqlite", False):
-        store: Any = make_sqlite_store(case.mktemp())
-    else:
-        store = make_store()
-    case.addCleanup(store.close)
-    return store
 
 
 def make_sqlite_store(directory: str) -> SQLiteStore:

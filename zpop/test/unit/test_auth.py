@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import sqlite3
 import time
 from typing import Any
 
@@ -29,8 +28,6 @@ from zpop.accounts.credentials import (
 )
 from zpop.accounts.realm import Realm, Session
 from zpop.config import Config
-from zpop.store import SQLiteStore
-from zpop.store.changes import RECHECK
 from zpop.store.records import REPEATED_FAILURES
 from zpop.test.stores import (
     COST,
@@ -38,9 +35,7 @@ from zpop.test.stores import (
     add_account,
     add_app_password,
     make_store,
-    on_sqlite,
     result,
-    store_for,
 )
 from zpop.threads import run_synchronously
 
@@ -153,11 +148,18 @@ class CheckerTests(SynchronousTestCase):
         self.assertEqual(self.check("fed@example.com", "new-secret"), "fed@example.com")
 
 
-class AuthenticatorTests(SynchronousTestCase):
-    """Bans, slowed failures, spraying, the cache and the audit log."""
+class _AuthenticatorCase:
+    """Set-up and helpers of the Authenticator tests, on the store
+    ``make_store`` gives: a MemoryStore here; a SQLite file in
+    zpop.test.integration.test_auth_sqlite, for what only a file shows."""
+
+    def make_store(self) -> Any:
+        """The store of the test: a MemoryStore, no disk."""
+        return make_store()
 
     def setUp(self) -> None:
-        self.store = store_for(self)
+        self.store = self.make_store()
+        self.addCleanup(self.store.close)
         self.clock = Clock()
         self.clock.advance(1_000_000)
         self.config = Config(
@@ -210,6 +212,23 @@ class AuthenticatorTests(SynchronousTestCase):
         self.clock.advance(0.001)
         self.failureResultOf(d, UnauthorizedLogin)
 
+    def count_lookups(self) -> list[str]:
+        """Record the store look-ups a login makes before the realm's."""
+        calls: list[str] = []
+        for name in ("get_account", "client_banned_until", "use_app_password"):
+            method = getattr(self.store, name)
+
+            def counted(*args: Any, _name: str = name, _method: Any = method) -> Any:
+                calls.append(_name)
+                return _method(*args)
+
+            self.patch(self.store, name, counted)
+        return calls
+
+
+class AuthenticatorTests(_AuthenticatorCase, SynchronousTestCase):
+    """Bans, slowed failures, spraying, the cache and the audit log."""
+
     def test_success_is_immediate(self) -> None:
         """A correct password is answered at once."""
         self.assertIs(self.successResultOf(self.login("primary-secret")), IMailbox)
@@ -253,9 +272,7 @@ class AuthenticatorTests(SynchronousTestCase):
         still records every failure."""
         for _ in range(12):
             self.fail_after(self.login("old password"), 2)
-        self.assertEqual(
-            sum(e.get("outcome") == "failed" for e in self.events), 12
-        )
+        self.assertEqual(sum(e.get("outcome") == "failed" for e in self.events), 12)
         self.successResultOf(self.login("primary-secret"))
 
     def test_repeat_compared_with_recent_failures_only(self) -> None:
@@ -336,66 +353,6 @@ class AuthenticatorTests(SynchronousTestCase):
         (listed,) = result(self.store.list_app_passwords("alice@example.com"))
         result(self.store.revoke_app_password("alice@example.com", listed.id))
         self.fail_after(self.login(secret), 2)
-
-    def count_lookups(self) -> list[str]:
-        """Record the store look-ups a login makes before the realm's."""
-        calls: list[str] = []
-        for name in ("get_account", "client_banned_until", "use_app_password"):
-            method = getattr(self.store, name)
-
-            def counted(*args: Any, _name: str = name, _method: Any = method) -> Any:
-                calls.append(_name)
-                return _method(*args)
-
-            self.patch(self.store, name, counted)
-        return calls
-
-    @on_sqlite
-    def test_cached_login_looks_nothing_up(self) -> None:
-        """While nothing changed, a repeated login from a known client costs
-        neither a ban look-up nor an account look-up; a change anywhere (here
-        to another account, by another process's store on the same file)
-        brings both back, but not the password check."""
-        add_account(self.store, "bob@example.com")
-        secret = add_app_password(self.store, self.alice)
-        calls = self.count_lookups()
-        self.successResultOf(self.login(secret))
-        self.assertEqual(
-            calls, ["client_banned_until", "get_account", "use_app_password"]
-        )
-        del calls[:]
-        self.successResultOf(self.login(secret))
-        self.assertEqual(calls, [])
-        other = SQLiteStore(self.store.path, run_synchronously)
-        self.addCleanup(other.close)
-        result(other.set_pop_deletion("bob@example.com", "delete"))
-        self.successResultOf(self.login(secret))
-        self.assertEqual(calls, ["client_banned_until", "get_account"])
-
-    @on_sqlite
-    def test_ban_by_another_process_is_seen(self) -> None:
-        """A client banned by another process is refused at its next login,
-        though its earlier clean look-up was remembered."""
-        self.successResultOf(self.login("primary-secret"))
-        other = SQLiteStore(self.store.path, run_synchronously)
-        self.addCleanup(other.close)
-        result(other.ban_client("192.0.2.1", self.clock.seconds() + 900))
-        self.failureResultOf(self.login("primary-secret"), LoginRefused)
-
-    @on_sqlite
-    def test_looks_again_after_recheck_time(self) -> None:
-        """A change whose writer died before moving the counter (here made
-        behind the store's back) is seen within RECHECK seconds."""
-        self.successResultOf(self.login("primary-secret"))
-        conn = sqlite3.connect(self.store.path)
-        with conn:
-            conn.execute(
-                "UPDATE accounts SET two_factor = 1, generation = generation + 1"
-            )
-        conn.close()
-        self.successResultOf(self.login("primary-secret"))
-        self.clock.advance(RECHECK)
-        self.failureResultOf(self.login("primary-secret"), AppPasswordRequired)
 
     def test_audit(self) -> None:
         """Every outcome is one structured event with protocol, client, account,

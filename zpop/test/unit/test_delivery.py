@@ -5,13 +5,10 @@ from __future__ import annotations
 import email.header
 import email.parser
 import email.policy
-import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from zpop import delivery
-from zpop.store import NotFound, SQLiteStore, migrate
-from zpop.threads import run_synchronously
 
 
 def parser_subject(body: bytes) -> str:
@@ -153,44 +150,6 @@ class PrepareTests(SynchronousTestCase):
             delivery.MalformedMessage, delivery.prepare, b"S: x\n", size_limit=3
         )
         self.assertRaises(ValueError, delivery.prepare, b"S: x\n", "Archive")
-
-
-class DeliverTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        directory = self.mktemp()
-        os.makedirs(directory)
-        path = os.path.join(directory, "zpop.sqlite")
-        migrate(path)
-        self.store = SQLiteStore(path, run_synchronously)
-        self.addCleanup(self.store.close)
-        self.successResultOf(self.store.add_domain("example.org", False, 1.0))
-        self.account = self.successResultOf(
-            self.store.add_account("alice@example.org", "free", False, None, 1.0)
-        )
-        self.successResultOf(
-            self.store.add_alias("alice@example.org", "al@example.org")
-        )
-
-    def test_deliver(self) -> None:
-        """deliver stores for an address or alias (any case) and fires with it."""
-        m = delivery.prepare(b"Subject: a\n\nx\n", received=5.0)
-        first = self.successResultOf(
-            delivery.deliver(self.store, "Alice@Example.org", m)
-        )
-        second = self.successResultOf(delivery.deliver(self.store, "AL@example.org", m))
-        self.assertEqual((first.uid, second.uid), (1, 2))
-        self.assertEqual([x.account_id for x in (first, second)], [self.account.id] * 2)
-        self.assertEqual(first.size, len(b"Subject: a\r\n\r\nx\r\n"))
-
-    def test_unknown(self) -> None:
-        """deliver to an unknown address fails NotFound, storing nothing."""
-        m = delivery.prepare(b"Subject: a\n\nx\n")
-        self.failureResultOf(
-            delivery.deliver(self.store, "bob@example.org", m), NotFound
-        )
-        self.assertEqual(
-            self.successResultOf(self.store.list_messages(self.account.id)), []
-        )
 
 
 class SMTPHeaderTests(SynchronousTestCase):

@@ -1,6 +1,7 @@
 """The layers of DESIGN.md section 2, kept by reading every module's imports:
 protocols never reach the store but through services, the store knows no
-protocol, mail or web code, and only the store speaks SQL."""
+protocol, mail or web code, and only the store speaks SQL; and, by reading
+the unit tests' own source, that they never reach the disk."""
 
 from __future__ import annotations
 
@@ -29,6 +30,17 @@ PROTOCOLS = (
 STORE_MAY_IMPORT = ("zpop.store", "zpop.threads", "zpop.files")
 #: What the store never imports, zpop or not.
 STORE_NEVER = ("twisted.mail", "twisted.web", "twisted.cred")
+
+
+#: The unit tests, which must not touch the disk (see DISK below).
+UNIT_TESTS = os.path.join(PACKAGE, "test", "unit")
+#: Modules a unit test module may not import: they exist to reach the disk.
+DISK_MODULES = ("sqlite3", "tempfile", "zpop.store.sqlite")
+#: Names a unit test module may not import or use: a SQLite store, or the
+#: helpers of zpop.test.stores that make or alter a database file.
+DISK_NAMES = frozenset({"SQLiteStore", "make_sqlite_store", "refuse_message_updates"})
+#: Calls that make a temporary path (trial's TestCase.mktemp, tempfile's).
+DISK_CALLS = frozenset({"mktemp"})
 
 
 def modules() -> Iterator[tuple[str, str]]:
@@ -75,6 +87,45 @@ def module_level_imports(path: str, known: set[str]) -> set[str]:
 
 def within(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def unit_test_files() -> list[str]:
+    """The path of every Python file under zpop/test/unit."""
+    found = []
+    for directory, subdirectories, files in os.walk(UNIT_TESTS):
+        subdirectories[:] = [d for d in subdirectories if d != "__pycache__"]
+        found.extend(os.path.join(directory, n) for n in files if n.endswith(".py"))
+    return sorted(found)
+
+
+def disk_uses(source: str, path: str) -> list[tuple[int, str]]:
+    """(line, what) for each way ``source`` reaches the disk: an import of
+    DISK_MODULES, an import or use of DISK_NAMES, a call of DISK_CALLS."""
+    found: set[tuple[int, str]] = set()
+    for node in ast.walk(ast.parse(source, path)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if within(alias.name, DISK_MODULES):
+                    found.add((node.lineno, f"imports {alias.name}"))
+        elif isinstance(node, ast.ImportFrom):
+            module = "." * node.level + (node.module or "")
+            if node.module and not node.level and within(node.module, DISK_MODULES):
+                found.add((node.lineno, f"imports from {module}"))
+            for alias in node.names:
+                if alias.name in DISK_NAMES:
+                    found.add((node.lineno, f"imports {alias.name} from {module}"))
+        elif isinstance(node, ast.Name) and node.id in DISK_NAMES:
+            found.add((node.lineno, f"uses {node.id}"))
+        elif isinstance(node, ast.Attribute) and node.attr in DISK_NAMES:
+            found.add((node.lineno, f"uses {ast.unparse(node)}"))
+        elif isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else None
+            if isinstance(func, ast.Name):
+                name = func.id
+            if name in DISK_CALLS:
+                found.add((node.lineno, f"calls {ast.unparse(func)}()"))
+    return sorted(found)
 
 
 class LayerTests(SynchronousTestCase):
@@ -143,3 +194,56 @@ class LayerTests(SynchronousTestCase):
             if name not in done:
                 visit(name, [name])
         self.assertEqual(cycles, [])
+
+
+class UnitTestsNeedNoDiskTests(SynchronousTestCase):
+    """zpop/test/unit runs on MemoryStore, Clock and StringTransport: a test
+    that needs a database file or a temporary directory belongs in
+    zpop/test/integration (as test_auth_sqlite, on the unit set-up)."""
+
+    def test_unit_tests_need_no_disk(self) -> None:
+        """No module under zpop/test/unit imports SQLiteStore,
+        make_sqlite_store, refuse_message_updates, sqlite3 or tempfile, or
+        calls mktemp (self.mktemp() or tempfile.mktemp())."""
+        files = unit_test_files()
+        self.assertIn(os.path.join(UNIT_TESTS, "test_layers.py"), files)
+        wrong = []
+        for path in files:
+            with open(path, encoding="utf-8") as f:
+                source = f.read()
+            relative = os.path.relpath(path, os.path.dirname(PACKAGE))
+            wrong.extend(
+                f"{relative}:{line}: {what}" for line, what in disk_uses(source, path)
+            )
+        if wrong:
+            self.fail(
+                "unit tests must not touch the disk; move these tests to"
+                " zpop/test/integration (a mixin keeps the set-up shared):\n  "
+                + "\n  ".join(wrong)
+            )
+
+    def test_disk_uses_found(self) -> None:
+        """The check sees each form of reaching the disk, and not the
+        names merely written in a string."""
+        source = (
+            "import sqlite3\n"
+            "import tempfile as t\n"
+            "from zpop.store import MemoryStore, SQLiteStore\n"
+            "from zpop.test import stores\n"
+            "from zpop.store.sqlite import migrate\n"
+            "stores.make_sqlite_store(self.mktemp())\n"
+            "mktemp()\n"
+            "'SQLiteStore sqlite3 self.mktemp()'\n"
+        )
+        self.assertEqual(
+            disk_uses(source, "example.py"),
+            [
+                (1, "imports sqlite3"),
+                (2, "imports tempfile"),
+                (3, "imports SQLiteStore from zpop.store"),
+                (5, "imports from zpop.store.sqlite"),
+                (6, "calls self.mktemp()"),
+                (6, "uses stores.make_sqlite_store"),
+                (7, "calls mktemp()"),
+            ],
+        )

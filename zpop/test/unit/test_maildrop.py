@@ -19,18 +19,15 @@ from zpop.accounts.maildrop import (
     BodyReader,
     Maildrop,
 )
-from zpop.store import NewMessage, NotFound, PopSnapshot, SQLiteStore, StoreError
+from zpop.store import NewMessage, NotFound, PopSnapshot
 from zpop.store.changes import RECHECK, Verified
 from zpop.test.stores import (
     add_account,
     add_app_password,
-    on_sqlite,
+    make_store,
     read_message,
-    refuse_message_updates,
     result,
-    store_for,
 )
-from zpop.threads import run_synchronously
 
 
 def body(n: int, size: int) -> bytes:
@@ -39,10 +36,17 @@ def body(n: int, size: int) -> bytes:
 
 
 class _AliceMixin:
-    """A store with alice@example.com, POP enabled, and a clock."""
+    """A store with alice@example.com, POP enabled, and a clock. The store
+    is ``make_store``'s: a MemoryStore here; a SQLite file in
+    zpop.test.integration.test_maildrop_sqlite, for what only a file shows."""
+
+    def make_store(self) -> Any:
+        """The store of the test: a MemoryStore, no disk."""
+        return make_store()
 
     def setUp(self) -> None:
-        self.store = store_for(self)
+        self.store = self.make_store()
+        self.addCleanup(self.store.close)
         self.clock = Clock()
         self.clock.advance(1000)
         self.alice = add_account(self.store, "alice@example.com")
@@ -142,8 +146,8 @@ class MaildropTests(_AliceMixin, SynchronousTestCase):
         self.assertEqual(maildrop._read_ahead, {})
 
 
-class RevocationTests(_AliceMixin, SynchronousTestCase):
-    """An app-password session checks the store only when something changed."""
+class _RevocationCase(_AliceMixin):
+    """Set-up and helpers of RevocationTests: alice has an app password."""
 
     def setUp(self) -> None:
         super().setUp()
@@ -161,29 +165,15 @@ class RevocationTests(_AliceMixin, SynchronousTestCase):
         verified = Verified.now(self.store, self.clock.seconds())
         return Identity("alice@example.com", "app password", self.app.id, verified)
 
+
+class RevocationTests(_RevocationCase, SynchronousTestCase):
+    """An app-password session checks the store only when something changed."""
+
     def test_primary_password_always_current(self) -> None:
         """A primary-password session has nothing to revoke."""
         maildrop = self.maildrop(Identity("alice@example.com", "primary"))
         result(self.store.set_two_factor("alice@example.com", True))
         self.assertTrue(maildrop.credentials_current())
-
-    @on_sqlite
-    def test_current_until_something_changes(self) -> None:
-        """Current while nothing changed; after a change anywhere (here by
-        another process's store) the store is asked, and while the password
-        stands, current again."""
-        maildrop = self.maildrop(self.identity())
-        self.assertTrue(maildrop.credentials_current())
-        other = SQLiteStore(self.store.path, run_synchronously)
-        self.addCleanup(other.close)
-        result(other.set_pop_spam("alice@example.com", "include"))
-        self.assertFalse(maildrop.credentials_current())
-        self.assertTrue(result(maildrop.credentials_valid()))
-        self.assertTrue(maildrop.credentials_current())
-        result(other.revoke_app_password("alice@example.com", self.app.id))
-        self.assertFalse(maildrop.credentials_current())
-        self.assertFalse(result(maildrop.credentials_valid()))
-        self.assertFalse(maildrop.credentials_current())
 
     def test_recheck_time(self) -> None:
         """Unverified identities, and verifications older than RECHECK, are
@@ -198,9 +188,8 @@ class RevocationTests(_AliceMixin, SynchronousTestCase):
         self.assertFalse(maildrop.credentials_current())
 
 
-class MaildropLockTests(_AliceMixin, SynchronousTestCase):
-    """The session's maildrop lock: released by sync after the commit, or by
-    release; a session needs no timer and no database trip to keep it."""
+class _MaildropLockCase(_AliceMixin):
+    """Helpers of MaildropLockTests: sessions, store trips, deliveries."""
 
     def session(self, owner: str) -> Maildrop | None:
         """A Maildrop for alice as ``owner``, or None if the lock is held."""
@@ -233,6 +222,11 @@ class MaildropLockTests(_AliceMixin, SynchronousTestCase):
         ]
         result(self.store.store_messages(self.alice.id, new))
 
+
+class MaildropLockTests(_MaildropLockCase, SynchronousTestCase):
+    """The session's maildrop lock: released by sync after the commit, or by
+    release; a session needs no timer and no database trip to keep it."""
+
     def test_held_without_upkeep(self) -> None:
         """An open session schedules nothing and keeps the maildrop however
         long it lasts."""
@@ -241,45 +235,6 @@ class MaildropLockTests(_AliceMixin, SynchronousTestCase):
         self.assertEqual(
             (self.clock.getDelayedCalls(), self.session("two")), ([], None)
         )
-
-    @on_sqlite
-    def test_sync_without_deletions_no_database_call(self) -> None:
-        """QUIT with nothing deleted frees the lock without a database trip."""
-        self.deliver("a")
-        one = self.session("one")
-        assert one is not None
-        trips = self.count_trips()
-        self.assertIsNone(result(one.sync()))
-        self.assertEqual(trips, [])
-        self.assertIsNotNone(self.session("two"))
-
-    @on_sqlite
-    def test_sync_with_deletions(self) -> None:
-        """QUIT with deletions applies them in one trip, then frees the lock."""
-        self.deliver("a", "b")
-        one = self.session("one")
-        assert one is not None
-        one.deleteMessage(0)
-        trips = self.count_trips()
-        self.assertIsNone(result(one.sync()))
-        self.assertEqual(trips, ["trip"])
-        two = self.session("two")
-        assert two is not None
-        self.assertEqual(len(two.listMessages()), 1)
-
-    @on_sqlite
-    def test_failed_sync_releases_lock(self) -> None:
-        """A QUIT whose deletions cannot be committed fails, applies nothing,
-        and still ends the session's hold on the maildrop."""
-        self.deliver("a")
-        one = self.session("one")
-        assert one is not None
-        one.deleteMessage(0)
-        refuse_message_updates(self.store.path)
-        self.assertRaises(StoreError, result, one.sync())
-        two = self.session("two")
-        assert two is not None
-        self.assertEqual(len(two.listMessages()), 1)
 
     def test_late_release_keeps_newer_session(self) -> None:
         """Releasing an ended session again, even through the store, never

@@ -16,16 +16,14 @@ from zpop.accounts.credentials import LoginRefused
 from zpop.accounts.maildrop import SPAM_FOLDERS
 from zpop.accounts.realm import Realm, Session
 from zpop.config import Config
-from zpop.store import SQLiteStore, StoreError
+from zpop.store import StoreError
 from zpop.test.stores import (
     add_account,
     deliver,
-    on_sqlite,
+    make_store,
     read_message,
     result,
-    store_for,
 )
-from zpop.threads import run_synchronously
 
 CONFIG = Config(
     hostname="example.test",
@@ -34,9 +32,18 @@ CONFIG = Config(
 CUTOFF = CONFIG.free_pop_cutoff.timestamp()  # type: ignore[union-attr]
 
 
-class RealmTests(SynchronousTestCase):
+class _RealmCase:
+    """Set-up and helpers of the realm tests, on the store ``make_store``
+    gives: a MemoryStore here; a SQLite file in
+    zpop.test.integration.test_realm_sqlite, for what only a file shows."""
+
+    def make_store(self) -> Any:
+        """The store of the test: a MemoryStore, no disk."""
+        return make_store()
+
     def setUp(self) -> None:
-        self.store = store_for(self)
+        self.store = self.make_store()
+        self.addCleanup(self.store.close)
         self.clock = Clock()
         self.clock.advance(CUTOFF + 1000)
         self.realm = Realm(self.store, CONFIG, self.clock)
@@ -66,6 +73,8 @@ class RealmTests(SynchronousTestCase):
             bodies.append(read_message(maildrop, i).split(b"\r\n")[0].decode())
         return [b.removeprefix("Subject: ") for b in bodies]
 
+
+class RealmTests(_RealmCase, SynchronousTestCase):
     def test_interface(self) -> None:
         """The realm provides IRealm and its maildrops IMailbox."""
         self.assertTrue(verifyObject(IRealm, self.realm))
@@ -142,23 +151,6 @@ class RealmTests(SynchronousTestCase):
         self.assertEqual(
             (self.clock.getDelayedCalls(), self.refusal()[0]), ([], "IN-USE")
         )
-
-    @on_sqlite
-    def test_lock_of_another_process(self) -> None:
-        """A session in another process (another store on the database)
-        refuses the login [IN-USE]; the login works as soon as that process
-        ends, with no lease to wait out."""
-        self.enable()
-        other = SQLiteStore(self.store.path, run_synchronously)
-        self.addCleanup(other.close)
-        held = result(other.open_pop_session("alice@example.com", "dead", SPAM_FOLDERS))
-        self.assertTrue(held.locked)
-        self.assertEqual(
-            self.refusal(),
-            ("IN-USE", "Another POP session is already using this mailbox"),
-        )
-        other.close()
-        self.login()
 
     def test_owner_per_session(self) -> None:
         """Every session has its own lock owner, across realms of the
