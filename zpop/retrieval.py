@@ -4,7 +4,6 @@ back-pressure, so no message is ever loaded whole."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -12,30 +11,26 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from zpop.wire.lines import to_crlf
+from zpop.wire.dotstuff import DotStuffer
+from zpop.wire.lines import CRLFStream
 
 #: Bytes read from the store per step.
 CHUNK_SIZE = 256 * 1024
-
-# re finds this two-byte pattern 2-4 times faster than bytes.replace does
-# (CPython 3.11, measured on 256 KiB of mail): most of a bulk RETR's CPU.
-_DOT_LINE = re.compile(rb"\n\.")
 
 
 class BodyTransform:
     """Stream a body as POP3 sends it: CRLF line ends, dot-stuffed.
 
-    Holds the state that crosses chunk boundaries (a CR that may be half of
-    a CRLF, whether the next byte starts a line), so any chunking gives the
-    same bytes. With ``lines`` set it sends the header and that many body
-    lines (TOP).
+    Line ends and dots are ``zpop.wire``'s, with their state across chunk
+    boundaries, so any chunking gives the same bytes. With ``lines`` set it
+    sends the header and that many body lines (TOP), counted between the
+    two steps: on CRLF lines, before any dot is added.
     """
 
     def __init__(self, lines: int | None = None, crlf_only: bool = False) -> None:
-        #: The source promises CRLF line ends only: skip normalising.
-        self._crlf_only = crlf_only
-        self._pending_cr = False
-        self._line_start = True
+        #: None when the source promises CRLF line ends only: skip normalising.
+        self._line_ends = None if crlf_only else CRLFStream()
+        self._stuffer = DotStuffer(crlf_only=True)
         self._lines_left = lines
         self._in_header = lines is not None
         self._tail = b""
@@ -44,38 +39,21 @@ class BodyTransform:
     def feed(self, chunk: bytes) -> bytes:
         if self.done:
             return b""
-        if self._crlf_only:
-            return self._emit(chunk)
-        if self._pending_cr:
-            chunk = b"\r" + chunk
-            self._pending_cr = False
-        if chunk.endswith(b"\r"):
-            chunk = chunk[:-1]
-            self._pending_cr = True
-        crlf = chunk.count(b"\r\n")
-        if not (chunk.count(b"\r") == crlf == chunk.count(b"\n")):
-            chunk = to_crlf(chunk)
+        if self._line_ends is not None:
+            chunk = self._line_ends.feed(chunk)
         return self._emit(chunk)
 
     def finish(self) -> bytes:
         """The bytes that end the body, including the terminating dot line."""
         tail = b""
-        if self._pending_cr and not self.done:
-            tail = self._emit(b"\r\n")
-        if not self._line_start:
-            tail += b"\r\n"
-        return tail + b".\r\n"
+        if self._line_ends is not None and not self.done:
+            tail = self._emit(self._line_ends.flush())
+        return tail + self._stuffer.finish()
 
     def _emit(self, data: bytes) -> bytes:
         if self._lines_left is not None:
             data = self._limit(data)
-        if not data:
-            return data
-        out = _DOT_LINE.sub(b"\n..", data)
-        if self._line_start and data[:1] == b".":
-            out = b"." + out
-        self._line_start = data.endswith(b"\n")
-        return out
+        return self._stuffer.feed(data)
 
     def _limit(self, data: bytes) -> bytes:
         position = 0

@@ -5,8 +5,8 @@ One module per concept, each importing only from those listed before it
 
 - ``tls``: opportunistic and verified TLS for the client, trust loading;
 - ``client``: the SMTP client (``RelayClient``), the dialogue of one
-  connection carrying many messages (``ClientSession``), the body's wire
-  encoding (``DotStuffer``), replies and ``DeliveryError``;
+  connection carrying many messages (``ClientSession``), replies and
+  ``DeliveryError`` (the body's wire encoding is ``zpop.wire.dotstuff``);
 - ``routing``: the next hop of a domain (``Router``, ``Hop``): routes, the
   smart host, MX/A/AAAA, null MX;
 - ``retry``: what a reply or an error means for a recipient, and the
@@ -24,10 +24,8 @@ from zpop.outbound.client import (
     ClientSession,
     Deliverer,
     DeliveryError,
-    DotStuffer,
     RelayClient,
     RemoteReply,
-    dot_stuff,
 )
 from zpop.outbound.retry import outcome, retry_delay
 from zpop.outbound.routing import Hop, Router
@@ -39,13 +37,11 @@ __all__ = [
     "ClientSession",
     "Deliverer",
     "DeliveryError",
-    "DotStuffer",
     "Hop",
     "OutboundService",
     "RelayClient",
     "RemoteReply",
     "Router",
-    "dot_stuff",
     "outcome",
     "retry_delay",
 ]

@@ -6,7 +6,8 @@ recipient handed back job by job. Under it, ``ClientSession`` is the
 dialogue over one connection (greeting, EHLO or HELO, STARTTLS as the hop's
 TLS policy says, AUTH, then MAIL/RCPT/DATA per message with RSET between
 failed transactions, and QUIT), ``RelayClient`` reads replies and writes
-commands, and ``DotStuffer`` encodes a body for DATA.
+commands, and ``zpop.wire.dotstuff.DotStuffer`` (shared with POP3's RETR)
+encodes a body for DATA.
 
 Why not twisted.mail's client: ``SMTPClient``/``ESMTPClient`` are built
 around one message per ``SMTPSenderFactory`` and one result per message,
@@ -41,7 +42,7 @@ from zpop.config import Config, TLSLevel
 from zpop.outbound.tls import client_tls
 from zpop.store import NotFound
 from zpop.store.records import OutboundJob
-from zpop.wire.lines import to_crlf
+from zpop.wire.dotstuff import DotStuffer
 
 if TYPE_CHECKING:
     # Only for annotations: routing imports DeliveryError from here.
@@ -60,50 +61,7 @@ MAX_REPLY_LINES = 100
 FINAL_REPLY_TIMEOUT = 600.0
 CONNECT_TIMEOUT = 30.0
 
-# Faster than bytes.replace for this pattern (see zpop.pop3).
-_DOT_LINE = re.compile(rb"\r\n\.")
 _ENHANCED = re.compile(rb"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
-
-
-# -- the body on the wire -----------------------------------------------------
-
-
-class DotStuffer:
-    """Encodes a message for DATA, one chunk at a time (RFC 5321 4.5.2).
-
-    Every line end (CR, LF, CRLF) becomes CRLF, a line starting with "."
-    gets another "." wherever the chunks happen to be cut (state carries the
-    line start and a trailing CR across calls), and ``finish`` ends the last
-    line and adds the terminating ".": no body can end the DATA early.
-    """
-
-    def __init__(self) -> None:
-        self._line_start = True
-        self._cr = False
-
-    def feed(self, data: bytes) -> bytes:
-        if self._cr and data[:1] == b"\n":
-            data = data[1:]  # the LF of a CRLF cut between two chunks
-            self._cr = False
-        if not data:
-            return b""
-        self._cr = data.endswith(b"\r")
-        text = to_crlf(data)
-        if self._line_start and text[:1] == b".":
-            text = b"." + text
-        text = _DOT_LINE.sub(b"\r\n..", text)
-        self._line_start = text.endswith(b"\r\n")
-        return text
-
-    def finish(self) -> bytes:
-        return b".\r\n" if self._line_start else b"\r\n.\r\n"
-
-
-def dot_stuff(body: bytes, chunk: int = CHUNK) -> bytes:
-    """The whole DATA payload for ``body`` (tests and small bodies)."""
-    stuffer = DotStuffer()
-    out = [stuffer.feed(body[i : i + chunk]) for i in range(0, len(body), chunk)]
-    return b"".join(out) + stuffer.finish()
 
 
 # -- replies and errors -------------------------------------------------------

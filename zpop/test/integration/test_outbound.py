@@ -29,11 +29,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zpop.config import Config, TLSCertificate
 from zpop.outbound import (
     DeliveryError,
-    DotStuffer,
     Hop,
     OutboundService,
     Router,
-    dot_stuff,
     retry_delay,
 )
 from zpop.store import DATABASE_NAME, SQLiteStore
@@ -43,6 +41,7 @@ from zpop.test.stores import add_account, make_store, result
 from zpop.test.tools import require_tool
 from zpop.threads import run_synchronously
 from zpop.tls import ServerTLS, generate_self_signed
+from zpop.wire.dotstuff import DotStuffer, dot_stuff
 
 NOW = 1_700_000_000.0
 

@@ -1,6 +1,6 @@
 """Property tests for message bodies on the wire: dot-stuffing and its inverse.
 
-- ``zpop.outbound.client.DotStuffer``: what the relay sends after DATA;
+- ``zpop.wire.dotstuff.DotStuffer``: what the relay sends after DATA;
 - ``zpop.smtp.SMTPServer`` in DATA mode: what the server takes in (fed the
   stuffed stream cut at every index and at random), including SMTP
   smuggling: only CRLF "." CRLF ends the data;
@@ -18,12 +18,12 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
 from zpop.delivery import Route, normalize
-from zpop.outbound.client import DotStuffer, dot_stuff
 from zpop.retrieval import BodyTransform
 from zpop.smtp import DATA
 from zpop.store import Accepted
 from zpop.test import properties  # noqa: F401 (the hypothesis profile)
 from zpop.test.unit import test_smtp
+from zpop.wire.dotstuff import DotStuffer, dot_stuff
 
 #: Bodies rich in what matters: dots at line starts, CR, LF, CRLF.
 bodies = st.lists(
