@@ -4,6 +4,12 @@ Every path that stores mail (``zpop deliver``, ``zpop import``, SMTP) comes
 through here, so every stored body has CRLF line ends and a final CRLF: its
 size is then exactly the octets a POP client receives.
 
+``deliver_local`` and ``import_messages`` are the services behind ``zpop
+deliver`` and ``zpop import`` (and any web page or API that stores mail by
+hand): the size limit, the checks, the folders, the import's batching and
+its skipping of bad files live there, so every front end refuses the same
+messages with the same words.
+
 For SMTP, ``SMTPDelivery`` routes recipients (hosted account, unknown
 hosted address, remote) and commits a received message everywhere it goes
 in one store transaction: the recipients' Inbox (or Spam, when an upstream
@@ -24,15 +30,17 @@ import email.utils
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import IO, Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
+from zpop.accounts import Clock, service
 from zpop.config import Config
+from zpop.maildir import Entry
 from zpop.store import (
     FOLDERS,
     Account,
@@ -133,21 +141,183 @@ def prepare(
     )
 
 
-def deliver(store: IStore, address: str, message: NewMessage) -> Deferred:
-    """Store ``message`` for the account ``address`` (or its alias).
+# -- local delivery and import: ``zpop deliver``, ``zpop import`` -------------
 
-    Fires with the stored Message once it is durable; fails NotFound.
+#: The folders mail may be delivered to by hand (``zpop deliver``): Sent and
+#: Trash only ever get mail from the account's own actions.
+LOCAL_FOLDERS = ("Inbox", "Spam")
+#: An import commits after this many messages or bytes, whichever first: a
+#: batch is one transaction, and memory stays bounded however big the import.
+IMPORT_BATCH_MESSAGES = 1000
+IMPORT_BATCH_BYTES = 32 * 1024 * 1024
+
+
+class DeliveryRefused(Exception):
+    """A message that was not stored; ``str()`` is the one-line reason, fit
+    for an operator, saying that nothing was stored."""
+
+
+class UnknownRecipient(DeliveryRefused):
+    """No account or alias at the address."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(f"no account or alias {address}")
+        self.address = address
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A message stored by local delivery, and the account it went to."""
+
+    account: Account
+    message: Message
+
+
+@service
+async def deliver_local(
+    store: IStore,
+    clock: Clock,
+    address: str,
+    raw: bytes | IO[bytes],
+    folder: str,
+    size_limit: int,
+) -> Delivered:
+    """Store one message in ``folder`` of the account ``address`` delivers
+    to (the account, or an alias's owner), received now.
+
+    ``raw`` is the message or a stream to read it from: read only once the
+    recipient is known, and never more than one byte past ``size_limit``,
+    which is enough to refuse it. Raises UnknownRecipient, or
+    DeliveryRefused for a message over the limit or malformed (its
+    normalised size counts): then nothing is stored.
     """
+    if folder not in LOCAL_FOLDERS:
+        raise DeliveryRefused(
+            f"mail is delivered to {' or '.join(LOCAL_FOLDERS)}, not {folder}:"
+            " nothing stored"
+        )
+    account: Account | None = await store.get_account_for_recipient(address)
+    if account is None:
+        raise UnknownRecipient(address)
+    if not isinstance(raw, bytes):
+        raw = raw.read(size_limit + 1)
+    if len(raw) > size_limit:
+        raise DeliveryRefused(
+            f"the message is over the size limit of {size_limit} bytes: nothing stored"
+        )
+    try:
+        message = prepare(raw, folder, clock.seconds(), size_limit=size_limit)
+    except MalformedMessage as e:
+        raise DeliveryRefused(f"malformed message: {e}: nothing stored") from None
+    [stored] = await store.store_messages(account.id, [message])
+    return Delivered(account, stored)
 
 
-    async def store_it() -> Message:
-        account = await store.get_account_for_recipient(address)
-        if account is None:
-            raise NotFound(f"no account {address.lower()}")
-        [stored] = await store.store_messages(account.id, [message])
-        return stored
+class SkipReason(StrEnum):
+    """Why an import left a file out."""
 
-    return Deferred.fromCoroutine(store_it())
+    #: Not a message zpop can store (empty, NUL, no header, over the limit):
+    #: it never will be as it is.
+    MALFORMED = "malformed"
+    #: The file could not be read (gone, permissions): the operator can fix it.
+    UNREADABLE = "unreadable"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file an import left out, and why."""
+
+    entry: Entry
+    reason: SkipReason
+    #: What is wrong: the MalformedMessage text, or the OS error's.
+    detail: str
+
+
+@dataclass(frozen=True)
+class ImportTally:
+    """What an import did."""
+
+    account: Account
+    #: Messages stored per zpop folder, every folder, in FOLDERS order.
+    per_folder: dict[str, int]
+    #: The files left out, in the order they were met.
+    skipped: tuple[Skipped, ...]
+
+    @property
+    def imported(self) -> int:
+        return sum(self.per_folder.values())
+
+    @property
+    def malformed(self) -> int:
+        return sum(s.reason is SkipReason.MALFORMED for s in self.skipped)
+
+    @property
+    def unreadable(self) -> int:
+        return sum(s.reason is SkipReason.UNREADABLE for s in self.skipped)
+
+
+def read_file(entry: Entry, size: int) -> bytes:
+    """Up to ``size`` bytes of the entry's file; raises OSError."""
+    with open(entry.path, "rb") as f:
+        return f.read(size)
+
+
+@service
+async def import_messages(
+    store: IStore,
+    account: Account,
+    entries: Iterable[Entry],
+    size_limit: int,
+    read: Callable[[Entry, int], bytes] = read_file,
+    on_skip: Callable[[Skipped], None] | None = None,
+    batch_messages: int = IMPORT_BATCH_MESSAGES,
+    batch_bytes: int = IMPORT_BATCH_BYTES,
+) -> ImportTally:
+    """Store ``entries`` (``zpop.maildir``'s, in arrival order) in the
+    account, with their folder, time and seen flag, one transaction per
+    batch of ``batch_messages`` messages or ``batch_bytes`` bytes.
+
+    A file that cannot be read or is no message is left out and the rest
+    is imported: one bad file costs one report (``on_skip``, as it is met,
+    and in the tally), not the import. ``read(entry, size)`` gives up to
+    ``size`` bytes of an entry, synchronously (the CLI's files). Importing
+    the same entries twice stores them twice.
+    """
+    per_folder = dict.fromkeys(FOLDERS, 0)
+    skipped: list[Skipped] = []
+
+    def skip(entry: Entry, reason: SkipReason, detail: str) -> None:
+        skipped.append(Skipped(entry, reason, detail))
+        if on_skip is not None:
+            on_skip(skipped[-1])
+
+    async def commit(batch: list[NewMessage]) -> None:
+        for stored in await store.store_messages(account.id, batch):
+            per_folder[stored.folder] += 1
+
+    batch: list[NewMessage] = []
+    size = 0
+    for entry in entries:
+        try:
+            raw = read(entry, size_limit + 1)
+        except OSError as e:
+            skip(entry, SkipReason.UNREADABLE, e.strerror or str(e))
+            continue
+        try:
+            if len(raw) > size_limit:
+                raise MalformedMessage(f"over the size limit of {size_limit} bytes")
+            message = prepare(raw, entry.folder, entry.received, entry.seen, size_limit)
+        except MalformedMessage as e:
+            skip(entry, SkipReason.MALFORMED, str(e))
+            continue
+        batch.append(message)
+        size += len(message.body)
+        if len(batch) >= batch_messages or size >= batch_bytes:
+            await commit(batch)
+            batch, size = [], 0
+    if batch:
+        await commit(batch)
+    return ImportTally(account, per_folder, tuple(skipped))
 
 
 # -- SMTP: headers ------------------------------------------------------------

@@ -7,22 +7,23 @@ from __future__ import annotations
 import argparse
 import configparser
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from zpop import config as configmod
-from zpop import delivery, maildir, owners
+from zpop import delivery, maildir
 from zpop.accounts import accounts, aliases, app_passwords, domains, passwords, settings
 from zpop.accounts.two_factor import set_two_factor
 from zpop.cli.context import CommandError, Context, read_password, result_of
 from zpop.cli.render import iso, password_state, pop_lines, printable, table
 from zpop.files import write_atomically
-from zpop.store import DATABASE_NAME, FOLDERS, Account, NewMessage, NotFound, schema
+from zpop.outbound import queue
+from zpop.store import DATABASE_NAME, FOLDERS, Account, schema
 from zpop.threads import run_synchronously
 
-#: ``zpop import`` commits after this many messages or bytes, whichever first.
-IMPORT_BATCH_MESSAGES = 1000
-IMPORT_BATCH_BYTES = 32 * 1024 * 1024
+#: The batch bounds ``zpop import`` passes to the import service (whose
+#: defaults they are), named here so one command can be run with others.
+IMPORT_BATCH_MESSAGES = delivery.IMPORT_BATCH_MESSAGES
+IMPORT_BATCH_BYTES = delivery.IMPORT_BATCH_BYTES
 
 # Ports given to people for their mail client (DESIGN §1: implicit TLS 995,
 # submission 465 and 587), whatever port the listener binds behind them.
@@ -361,40 +362,28 @@ def cmd_alias_add(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def cmd_deliver(ctx: Context, args: argparse.Namespace) -> None:
-    owner = result_of(ctx.store.get_account_for_recipient(args.address))
-    if owner is None:
-        raise CommandError(f"no account or alias {args.address}")
     limit = ctx.config.message_size_limit
-    raw = ctx.stdin.read(limit + 1)
-    if len(raw) > limit:
-        raise CommandError(
-            f"the message is over the size limit of {limit} bytes: nothing stored"
-        )
     try:
-        message = delivery.prepare(raw, args.folder, ctx.clock(), size_limit=limit)
-    except delivery.MalformedMessage as e:
-        raise CommandError(f"malformed message: {e}: nothing stored")
-    stored = result_of(delivery.deliver(ctx.store, args.address, message))
+        delivered = result_of(
+            delivery.deliver_local(
+                ctx.store, ctx, args.address, ctx.stdin, args.folder, limit
+            )
+        )
+    except delivery.DeliveryRefused as e:
+        raise CommandError(str(e)) from None
+    stored = delivered.message
     ctx.out(
         f"delivered message {stored.id} (uid {stored.uid}, {stored.size} bytes) "
-        f"to {owner.address} {stored.folder}"
+        f"to {delivered.account.address} {stored.folder}"
     )
 
 
-@dataclass
-class _ImportTally:
-    per_folder: dict[str, int]
-    malformed: int = 0
-    unreadable: int = 0
-
-
 def cmd_import(ctx: Context, args: argparse.Namespace) -> None:
-    """Bulk-load a Maildir in arrival order, one transaction per batch.
+    """Bulk-load a Maildir in arrival order (``delivery.import_messages``).
 
-    A malformed file is skipped with a warning (it can never be imported as
-    it is); an unreadable file is skipped with a warning too, and then the
-    command exits 1 after importing the rest, because the operator can fix
-    it. Importing the same Maildir twice stores its messages twice.
+    Each file left out gets a warning; an unreadable one then makes the
+    command exit 1 after importing the rest, because the operator can fix
+    it (a malformed one never imports as it is).
     """
     account = result_of(accounts.require_account(ctx.store, args.address))
     try:
@@ -409,11 +398,18 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> None:
             f"(only Inbox, {', '.join(FOLDERS[1:])})"
         )
     limit = ctx.config.message_size_limit
-    tally = _ImportTally(per_folder=dict.fromkeys(FOLDERS, 0))
-    for batch in _batches(ctx, found, limit, tally):
-        for stored in result_of(ctx.store.store_messages(account.id, batch)):
-            tally.per_folder[stored.folder] += 1
-    total = sum(tally.per_folder.values())
+    tally = result_of(
+        delivery.import_messages(
+            ctx.store,
+            account,
+            found,
+            limit,
+            on_skip=lambda s: ctx.warn(_skipped_text(s)),
+            batch_messages=IMPORT_BATCH_MESSAGES,
+            batch_bytes=IMPORT_BATCH_BYTES,
+        )
+    )
+    total = tally.imported
     ctx.out(f"imported {total} messages into {account.address}")
     ctx.out(*(f"  {f:<6} {n}" for f, n in tally.per_folder.items()))
     if tally.malformed:
@@ -425,37 +421,11 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> None:
         )
 
 
-def _batches(
-    ctx: Context, found: list[maildir.Entry], limit: int, tally: _ImportTally
-) -> Iterator[list[NewMessage]]:
-    """Prepared messages in batches bounded by count and bytes."""
-    batch: list[NewMessage] = []
-    size = 0
-    for entry in found:
-        try:
-            with open(entry.path, "rb") as f:
-                raw = f.read(limit + 1)
-        except OSError as e:
-            ctx.warn(f"cannot read {entry.path}: {e.strerror}")
-            tally.unreadable += 1
-            continue
-        try:
-            if len(raw) > limit:
-                raise delivery.MalformedMessage(f"over the size limit of {limit} bytes")
-            message = delivery.prepare(
-                raw, entry.folder, entry.received, entry.seen, limit
-            )
-        except delivery.MalformedMessage as e:
-            ctx.warn(f"skipped {entry.path}: malformed message: {e}")
-            tally.malformed += 1
-            continue
-        batch.append(message)
-        size += len(message.body)
-        if len(batch) >= IMPORT_BATCH_MESSAGES or size >= IMPORT_BATCH_BYTES:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
+def _skipped_text(skipped: delivery.Skipped) -> str:
+    path = skipped.entry.path
+    if skipped.reason is delivery.SkipReason.UNREADABLE:
+        return f"cannot read {path}: {skipped.detail}"
+    return f"skipped {path}: malformed message: {skipped.detail}"
 
 
 def cmd_messages(ctx: Context, args: argparse.Namespace) -> None:
@@ -480,7 +450,7 @@ def cmd_messages(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def cmd_queue_list(ctx: Context, args: argparse.Namespace) -> None:
-    found = result_of(ctx.store.list_outbound())
+    found = result_of(queue.list_queue(ctx.store))
     if not found:
         ctx.out("the outbound queue is empty")
         return
@@ -515,13 +485,9 @@ def cmd_queue_list(ctx: Context, args: argparse.Namespace) -> None:
 
 def cmd_queue_retry(ctx: Context, args: argparse.Namespace) -> None:
     try:
-        count = result_of(ctx.store.retry_outbound(args.id, ctx.clock()))
-    except NotFound:
-        raise CommandError(
-            f"no queued message {args.id}: see 'zpop queue list'"
-        ) from None
-    # "Due now" must hold for deliveries a crashed server was making too.
-    released = result_of(owners.release_dead_leases(ctx.store))
+        count, released = result_of(queue.retry(ctx.store, args.id, ctx.clock()))
+    except queue.UnknownQueuedMessage as e:
+        raise CommandError(f"{e}: see 'zpop queue list'") from None
     which = "in the queue" if args.id is None else f"of message {args.id}"
     ctx.out(
         f"{count} recipient{'s' if count != 1 else ''} {which} due now; "
@@ -536,11 +502,9 @@ def cmd_queue_retry(ctx: Context, args: argparse.Namespace) -> None:
 
 def cmd_queue_delete(ctx: Context, args: argparse.Namespace) -> None:
     try:
-        count = result_of(ctx.store.delete_outbound(args.id))
-    except NotFound:
-        raise CommandError(
-            f"no queued message {args.id}: see 'zpop queue list'"
-        ) from None
+        count = result_of(queue.delete(ctx.store, args.id))
+    except queue.UnknownQueuedMessage as e:
+        raise CommandError(f"{e}: see 'zpop queue list'") from None
     ctx.out(
         f"deleted message {args.id} ({count} recipient{'s' if count != 1 else ''})"
         " from the outbound queue without a bounce"
