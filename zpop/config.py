@@ -1,7 +1,9 @@
-"""The one frozen configuration object, read from an ini file and options.
+"""The configuration, read from an ini file and options: one frozen record
+per ini section, composed in one ``Config``.
 
-Every knob an operator may turn lives here, with its default, so the rest of
-zpop takes a ``Config`` and never reads files or the environment itself.
+Every knob an operator may turn lives here, with its default and its parser;
+its field name is its ini key. Components are handed the sections they use
+and never read files or the environment themselves.
 """
 
 from __future__ import annotations
@@ -41,124 +43,19 @@ class ConfigError(Exception):
 class TLSCertificate:
     """A certificate chain and its private key, both PEM files; optionally a
     second chain and key of the other key type (RSA beside ECDSA), served to
-    the clients that can use it."""
+    the clients that can use it. The fields are the ``[tls]`` keys."""
 
-    chain: str
+    certificate: str
     key: str
-    alt_chain: str | None = None
+    alt_certificate: str | None = None
     alt_key: str | None = None
 
 
-@dataclass(frozen=True)
-class Config:
-    """Everything zpop needs to know at start-up, and nothing it can learn."""
-
-    data_dir: str = "zpop-data"
-    hostname: str = "localhost"
-    pop_personal_host: str = ""
-    pop_organization_host: str = ""
-    smtp_host: str = ""
-    listeners: Mapping[str, str] = field(default_factory=lambda: dict(LISTENERS))
-    tls_default: TLSCertificate | None = None
-    tls_by_host: Mapping[str, TLSCertificate] = field(default_factory=dict)
-    message_size_limit: int = 36 * 1024 * 1024
-    max_recipients: int = 100
-    pop_idle_timeout: float = 600.0
-    smtp_timeout: float = 300.0
-    max_line_length: int = 2048
-    default_plan: str = "free"
-    free_pop_cutoff: datetime.datetime | None = None
-    bcrypt_cost: int = 12
-    #: Where RCPT TO:<postmaster> (no domain, RFC 5321 4.5.1) delivers;
-    #: empty: postmaster@<hostname>.
-    postmaster: str = ""
-    db_threads: int = 4
-    #: Processes serving the listeners (zpop.cluster): 1 is the main one
-    #: alone; more use more cores.
-    workers: int = 1
-    save_sent_copy: bool = True
-    #: Longest an SMTP session may last, however busy, seconds.
-    smtp_session_deadline: float = 3600.0
-    #: How long the outbound queue keeps trying a message before bouncing it.
-    queue_lifetime: float = 5 * 86400.0
-    # Outbound relay (zpop.outbound): smart host or MX, routes, limits.
-    #: Relay everything not in ``outbound_routes`` through this (host, port).
-    outbound_smarthost: tuple[str, int] | None = None
-    outbound_smarthost_user: str = ""
-    #: File whose first line is the smart host password (keep it 0600).
-    outbound_smarthost_password_file: str = ""
-    #: ``verify`` (TLS, certificate checked), ``encrypt`` (TLS, unchecked),
-    #: ``may`` (STARTTLS when offered).
-    outbound_smarthost_tls: str = "verify"  # a TLSLevel
-    #: CA certificates (PEM) to verify the smart host with; "" = system's.
-    outbound_smarthost_ca: str = ""
-    #: Refuse to deliver to MX and routed hosts without STARTTLS.
-    outbound_require_tls: bool = False
-    #: domain -> (host, port), from ``[routes]``: pinned next hops.
-    outbound_routes: Mapping[str, tuple[str, int]] = field(default_factory=dict)
-    outbound_max_connections: int = 20
-    outbound_max_per_domain: int = 2
-    outbound_messages_per_connection: int = 100
-    outbound_retry_min: float = 300.0
-    outbound_retry_max: float = 3600.0
-    outbound_scan_interval: float = 5.0
-    outbound_lease: float = 300.0
-    outbound_timeout: float = 300.0
-    # Login security (issue 6): failures are answered after a delay that
-    # doubles with the client's recent failures; past ban_threshold in the
-    # window the client address is refused for ban_period.
-    failure_delay: float = 2.0
-    failure_delay_max: float = 15.0
-    failure_window: float = 600.0
-    ban_threshold: int = 10
-    ban_period: float = 900.0
-    #: Failures against one account (from anywhere) before its failures slow.
-    account_failure_threshold: int = 5
-    credential_cache: float = 300.0
-    allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    max_connections_per_client: int = 20
-    max_connections: int = 20000
-    #: Seconds an unauthenticated session has to log in.
-    login_deadline: float = 120.0
-
-    def __post_init__(self) -> None:
-        # Host names default from the base host name, Zoho-style:
-        # pop.<base>, poppro.<base>, smtp.<base>.
-        for attr, prefix in (
-            ("pop_personal_host", "pop"),
-            ("pop_organization_host", "poppro"),
-            ("smtp_host", "smtp"),
-        ):
-            if not getattr(self, attr):
-                object.__setattr__(self, attr, f"{prefix}.{self.hostname}")
-
-    @property
-    def postmaster_address(self) -> str:
-        """The mailbox behind the domain-less ``postmaster``."""
-        return self.postmaster or f"postmaster@{self.hostname}"
-
-    @property
-    def host_names(self) -> tuple[str, ...]:
-        """Every name clients may use for this server, for the certificate."""
-        names = [self.pop_personal_host, self.pop_organization_host, self.smtp_host]
-        names.append(self.hostname)
-        return tuple(dict.fromkeys(n.lower() for n in names))
-
-    def pop_host_for(self, organization: bool) -> str:
-        """The POP host name an account of this domain kind is told to use."""
-        return self.pop_organization_host if organization else self.pop_personal_host
-
-    def replace(self, **changes: Any) -> Config:
-        """A copy with some fields changed (host names re-derived if unset)."""
-        for attr, prefix in (
-            ("pop_personal_host", "pop"),
-            ("pop_organization_host", "poppro"),
-            ("smtp_host", "smtp"),
-        ):
-            derived = f"{prefix}.{self.hostname}"
-            if attr not in changes and getattr(self, attr) == derived:
-                changes[attr] = ""
-        return dataclasses.replace(self, **changes)
+def knob(default: Any, parse: Callable[[str], Any], *, path: bool = False) -> Any:
+    """A section field an operator may set: its ini key is the field's
+    name, ``parse`` reads the text (raising ValueError with the reason), and
+    a ``path`` is relative to the config file's directory."""
+    return field(default=default, metadata={"parse": parse, "path": path})
 
 
 def _parse_bool(text: str) -> bool:
@@ -224,6 +121,12 @@ def _parse_date(text: str) -> datetime.datetime | None:
             "must be a date like 2024-06-30, or empty for no cut-off"
         ) from None
     return datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC)
+
+
+def _parse_directory(text: str) -> str:
+    if not text.strip():
+        raise ValueError("expected a directory")
+    return text
 
 
 def _parse_host(text: str) -> str:
@@ -334,76 +237,195 @@ def _routes_section(
     return routes
 
 
-# section -> key -> (Config field, parser)
-_SCHEMA: dict[str, dict[str, tuple[str, Callable[[str], Any]]]] = {
-    "server": {
-        "data": ("data_dir", str),
-        "hostname": ("hostname", _parse_host),
-        "postmaster": ("postmaster", addresses.parse_configured_address),
-        "db_threads": ("db_threads", _parse_positive_int),
-        "workers": ("workers", _parse_workers),
-    },
-    "hosts": {
-        "pop_personal": ("pop_personal_host", _parse_host),
-        "pop_organization": ("pop_organization_host", _parse_host),
-        "smtp": ("smtp_host", _parse_host),
-    },
-    "limits": {
-        "message_size": ("message_size_limit", _parse_size),
-        "recipients": ("max_recipients", _parse_positive_int),
-        "pop_idle_timeout": ("pop_idle_timeout", _parse_seconds),
-        "smtp_timeout": ("smtp_timeout", _parse_seconds),
-        "line_length": ("max_line_length", _parse_positive_int),
-        "smtp_session": ("smtp_session_deadline", _parse_seconds),
-    },
-    "accounts": {
-        "default_plan": ("default_plan", _parse_plan),
-        "free_pop_cutoff": ("free_pop_cutoff", _parse_date),
-        "bcrypt_cost": ("bcrypt_cost", _parse_bcrypt_cost),
-    },
-    "auth": {
-        "failure_delay": ("failure_delay", _parse_non_negative_seconds),
-        "failure_delay_max": ("failure_delay_max", _parse_non_negative_seconds),
-        "failure_window": ("failure_window", _parse_seconds),
-        "ban_threshold": ("ban_threshold", _parse_positive_int),
-        "ban_period": ("ban_period", _parse_seconds),
-        "account_failure_threshold": (
-            "account_failure_threshold",
-            _parse_positive_int,
-        ),
-        "credential_cache": ("credential_cache", _parse_non_negative_seconds),
-        "allow_networks": ("allow_networks", _parse_networks),
-        "max_connections_per_client": (
-            "max_connections_per_client",
-            _parse_positive_int,
-        ),
-        "max_connections": ("max_connections", _parse_positive_int),
-        "login_deadline": ("login_deadline", _parse_seconds),
-    },
-    "submission": {
-        "save_sent_copy": ("save_sent_copy", _parse_bool),
-    },
-    "outbound": {
-        "lifetime": ("queue_lifetime", _parse_seconds),
-        "smarthost": ("outbound_smarthost", _parse_next_hop),
-        "smarthost_user": ("outbound_smarthost_user", str.strip),
-        "smarthost_password_file": ("outbound_smarthost_password_file", str.strip),
-        "smarthost_tls": ("outbound_smarthost_tls", _parse_tls_level),
-        "smarthost_ca": ("outbound_smarthost_ca", str.strip),
-        "require_tls": ("outbound_require_tls", _parse_bool),
-        "max_connections": ("outbound_max_connections", _parse_positive_int),
-        "max_connections_per_domain": ("outbound_max_per_domain", _parse_positive_int),
-        "messages_per_connection": (
-            "outbound_messages_per_connection",
-            _parse_positive_int,
-        ),
-        "retry_min": ("outbound_retry_min", _parse_seconds),
-        "retry_max": ("outbound_retry_max", _parse_seconds),
-        "scan_interval": ("outbound_scan_interval", _parse_seconds),
-        "lease": ("outbound_lease", _parse_seconds),
-        "timeout": ("outbound_timeout", _parse_seconds),
-    },
+@dataclass(frozen=True)
+class ServerConfig:
+    """``[server]``: this installation."""
+
+    data: str = knob("zpop-data", _parse_directory, path=True)
+    hostname: str = knob("localhost", _parse_host)
+    #: Where RCPT TO:<postmaster> (no domain, RFC 5321 4.5.1) delivers;
+    #: empty: postmaster@<hostname>.
+    postmaster: str = knob("", addresses.parse_configured_address)
+    db_threads: int = knob(4, _parse_positive_int)
+    #: Processes serving the listeners (zpop.cluster): 1 is the main one
+    #: alone; more use more cores.
+    workers: int = knob(1, _parse_workers)
+
+    @property
+    def postmaster_address(self) -> str:
+        """The mailbox behind the domain-less ``postmaster``."""
+        return self.postmaster or f"postmaster@{self.hostname}"
+
+
+@dataclass(frozen=True)
+class HostsConfig:
+    """``[hosts]``: the names clients are told to use. ``Config`` fills the
+    unset ones from the base host name, Zoho-style: pop.<base>,
+    poppro.<base>, smtp.<base>."""
+
+    pop_personal: str = knob("", _parse_host)
+    pop_organization: str = knob("", _parse_host)
+    smtp: str = knob("", _parse_host)
+
+    def pop_for(self, organization: bool) -> str:
+        """The POP host name an account of this domain kind is told to use."""
+        return self.pop_organization if organization else self.pop_personal
+
+    def derived_from(self, hostname: str) -> HostsConfig:
+        """These names, the unset ones derived from ``hostname``."""
+        return HostsConfig(
+            pop_personal=self.pop_personal or f"pop.{hostname}",
+            pop_organization=self.pop_organization or f"poppro.{hostname}",
+            smtp=self.smtp or f"smtp.{hostname}",
+        )
+
+    def explicit_for(self, hostname: str) -> HostsConfig:
+        """These names with the ones derived from ``hostname`` unset again."""
+        derived = HostsConfig().derived_from(hostname)
+        return HostsConfig(
+            *(
+                "" if mine == theirs else mine
+                for mine, theirs in zip(
+                    dataclasses.astuple(self), dataclasses.astuple(derived), strict=True
+                )
+            )
+        )
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """``[limits]``: sizes and timeouts of the POP3 and SMTP sessions."""
+
+    message_size: int = knob(36 * 1024 * 1024, _parse_size)
+    recipients: int = knob(100, _parse_positive_int)
+    pop_idle_timeout: float = knob(600.0, _parse_seconds)
+    smtp_timeout: float = knob(300.0, _parse_seconds)
+    line_length: int = knob(2048, _parse_positive_int)
+    #: Longest an SMTP session may last, however busy, seconds.
+    smtp_session: float = knob(3600.0, _parse_seconds)
+
+
+@dataclass(frozen=True)
+class AccountsConfig:
+    """``[accounts]``: what new accounts get, and the Free-plan POP cut-off."""
+
+    default_plan: str = knob("free", _parse_plan)
+    free_pop_cutoff: datetime.datetime | None = knob(None, _parse_date)
+    bcrypt_cost: int = knob(12, _parse_bcrypt_cost)
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """``[auth]``: login security. Failures are answered after a delay that
+    doubles with the client's recent failures; past ``ban_threshold`` in the
+    window the client address is refused for ``ban_period``."""
+
+    failure_delay: float = knob(2.0, _parse_non_negative_seconds)
+    failure_delay_max: float = knob(15.0, _parse_non_negative_seconds)
+    failure_window: float = knob(600.0, _parse_seconds)
+    ban_threshold: int = knob(10, _parse_positive_int)
+    ban_period: float = knob(900.0, _parse_seconds)
+    #: Failures against one account (from anywhere) before its failures slow.
+    account_failure_threshold: int = knob(5, _parse_positive_int)
+    credential_cache: float = knob(300.0, _parse_non_negative_seconds)
+    allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = knob(
+        (), _parse_networks
+    )
+    max_connections_per_client: int = knob(20, _parse_positive_int)
+    max_connections: int = knob(20000, _parse_positive_int)
+    #: Seconds an unauthenticated session has to log in.
+    login_deadline: float = knob(120.0, _parse_seconds)
+
+
+@dataclass(frozen=True)
+class SubmissionConfig:
+    """``[submission]``: what happens to mail users send."""
+
+    save_sent_copy: bool = knob(True, _parse_bool)
+
+
+@dataclass(frozen=True)
+class OutboundConfig:
+    """``[outbound]`` and ``[routes]``: the relay (zpop.outbound)."""
+
+    #: How long the queue keeps trying a message before bouncing it.
+    lifetime: float = knob(5 * 86400.0, _parse_seconds)
+    #: Relay everything not in ``routes`` through this (host, port).
+    smarthost: tuple[str, int] | None = knob(None, _parse_next_hop)
+    smarthost_user: str = knob("", str.strip)
+    #: File whose first line is the smart host password (keep it 0600).
+    smarthost_password_file: str = knob("", str.strip, path=True)
+    #: ``verify`` (TLS, certificate checked), ``encrypt`` (TLS, unchecked),
+    #: ``may`` (STARTTLS when offered).
+    smarthost_tls: str = knob(TLSLevel.VERIFY.value, _parse_tls_level)
+    #: CA certificates (PEM) to verify the smart host with; "" = system's.
+    smarthost_ca: str = knob("", str.strip, path=True)
+    #: Refuse to deliver to MX and routed hosts without STARTTLS.
+    require_tls: bool = knob(False, _parse_bool)
+    max_connections: int = knob(20, _parse_positive_int)
+    max_connections_per_domain: int = knob(2, _parse_positive_int)
+    messages_per_connection: int = knob(100, _parse_positive_int)
+    retry_min: float = knob(300.0, _parse_seconds)
+    retry_max: float = knob(3600.0, _parse_seconds)
+    scan_interval: float = knob(5.0, _parse_seconds)
+    lease: float = knob(300.0, _parse_seconds)
+    timeout: float = knob(300.0, _parse_seconds)
+    #: domain -> (host, port), from ``[routes]``: pinned next hops.
+    routes: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """``[tls]`` and ``[tls:HOST]``: the certificates served (none given: a
+    self-signed one in the data directory)."""
+
+    default: TLSCertificate | None = None
+    by_host: Mapping[str, TLSCertificate] = field(default_factory=dict)
+
+
+#: Ini section -> its record, for the sections of plain ``key = value`` knobs.
+SECTIONS: dict[str, type] = {
+    "server": ServerConfig,
+    "hosts": HostsConfig,
+    "limits": LimitsConfig,
+    "accounts": AccountsConfig,
+    "auth": AuthConfig,
+    "submission": SubmissionConfig,
+    "outbound": OutboundConfig,
 }
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything zpop needs to know at start-up, and nothing it can learn:
+    one record per section; each component is handed the sections it uses."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    hosts: HostsConfig = field(default_factory=HostsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    submission: SubmissionConfig = field(default_factory=SubmissionConfig)
+    outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    listeners: Mapping[str, str] = field(default_factory=lambda: dict(LISTENERS))
+
+    def __post_init__(self) -> None:
+        hosts = self.hosts.derived_from(self.server.hostname)
+        object.__setattr__(self, "hosts", hosts)
+
+    @property
+    def host_names(self) -> tuple[str, ...]:
+        """Every name clients may use for this server, for the certificate."""
+        names = [*dataclasses.astuple(self.hosts), self.server.hostname]
+        return tuple(dict.fromkeys(n.lower() for n in names))
+
+    def replace(self, **sections: Any) -> Config:
+        """A copy with some sections replaced; host names that were derived
+        are derived again from the (possibly new) host name."""
+        if "hosts" not in sections:
+            sections["hosts"] = self.hosts.explicit_for(self.server.hostname)
+        return dataclasses.replace(self, **sections)
 
 
 #: (section, key) -> why a key older versions knew is refused now, and
@@ -415,15 +437,60 @@ _RETIRED = {
     ),
 }
 
-#: Config fields holding file names: relative to the config file.
-_PATHS = ("outbound_smarthost_password_file", "outbound_smarthost_ca")
+
+def _read_ini(path: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, default_section="")
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}")
+    except configparser.MissingSectionHeaderError as e:
+        raise ConfigError(
+            f"{path}: line {e.lineno}: not a valid ini file:"
+            " text before the first [section]"
+        )
+    except configparser.ParsingError as e:
+        raise ConfigError(
+            f"{path}: line {e.errors[0][0]}: not a valid ini file: expected key = value"
+        )
+    except (configparser.Error, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not a valid ini file: {e}")
+    return parser
+
+
+def _knobs_section(
+    source: str, section: configparser.SectionProxy, base: str
+) -> dict[str, Any]:
+    """The fields a plain section sets, parsed, paths made absolute."""
+    knobs = {
+        f.name: f
+        for f in dataclasses.fields(SECTIONS[section.name])
+        if "parse" in f.metadata
+    }
+    values: dict[str, Any] = {}
+    for key, text in section.items():
+        where = f"{source}: [{section.name}] {key}"
+        retired = _RETIRED.get((section.name, key))
+        if retired is not None:
+            raise ConfigError(f"{where}: {retired}")
+        if key not in knobs:
+            raise ConfigError(f"{where}: unknown key")
+        try:
+            value = knobs[key].metadata["parse"](text)
+        except ValueError as e:
+            raise ConfigError(f"{where}: bad value {text!r}: {e}")
+        if knobs[key].metadata["path"] and value:
+            value = os.path.join(base, value)
+        values[key] = value
+    return values
 
 
 def _tls_section(
     source: str, section: configparser.SectionProxy, base: str
 ) -> TLSCertificate:
     values = dict(section)
-    unknown = set(values) - {"certificate", "key", "alt_certificate", "alt_key"}
+    unknown = set(values) - {f.name for f in dataclasses.fields(TLSCertificate)}
     if unknown:
         key = sorted(unknown)[0]
         raise ConfigError(f"{source}: [{section.name}] {key}: unknown key")
@@ -436,93 +503,62 @@ def _tls_section(
     if alt_key and not alt_chain:
         raise ConfigError(f"{source}: [{section.name}] alt_certificate: missing")
     return TLSCertificate(
-        chain=os.path.join(base, chain),
+        certificate=os.path.join(base, chain),
         key=os.path.join(base, key),
-        alt_chain=os.path.join(base, alt_chain) if alt_chain else None,
+        alt_certificate=os.path.join(base, alt_chain) if alt_chain else None,
         alt_key=os.path.join(base, alt_key) if alt_chain else None,
     )
 
 
-def load(path: str | None, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Read ``path`` (if given) and apply ``overrides`` (Config field names).
+def _listeners_section(
+    source: str, section: configparser.SectionProxy
+) -> dict[str, str]:
+    listeners = {}
+    for key, value in section.items():
+        if key not in LISTENERS:
+            raise ConfigError(f"{source}: [listeners] {key}: unknown key")
+        listeners[key] = value.strip()
+    return listeners
+
+
+def load(
+    path: str | None, overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> Config:
+    """Read ``path`` (if given) and apply ``overrides``, keyed like the file:
+    section name, then key (``{"listeners": {"pop3s": "tcp:995"}}``); an
+    override of None is an option not given.
 
     Relative paths in the file are relative to the file's directory.
     """
-    values: dict[str, Any] = {}
+    values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     listeners = dict(LISTENERS)
-    tls_default: TLSCertificate | None = None
-    tls_by_host: dict[str, TLSCertificate] = {}
+    tls = TLSConfig()
     if path is not None:
-        parser = configparser.ConfigParser(interpolation=None, default_section="")
-        try:
-            with open(path, encoding="utf-8") as f:
-                parser.read_file(f)
-        except OSError as e:
-            raise ConfigError(f"cannot read config file {path}: {e.strerror}")
-        except configparser.MissingSectionHeaderError as e:
-            raise ConfigError(
-                f"{path}: line {e.lineno}: not a valid ini file:"
-                " text before the first [section]"
-            )
-        except configparser.ParsingError as e:
-            raise ConfigError(
-                f"{path}: line {e.errors[0][0]}: not a valid ini file:"
-                " expected key = value"
-            )
-        except (configparser.Error, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: not a valid ini file: {e}")
+        parser = _read_ini(path)
         base = os.path.dirname(os.path.abspath(path))
         for name in parser.sections():
             section = parser[name]
             if name == "listeners":
-                for key, value in section.items():
-                    if key not in LISTENERS:
-                        raise ConfigError(f"{path}: [listeners] {key}: unknown key")
-                    listeners[key] = value.strip()
-                continue
-            if name == "tls":
-                tls_default = _tls_section(path, section, base)
-                continue
-            if name == "routes":
-                values["outbound_routes"] = _routes_section(path, section)
-                continue
-            if name.startswith("tls:"):
+                listeners.update(_listeners_section(path, section))
+            elif name == "tls":
+                tls = dataclasses.replace(
+                    tls, default=_tls_section(path, section, base)
+                )
+            elif name.startswith("tls:"):
                 host = name[4:].strip().lower()
-                tls_by_host[host] = _tls_section(path, section, base)
-                continue
-            schema = _SCHEMA.get(name)
-            if schema is None:
+                by_host = {**tls.by_host, host: _tls_section(path, section, base)}
+                tls = dataclasses.replace(tls, by_host=by_host)
+            elif name == "routes":
+                values["outbound"]["routes"] = _routes_section(path, section)
+            elif name in SECTIONS:
+                values[name].update(_knobs_section(path, section, base))
+            else:
                 raise ConfigError(f"{path}: [{name}]: unknown section")
-            for key, text in section.items():
-                retired = _RETIRED.get((name, key))
-                if retired is not None:
-                    raise ConfigError(f"{path}: [{name}] {key}: {retired}")
-                if key not in schema:
-                    raise ConfigError(f"{path}: [{name}] {key}: unknown key")
-                attr, parse = schema[key]
-                try:
-                    values[attr] = parse(text)
-                except ValueError as e:
-                    raise ConfigError(
-                        f"{path}: [{name}] {key}: bad value {text!r}: {e}"
-                    )
-                if attr == "data_dir":
-                    values[attr] = os.path.join(base, values[attr])
-                if attr in _PATHS and values[attr]:
-                    values[attr] = os.path.join(base, values[attr])
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if key in LISTENERS:
-            listeners[key] = value
-        else:
-            values[key] = value
-    return Config(
-        listeners=listeners,
-        tls_default=tls_default,
-        tls_by_host=tls_by_host,
-        **values,
-    )
+    for name, changes in (overrides or {}).items():
+        given = {key: value for key, value in changes.items() if value is not None}
+        (listeners if name == "listeners" else values[name]).update(given)
+    sections = {name: cls(**values[name]) for name, cls in SECTIONS.items()}
+    return Config(tls=tls, listeners=listeners, **sections)
 
 
 def find_config_file(explicit: str | None, data_dir: str | None) -> str | None:
@@ -543,7 +579,7 @@ def default_data_dir() -> str:
 def resolve(
     config_file: str | None,
     data: str | None,
-    overrides: dict[str, Any] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[Config, str | None]:
     """DESIGN §3's precedence, for ``twistd zpop`` and the ``zpop`` command
     alike: the file is ``--config``, else ``DATA/zpop.ini`` if it exists;
@@ -552,9 +588,9 @@ def resolve(
     of the file read (None: defaults only). Raises ConfigError."""
     path = find_config_file(config_file, data or default_data_dir())
     config = load(path, overrides)
-    if data:
-        return config.replace(data_dir=data), path
-    if config.data_dir == Config.data_dir:
+    if not data and config.server.data == ServerConfig.data:
         # The file did not say (load() makes the paths it reads absolute).
-        return config.replace(data_dir=default_data_dir()), path
+        data = default_data_dir()
+    if data:
+        config = config.replace(server=dataclasses.replace(config.server, data=data))
     return config, path

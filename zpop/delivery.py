@@ -39,7 +39,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from zpop.accounts import Clock, service
-from zpop.config import Config
+from zpop.config import SubmissionConfig
 from zpop.maildir import Entry
 from zpop.store import (
     FOLDERS,
@@ -479,12 +479,15 @@ class SMTPDelivery:
     def __init__(
         self,
         store: IStore,
-        config: Config,
+        submission: SubmissionConfig,
+        queue_lifetime: float,
         clock: IReactorTime,
         on_queued: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
-        self._config = config
+        self._submission = submission
+        #: Seconds the outbound queue keeps trying a message it accepts.
+        self._queue_lifetime = queue_lifetime
         self._clock = clock
         #: Called after a commit that queued mail for remote recipients
         #: (the outbound relay's wake-up), so it need not wait for a scan.
@@ -526,7 +529,7 @@ class SMTPDelivery:
                 continue
             seen.add(account.id)
             local.append((account.id, NewMessage(folder, delivered, subject, now)))
-        if envelope.submitter is not None and self._config.save_sent_copy:
+        if envelope.submitter is not None and self._submission.save_sent_copy:
             local.append(
                 (
                     envelope.submitter.id,
@@ -540,7 +543,7 @@ class SMTPDelivery:
                 recipients=tuple(dict.fromkeys(envelope.remote)),
                 body=delivered,
                 created=now,
-                expires=now + self._config.queue_lifetime,
+                expires=now + self._queue_lifetime,
                 account_id=(
                     envelope.submitter.id if envelope.submitter is not None else None
                 ),

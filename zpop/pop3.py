@@ -12,6 +12,7 @@ import binascii
 import re
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.cred.error import LoginFailed
@@ -92,6 +93,25 @@ class Refusal(Exception):
         return f"-ERR {prefix}{self.text}".encode()
 
 
+@dataclass(frozen=True)
+class POP3Settings:
+    """What a POP3 session uses of the configuration."""
+
+    hostname: str
+    idle_timeout: float
+    login_deadline: float
+    line_length: int
+
+    @classmethod
+    def from_config(cls, config: Config) -> POP3Settings:
+        return cls(
+            hostname=config.server.hostname,
+            idle_timeout=config.limits.pop_idle_timeout,
+            login_deadline=config.auth.login_deadline,
+            line_length=config.limits.line_length,
+        )
+
+
 class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
     """A POP3 server session, plaintext+STLS or inside implicit TLS."""
 
@@ -101,7 +121,7 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
     mbox: Any
     _userIs: Any
     _onLogout: Any
-    config: Config
+    settings: POP3Settings
     clock: IReactorTime
     #: The context factory for STLS, or None where STLS is not offered.
     stls_context: Any = None
@@ -135,12 +155,12 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
         # Nagle plus delayed ACKs stall each RETR/TOP by up to 200 ms.
         if hasattr(self.transport, "setTcpNoDelay"):
             self.transport.setTcpNoDelay(True)
-        self.successResponse(f"{self.config.hostname} zpop POP3 server ready")
-        self.setTimeout(self.config.pop_idle_timeout)
+        self.successResponse(f"{self.settings.hostname} zpop POP3 server ready")
+        self.setTimeout(self.settings.idle_timeout)
         # Against slowloris: commands may be slow, but a session that has
         # not logged in by the deadline is closed, whatever it trickles.
         self._login_deadline = self.clock.callLater(
-            self.config.login_deadline, self._login_too_late
+            self.settings.login_deadline, self._login_too_late
         )
 
     def _login_too_late(self) -> None:
@@ -206,7 +226,7 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
         if self._processing:
             return
         self._processing = True
-        limit = self.config.max_line_length
+        limit = self.settings.line_length
         try:
             while not self._waiting and not self._closing:
                 newline = self._buffer.find(b"\n", self._pos)
@@ -255,7 +275,7 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
         self._reply(b"-ERR [SYS/TEMP] Temporary server error, try again later")
 
     def _idle_timeout(self) -> float:
-        return self.config.pop_idle_timeout
+        return self.settings.idle_timeout
 
     def lineReceived(self, line: bytes) -> None:
         self.resetTimeout()
@@ -620,14 +640,14 @@ class POP3Factory(Factory):
     def __init__(
         self,
         authenticator: Any,
-        config: Config,
+        settings: POP3Settings,
         clock: IReactorTime,
         implicit_tls: bool,
         stls_context: Any = None,
     ) -> None:
         #: Anything with zpop.accounts.credentials.Authenticator's ``login``.
         self.authenticator = authenticator
-        self.config = config
+        self.settings = settings
         self.clock = clock
         self.implicit_tls = implicit_tls
         self.stls_context = stls_context
@@ -636,7 +656,7 @@ class POP3Factory(Factory):
         proto = POP3Server()
         proto.factory = self  # type: ignore[assignment]
         proto.authenticator = self.authenticator
-        proto.config = self.config
+        proto.settings = self.settings
         proto.clock = self.clock
         proto.implicit_tls = self.implicit_tls
         proto.stls_context = None if self.implicit_tls else self.stls_context

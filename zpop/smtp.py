@@ -31,13 +31,12 @@ from zpop import sasl, tls
 from zpop.accounts.credentials import AppPasswordRequired, LoginRefused
 from zpop.accounts.realm import ISubmitter, Session
 from zpop.commands import CommandRunner
-from zpop.config import Config
 from zpop.delivery import (
     Route,
     SMTPDelivery,
 )
 from zpop.smtp_reply import ROLES, Reply, Role
-from zpop.smtp_transaction import MailTransaction
+from zpop.smtp_transaction import MailTransaction, SMTPSettings
 
 log = Logger()
 
@@ -83,7 +82,7 @@ class SMTPServer(CommandRunner, sasl.Exchanges, MailTransaction, smtp.ESMTP):
     # Set by SMTPFactory.buildProtocol.
     transport: Any
     role: Role
-    config: Config
+    settings: SMTPSettings
     clock: IReactorTime
     authenticator: Any
     router: SMTPDelivery
@@ -97,7 +96,7 @@ class SMTPServer(CommandRunner, sasl.Exchanges, MailTransaction, smtp.ESMTP):
         # Upstream greets with the machine's FQDN and a joke, takes its host
         # name from the resolver (an internal name) and has no session
         # deadline or login deadline.
-        self.host = self.config.smtp_host
+        self.host = self.settings.hostname
         self.callLater = self.clock.callLater  # type: ignore[method-assign,assignment]
         self._buffer = b""
         self._processing = False
@@ -119,15 +118,15 @@ class SMTPServer(CommandRunner, sasl.Exchanges, MailTransaction, smtp.ESMTP):
         self._reset_transaction()
         peer = self.transport.getPeer()
         self._client = str(getattr(peer, "host", peer))
-        self._write(f"220 {self.config.smtp_host} ESMTP zpop ready")
-        self.setTimeout(self.config.smtp_timeout)
+        self._write(f"220 {self.settings.hostname} ESMTP zpop ready")
+        self.setTimeout(self.settings.timeout)
         self._deadline: IDelayedCall = self.clock.callLater(
-            self.config.smtp_session_deadline, self._session_over
+            self.settings.session_deadline, self._session_over
         )
         self._login_deadline: IDelayedCall | None = None
         if self.role.submission:
             self._login_deadline = self.clock.callLater(
-                self.config.login_deadline, self._login_too_late
+                self.settings.login_deadline, self._login_too_late
             )
 
     def connectionLost(self, reason: Failure | None = None) -> None:
@@ -178,7 +177,7 @@ class SMTPServer(CommandRunner, sasl.Exchanges, MailTransaction, smtp.ESMTP):
 
     @property
     def host_name(self) -> str:
-        return self.config.smtp_host
+        return self.settings.hostname
 
     def _write(self, line: str | bytes) -> None:
         if isinstance(line, str):
@@ -241,7 +240,7 @@ class SMTPServer(CommandRunner, sasl.Exchanges, MailTransaction, smtp.ESMTP):
 
     def _next_line(self) -> bool:
         """Handle one command (or SASL) line; False if none is complete."""
-        limit = self.config.max_line_length
+        limit = self.settings.line_length
         end = self._buffer.find(b"\r\n")
         if end < 0:
             if len(self._buffer) > limit:
@@ -325,7 +324,7 @@ class SMTPServer(CommandRunner, sasl.Exchanges, MailTransaction, smtp.ESMTP):
         self._send(Reply(451, "4.3.0", "Temporary server error, try again later"))
 
     def _idle_timeout(self) -> float:
-        return self.config.smtp_timeout
+        return self.settings.timeout
 
     def state_COMMAND(self, line: bytes) -> None:
         # Upstream looks the command up with getattr on whatever the client
@@ -384,7 +383,7 @@ class SMTPServer(CommandRunner, sasl.Exchanges, MailTransaction, smtp.ESMTP):
         # or ENHANCEDSTATUSCODES.
         ext: dict[bytes, list[bytes] | None] = {
             b"PIPELINING": None,
-            b"SIZE": [str(self.config.message_size_limit).encode()],
+            b"SIZE": [str(self.settings.message_size).encode()],
             b"8BITMIME": None,
             b"ENHANCEDSTATUSCODES": None,
         }
@@ -563,7 +562,7 @@ class SMTPFactory(Factory):
         role: str,
         authenticator: Any,
         router: SMTPDelivery,
-        config: Config,
+        settings: SMTPSettings,
         clock: IReactorTime,
         tls_context: Any = None,
     ) -> None:
@@ -571,7 +570,7 @@ class SMTPFactory(Factory):
         #: Anything with zpop.accounts.credentials.Authenticator's ``login``.
         self.authenticator = authenticator
         self.router = router
-        self.config = config
+        self.settings = settings
         self.clock = clock
         self.tls_context = tls_context
 
@@ -581,7 +580,7 @@ class SMTPFactory(Factory):
         proto.role = self.role
         proto.authenticator = self.authenticator
         proto.router = self.router
-        proto.config = self.config
+        proto.settings = self.settings
         proto.clock = self.clock
         proto.tls_context = None if self.role.implicit_tls else self.tls_context
         return proto

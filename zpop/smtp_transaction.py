@@ -12,6 +12,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -67,11 +68,40 @@ def split_path(argument: bytes, keyword: bytes) -> tuple[bytes, list[bytes]]:
     raise usage
 
 
+@dataclass(frozen=True)
+class SMTPSettings:
+    """What an SMTP session uses of the configuration."""
+
+    hostname: str
+    timeout: float
+    session_deadline: float
+    login_deadline: float
+    line_length: int
+    message_size: int
+    recipients: int
+    #: Where the domain-less RCPT TO:<postmaster> goes.
+    postmaster: str
+
+    @classmethod
+    def from_config(cls, config: Config) -> SMTPSettings:
+        limits = config.limits
+        return cls(
+            hostname=config.hosts.smtp,
+            timeout=limits.smtp_timeout,
+            session_deadline=limits.smtp_session,
+            login_deadline=config.auth.login_deadline,
+            line_length=limits.line_length,
+            message_size=limits.message_size,
+            recipients=limits.recipients,
+            postmaster=config.server.postmaster_address,
+        )
+
+
 class MailTransaction:
     """MAIL, RCPT and DATA for an SMTPServer, which provides the rest."""
 
     role: Role
-    config: Config
+    settings: SMTPSettings
     clock: IReactorTime
     router: SMTPDelivery
     authenticated: bool
@@ -121,7 +151,7 @@ class MailTransaction:
             key, _, value = param.partition(b"=")
             key = key.upper()
             if key == b"SIZE" and _SIZE.fullmatch(value):
-                if int(value) > self.config.message_size_limit:
+                if int(value) > self.settings.message_size:
                     raise Reply(
                         552,
                         "5.3.4",
@@ -155,12 +185,12 @@ class MailTransaction:
         if params:
             name = params[0].partition(b"=")[0].decode("ascii", "replace").upper()
             raise Reply(555, "5.5.4", f"Unsupported RCPT parameter {name}")
-        if len(self._recipients) >= self.config.max_recipients:
+        if len(self._recipients) >= self.settings.recipients:
             raise Reply(452, "4.5.3", "Too many recipients")
         if path.lower() == b"postmaster":
             # RFC 5321 4.5.1: accepted without a domain, on every listener,
             # and only ever delivered locally.
-            return self._route(self.config.postmaster_address, local_only=True)
+            return self._route(self.settings.postmaster, local_only=True)
         try:
             address = parse_address(path)
         except AddressError as e:
@@ -239,7 +269,7 @@ class MailTransaction:
         if piece != b"\r\n" and (b"\r" in piece or b"\n" in piece):
             self._bare = True
         self._size += len(piece)
-        if self._size > self.config.message_size_limit:
+        if self._size > self.settings.message_size:
             self._oversize = True
             self._parts = []
         elif not self._oversize:

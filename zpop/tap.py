@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from twisted.application import service, strports
@@ -46,8 +46,9 @@ from zpop.config import LISTENERS, Config, ConfigError
 from zpop.delivery import SMTPDelivery
 from zpop.limits import REFUSALS, ConnectionLimiter
 from zpop.outbound import OutboundService
-from zpop.pop3 import POP3Factory
+from zpop.pop3 import POP3Factory, POP3Settings
 from zpop.smtp import SMTPFactory
+from zpop.smtp_transaction import SMTPSettings
 from zpop.store import DATABASE_NAME, IStore, SchemaError, SQLiteStore, schema
 from zpop.threads import ThreadPoolService
 from zpop.tls import ServerTLS, TLSConfigError
@@ -170,7 +171,7 @@ class Options(usage.Options):
     config_path: str | None = None
 
     def postOptions(self) -> None:
-        overrides: dict[str, Any] = {n: self[n] for n in LISTENERS}
+        overrides = {"listeners": {n: self[n] for n in LISTENERS}}
         try:
             cfg, path = zconfig.resolve(self["config"], self["data"], overrides)
         except ConfigError as e:
@@ -190,9 +191,8 @@ class Options(usage.Options):
                 raise usage.UsageError(
                     f"{where}: invalid endpoint {description!r}: {e}"
                 )
-        self.config = cfg.replace(
-            data_dir=os.path.abspath(cfg.data_dir), listeners=listeners
-        )
+        server = replace(cfg.server, data=os.path.abspath(cfg.server.data))
+        self.config = cfg.replace(server=server, listeners=listeners)
         self.config_path = path
 
 
@@ -241,13 +241,28 @@ def protocol_factory(name: str, services: Services) -> IProtocolFactory:
     if name in ("pop3s", "pop3"):
         implicit = name == "pop3s"
         return POP3Factory(
-            services.authenticator, cfg, services.reactor, implicit, services.tls
+            services.authenticator,
+            POP3Settings.from_config(cfg),
+            services.reactor,
+            implicit,
+            services.tls,
         )
     # SMTP: submission on "smtps" (inside implicit TLS) and "submission"
     # (STARTTLS), inbound MX on "mx".
-    router = SMTPDelivery(services.store, cfg, services.reactor, services.wake)
+    router = SMTPDelivery(
+        services.store,
+        cfg.submission,
+        cfg.outbound.lifetime,
+        services.reactor,
+        services.wake,
+    )
     return SMTPFactory(
-        name, services.authenticator, router, cfg, services.reactor, services.tls
+        name,
+        services.authenticator,
+        router,
+        SMTPSettings.from_config(cfg),
+        services.reactor,
+        services.tls,
     )
 
 
@@ -334,7 +349,7 @@ def build_service(
 ) -> service.MultiService:
     """The service tree of the main process, or of a worker process that
     serves the main one's listening sockets (``zpop.cluster``)."""
-    data_dir = cfg.data_dir
+    data_dir = cfg.server.data
     try:
         os.makedirs(data_dir, mode=0o700, exist_ok=True)
     except OSError as e:
@@ -365,7 +380,7 @@ def build_service(
     except (OSError, ValueError) as e:
         raise StartupError(f"server key in {data_dir}: {e}")
     try:
-        tls = ServerTLS.from_config(cfg, data_dir)
+        tls = ServerTLS.from_config(cfg.tls, cfg.host_names, data_dir)
     except TLSConfigError as e:
         raise StartupError(str(e))
     except OSError as e:
@@ -376,7 +391,7 @@ def build_service(
 
     top = StopInOrder()
     top.setName("zpop")
-    db = ThreadPoolService(reactor, "db", cfg.db_threads)
+    db = ThreadPoolService(reactor, "db", cfg.server.db_threads)
     store = SQLiteStore(db_path, db)
     # First child, so it stops last: after the pool ran what was queued.
     StoreService(store).setServiceParent(top)
@@ -392,28 +407,32 @@ def build_service(
     if worker is not None:
         share: Share | None = worker.share
     else:
-        share = share_with_workers if cfg.workers > 1 else None
+        share = share_with_workers if cfg.server.workers > 1 else None
     checker = AccountChecker(
         store,
         server_key,
         hashing,
         reactor,
-        cfg.bcrypt_cost,
-        cfg.credential_cache,
+        cfg.accounts.bcrypt_cost,
+        cfg.auth.credential_cache,
         share=share,
     )
     if worker is not None:
         worker.learn_entry = checker.learn
-    portal = Portal(Realm(store, cfg, reactor), [checker])
+    portal = Portal(Realm(store, cfg.hosts, cfg.accounts, reactor), [checker])
     # Only the main process relays; a worker asks it to look at the queue.
-    outbound = OutboundService(store, cfg, reactor) if worker is None else None
+    outbound = (
+        OutboundService(store, cfg.outbound, cfg.hosts.smtp, reactor)
+        if worker is None
+        else None
+    )
     wake = worker.wake if worker is not None else outbound.wake  # type: ignore[union-attr]
     services = Services(
         config=cfg,
         store=store,
         tls=tls,
         reactor=reactor,
-        authenticator=Authenticator(portal, store, reactor, cfg, server_key),
+        authenticator=Authenticator(portal, store, reactor, cfg.auth, server_key),
         wake=wake,
     )
     endpoints_: list[tuple[str, _ReportingEndpoint]] = []
@@ -427,8 +446,8 @@ def build_service(
         # Each process enforces its share of the limits.
         factory: IProtocolFactory = ConnectionLimiter(
             protocol_factory(name, services),
-            -(-cfg.max_connections_per_client // cfg.workers),
-            -(-cfg.max_connections // cfg.workers),
+            -(-cfg.auth.max_connections_per_client // cfg.server.workers),
+            -(-cfg.auth.max_connections // cfg.server.workers),
             REFUSALS[LISTENER_KINDS[name][0]],
         )
         if LISTENER_KINDS[name][1] == "implicit":
@@ -441,11 +460,11 @@ def build_service(
         endpoints_.append((name, svc.endpoint))
     if outbound is not None:
         outbound.setServiceParent(top)
-    if worker is None and cfg.workers > 1:
+    if worker is None and cfg.server.workers > 1:
         ports = [(name, lambda e=e: e.port) for name, e in endpoints_]
         pool = WorkerPool(
             reactor,
-            cfg.workers - 1,
+            cfg.server.workers - 1,
             ports,
             data_dir,
             config_path,

@@ -1,6 +1,6 @@
 """One TLS policy for every zpop listener.
 
-``ServerTLS`` turns the ``[tls]`` part of a ``Config`` into pyOpenSSL
+``ServerTLS`` turns the ``[tls]`` sections of the config into pyOpenSSL
 contexts: TLS 1.2 minimum, Mozilla's "intermediate" cipher suites, no
 compression or renegotiation, per-host certificates chosen by SNI, and a
 self-signed certificate in the data directory when no certificate is
@@ -41,7 +41,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
-from zpop.config import Config, TLSCertificate
+from zpop.config import TLSCertificate, TLSConfig
 from zpop.files import write_atomically
 
 log = Logger()
@@ -107,14 +107,16 @@ def _make_context(cert: TLSCertificate) -> SSL.Context:
     ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
     # Session resumption (IDs and tickets) needs a session id context.
     ctx.set_session_id(b"zpop")
-    kind = _use_pair(ctx, cert.chain, cert.key)
-    if cert.alt_chain is not None:
-        alt_kind = _use_pair(ctx, cert.alt_chain, cert.alt_key or cert.alt_chain)
+    kind = _use_pair(ctx, cert.certificate, cert.key)
+    if cert.alt_certificate is not None:
+        alt_kind = _use_pair(
+            ctx, cert.alt_certificate, cert.alt_key or cert.alt_certificate
+        )
         if alt_kind == kind:
             raise TLSConfigError(
-                f"TLS certificates {cert.chain} and {cert.alt_chain} both hold"
-                f" {kind} keys: the alternative certificate must be of the other"
-                " key type (RSA beside ECDSA)"
+                f"TLS certificates {cert.certificate} and {cert.alt_certificate}"
+                f" both hold {kind} keys: the alternative certificate must be of"
+                " the other key type (RSA beside ECDSA)"
             )
     return ctx
 
@@ -155,9 +157,9 @@ def _use_pair(ctx: SSL.Context, chain: str, key: str) -> str:
 
 
 def _source(cert: TLSCertificate) -> str:
-    if cert.alt_chain is None:
-        return f"certificate from {cert.chain}"
-    return f"certificates from {cert.chain} and {cert.alt_chain}"
+    if cert.alt_certificate is None:
+        return f"certificate from {cert.certificate}"
+    return f"certificates from {cert.certificate} and {cert.alt_certificate}"
 
 
 def _san_names(cert: x509.Certificate) -> tuple[set[str], set[str]]:
@@ -171,9 +173,9 @@ def _san_names(cert: x509.Certificate) -> tuple[set[str], set[str]]:
     return dns, ips
 
 
-def self_signed_names(config: Config) -> tuple[list[str], list[str]]:
+def self_signed_names(host_names: Iterable[str]) -> tuple[list[str], list[str]]:
     """The DNS names and IP addresses the self-signed certificate must name."""
-    dns = list(dict.fromkeys([*config.host_names, "localhost"]))
+    dns = list(dict.fromkeys([*host_names, "localhost"]))
     return dns, ["127.0.0.1", "::1"]
 
 
@@ -278,7 +280,7 @@ def _self_signed_problem(
 
 
 def ensure_self_signed(
-    config: Config, data_dir: str, now: datetime.datetime | None = None
+    host_names: Iterable[str], data_dir: str, now: datetime.datetime | None = None
 ) -> tuple[str, bool]:
     """The path of DATA/tls/selfsigned.pem, made if needed; and whether made.
 
@@ -291,7 +293,7 @@ def ensure_self_signed(
     directory = os.path.join(data_dir, TLS_DIR)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     path = os.path.join(directory, SELF_SIGNED_NAME)
-    dns, ips = self_signed_names(config)
+    dns, ips = self_signed_names(host_names)
     problem = _self_signed_problem(path, dns, ips, now)
     if problem is None:
         return path, False
@@ -330,20 +332,21 @@ class ServerTLS:
         default.set_tlsext_servername_callback(self._servername)
 
     @classmethod
-    def from_config(cls, config: Config, data_dir: str | None = None) -> ServerTLS:
+    def from_config(
+        cls, config: TLSConfig, host_names: Iterable[str], data_dir: str
+    ) -> ServerTLS:
         """Build from ``config``; raises ``TLSConfigError`` naming a bad file.
 
-        Without a ``[tls]`` certificate, a self-signed one in DATA/tls is
-        made or reused (``data_dir`` defaults to ``config.data_dir``).
+        Without a ``[tls]`` certificate, a self-signed one for ``host_names``
+        in DATA/tls is made or reused.
         """
-        data_dir = config.data_dir if data_dir is None else data_dir
-        by_host = {host: _make_context(c) for host, c in config.tls_by_host.items()}
-        host_sources = {host: _source(c) for host, c in config.tls_by_host.items()}
-        if config.tls_default is not None:
-            default = _make_context(config.tls_default)
-            source = _source(config.tls_default)
+        by_host = {host: _make_context(c) for host, c in config.by_host.items()}
+        host_sources = {host: _source(c) for host, c in config.by_host.items()}
+        if config.default is not None:
+            default = _make_context(config.default)
+            source = _source(config.default)
         else:
-            path, made = ensure_self_signed(config, data_dir)
+            path, made = ensure_self_signed(host_names, data_dir)
             default = _make_context(TLSCertificate(path, path))
             verb = "generated in" if made else "reused from"
             source = f"self-signed certificate {verb} {path}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from zpop.accounts import Clock, passwords, service
 from zpop.accounts.domains import require_hosted
 from zpop.accounts.errors import AddressTaken, InvalidInput, UnknownAccount
-from zpop.config import Config
+from zpop.config import AccountsConfig
 from zpop.store import Account, AppPassword, IStore
 from zpop.threads import Runner
 from zpop.wire.addresses import CONTROL, domain_of
@@ -72,7 +72,7 @@ async def require_unused(store: IStore, address: str, taken: str) -> None:
 @service
 async def add_account(
     store: IStore,
-    config: Config,
+    config: AccountsConfig,
     hashing: Runner,
     clock: Clock,
     address: str,
@@ -101,7 +101,7 @@ async def add_account(
 @service
 async def set_password(
     store: IStore,
-    config: Config,
+    config: AccountsConfig,
     hashing: Runner,
     address: str,
     password: Callable[[], str],

@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from zpop.accounts import passwords
-from zpop.config import Config
+from zpop.config import AuthConfig
 from zpop.store import Account, IStore
 from zpop.store.changes import Verified
 from zpop.threads import Runner
@@ -289,7 +289,7 @@ class Authenticator:
         portal: Portal,
         store: IStore,
         clock: IReactorTime,
-        config: Config,
+        config: AuthConfig,
         key: bytes,
     ) -> None:
         self._portal = portal

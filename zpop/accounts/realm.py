@@ -23,7 +23,7 @@ from zope.interface import Attribute, Interface, implementer
 from zpop.accounts.credentials import Identity, LoginRefused
 from zpop.accounts.maildrop import SPAM_FOLDERS, Maildrop
 from zpop.accounts.settings import free_plan_blocked
-from zpop.config import Config
+from zpop.config import AccountsConfig, HostsConfig
 from zpop.store import Account, IStore, PopSession
 
 #: Maildrop lock owners. A lock belongs to the process that took it, so an
@@ -42,14 +42,17 @@ class Session:
 
 
 def pop_refusal(
-    account: Account, config: Config, server_name: str | None
+    account: Account,
+    hosts: HostsConfig,
+    accounts: AccountsConfig,
+    server_name: str | None,
 ) -> str | None:
     """Why this account may not use POP on this connection, or None."""
-    if server_name == config.pop_personal_host and account.organization:
-        return f"Organization accounts use {config.pop_organization_host}"
-    if server_name == config.pop_organization_host and not account.organization:
-        return f"Personal accounts use {config.pop_personal_host}"
-    if free_plan_blocked(account, config):
+    if server_name == hosts.pop_personal and account.organization:
+        return f"Organization accounts use {hosts.pop_organization}"
+    if server_name == hosts.pop_organization and not account.organization:
+        return f"Personal accounts use {hosts.pop_personal}"
+    if free_plan_blocked(account, accounts):
         return "POP access is not available on the Free plan"
     if not account.pop.enabled:
         return "POP access is disabled for this account"
@@ -80,9 +83,16 @@ class Submitter:
 
 @implementer(IRealm)
 class Realm:
-    def __init__(self, store: IStore, config: Config, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        store: IStore,
+        hosts: HostsConfig,
+        accounts: AccountsConfig,
+        clock: IReactorTime,
+    ) -> None:
         self._store = store
-        self._config = config
+        self._hosts = hosts
+        self._accounts = accounts
         self._clock = clock
 
     def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Deferred:
@@ -114,7 +124,10 @@ class Realm:
             raise UnauthorizedLogin()
         account = opened.account
         refusal = pop_refusal(
-            account, self._config, session.server_name if session else None
+            account,
+            self._hosts,
+            self._accounts,
+            session.server_name if session else None,
         )
         if refusal is not None:
             if opened.locked:

@@ -14,11 +14,11 @@ from zpop.accounts import Clock, service
 from zpop.accounts.accounts import require_account
 from zpop.accounts.errors import NotAllowed
 from zpop.accounts.maildrop import pop_folders
-from zpop.config import Config
+from zpop.config import AccountsConfig
 from zpop.store import Account, IStore, Message
 
 
-def free_plan_blocked(account: Account, config: Config) -> bool:
+def free_plan_blocked(account: Account, config: AccountsConfig) -> bool:
     """Free-plan accounts created on or after the cut-off get no POP."""
     cutoff = config.free_pop_cutoff
     return (
@@ -28,7 +28,7 @@ def free_plan_blocked(account: Account, config: Config) -> bool:
     )
 
 
-def blocked_since(account: Account, config: Config) -> datetime.date | None:
+def blocked_since(account: Account, config: AccountsConfig) -> datetime.date | None:
     """The cut-off date that keeps this account from POP, or None if POP is
     open to it: what a front end tells the account's owner."""
     if not free_plan_blocked(account, config):
@@ -39,7 +39,7 @@ def blocked_since(account: Account, config: Config) -> datetime.date | None:
 
 @service
 async def enable_pop(
-    store: IStore, config: Config, clock: Clock, address: str, mode: str
+    store: IStore, config: AccountsConfig, clock: Clock, address: str, mode: str
 ) -> Account:
     """Enable POP in ``mode`` (``all`` or ``new``, from now on), unless the
     Free-plan cut-off keeps the account from it (NotAllowed)."""

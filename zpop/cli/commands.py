@@ -56,8 +56,8 @@ def cmd_init(ctx: Context, args: argparse.Namespace) -> None:
     ini = os.path.join(data_dir, configmod.CONFIG_NAME)
     if args.hostname and os.path.exists(ini):
         existing = configmod.load(ini)
-        if not _ini_sets_hostname(ini) or existing.hostname != args.hostname:
-            current = existing.hostname if _ini_sets_hostname(ini) else "none"
+        if not _ini_sets_hostname(ini) or existing.server.hostname != args.hostname:
+            current = existing.server.hostname if _ini_sets_hostname(ini) else "none"
             raise CommandError(
                 f"{ini} exists with hostname {current}, not {args.hostname}: "
                 "edit its [server] hostname instead"
@@ -113,7 +113,7 @@ def cmd_domain_add(ctx: Context, args: argparse.Namespace) -> None:
     domain = result_of(
         domains.add_domain(ctx.store, ctx, args.domain, args.organization)
     )
-    host = ctx.config.pop_host_for(domain.organization)
+    host = ctx.config.hosts.pop_for(domain.organization)
     ctx.out(
         f"added {domains.kind(domain.organization)} domain {domain.name} "
         f"(POP host {host})"
@@ -129,7 +129,7 @@ def cmd_domain_list(ctx: Context, args: argparse.Namespace) -> None:
         (
             s.domain.name,
             domains.kind(s.domain.organization),
-            ctx.config.pop_host_for(s.domain.organization),
+            ctx.config.hosts.pop_for(s.domain.organization),
             str(s.accounts),
             iso(s.domain.created),
         )
@@ -143,7 +143,7 @@ def cmd_account_add(ctx: Context, args: argparse.Namespace) -> None:
     account = result_of(
         accounts.add_account(
             ctx.store,
-            ctx.config,
+            ctx.config.accounts,
             run_synchronously,
             ctx,
             address,
@@ -177,7 +177,7 @@ def cmd_account_passwd(ctx: Context, args: argparse.Namespace) -> None:
     account = result_of(
         accounts.set_password(
             ctx.store,
-            ctx.config,
+            ctx.config.accounts,
             run_synchronously,
             args.address,
             lambda: read_password(ctx.stdin),
@@ -202,19 +202,19 @@ def cmd_account_show(ctx: Context, args: argparse.Namespace) -> None:
         f"  Created:           {iso(account.created)}",
         f"  Primary password:  {password_state(account)}",
         f"  Two-factor:        {'on' if account.two_factor else 'off'}",
-        *pop_lines(account, ctx.config),
+        *pop_lines(account, ctx.config.accounts),
         "  Aliases:           "
         f"{', '.join(details.aliases) if details.aliases else 'none'}",
         f"  App passwords:     {len(details.app_passwords)}",
         "",
         "Mail client settings",
         "  Incoming mail (POP3)",
-        f"    Server:          {ctx.config.pop_host_for(account.organization)}",
+        f"    Server:          {ctx.config.hosts.pop_for(account.organization)}",
         f"    Port:            {POP3S_PORT}",
         "    Security:        SSL/TLS (required)",
         f"    Username:        {address}",
         "  Outgoing mail (SMTP)",
-        f"    Server:          {ctx.config.smtp_host}",
+        f"    Server:          {ctx.config.hosts.smtp}",
         f"    Port:            {SMTPS_PORT} with SSL/TLS, or {SUBMISSION_PORT} "
         "with STARTTLS",
         "    Authentication:  required (normal password)",
@@ -232,7 +232,10 @@ def cmd_account_show(ctx: Context, args: argparse.Namespace) -> None:
         )
     else:
         ctx.out("  Password:          the account password")
-    if not account.pop.enabled and settings.blocked_since(account, ctx.config) is None:
+    if (
+        not account.pop.enabled
+        and settings.blocked_since(account, ctx.config.accounts) is None
+    ):
         ctx.out(
             f"  Note: POP access is disabled: 'zpop pop enable {address} "
             "--mode all|new'"
@@ -274,14 +277,18 @@ def cmd_account_delete(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def _show_pop(ctx: Context, account: Account) -> None:
-    ctx.out(f"POP settings of {account.address}", *pop_lines(account, ctx.config))
+    ctx.out(
+        f"POP settings of {account.address}", *pop_lines(account, ctx.config.accounts)
+    )
 
 
 def cmd_pop_enable(ctx: Context, args: argparse.Namespace) -> None:
     _show_pop(
         ctx,
         result_of(
-            settings.enable_pop(ctx.store, ctx.config, ctx, args.address, args.mode)
+            settings.enable_pop(
+                ctx.store, ctx.config.accounts, ctx, args.address, args.mode
+            )
         ),
     )
 
@@ -362,7 +369,7 @@ def cmd_alias_add(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def cmd_deliver(ctx: Context, args: argparse.Namespace) -> None:
-    limit = ctx.config.message_size_limit
+    limit = ctx.config.limits.message_size
     try:
         delivered = result_of(
             delivery.deliver_local(
@@ -397,7 +404,7 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> None:
             f"skipped Maildir folder {folder.name}: zpop has no folder for it "
             f"(only Inbox, {', '.join(FOLDERS[1:])})"
         )
-    limit = ctx.config.message_size_limit
+    limit = ctx.config.limits.message_size
     tally = result_of(
         delivery.import_messages(
             ctx.store,

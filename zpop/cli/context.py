@@ -54,11 +54,11 @@ class Context:
 
     @property
     def data_dir(self) -> str:
-        return self.config.data_dir
+        return self.config.server.data
 
     @property
     def database(self) -> str:
-        return os.path.join(self.config.data_dir, DATABASE_NAME)
+        return os.path.join(self.config.server.data, DATABASE_NAME)
 
     def out(self, *lines: str) -> None:
         for line in lines:

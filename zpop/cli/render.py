@@ -14,7 +14,7 @@ from zpop.accounts.errors import (
     UnknownAccount,
     UnknownAppPassword,
 )
-from zpop.config import Config
+from zpop.config import AccountsConfig
 from zpop.store import Account
 from zpop.wire.addresses import CONTROL
 
@@ -46,7 +46,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
-def pop_lines(account: Account, config: Config) -> list[str]:
+def pop_lines(account: Account, config: AccountsConfig) -> list[str]:
     """The POP settings block shared by ``account show`` and ``pop ...``."""
     pop = account.pop
     if not pop.enabled:

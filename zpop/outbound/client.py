@@ -38,7 +38,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
-from zpop.config import Config, TLSLevel
+from zpop.config import OutboundConfig, TLSLevel
 from zpop.outbound.tls import client_tls
 from zpop.store import NotFound
 from zpop.store.records import OutboundJob
@@ -334,12 +334,14 @@ class Deliverer:
     def __init__(
         self,
         reactor: IReactorTime,
-        config: Config,
+        config: OutboundConfig,
+        hostname: str,
         read_body: ReadBody,
         connect: Callable[[Hop], Any],
     ) -> None:
         self._reactor = reactor
         self._config = config
+        self._hostname = hostname
         self._read_body = read_body
         self._connect = connect
         self._clients: set[RelayClient] = set()
@@ -371,7 +373,7 @@ class Deliverer:
             client.abort(error)
 
     async def _connection(self, hop: Hop, next_job: NextJob, record: Record) -> bool:
-        factory = _ClientFactory(self._reactor, self._config.outbound_timeout)
+        factory = _ClientFactory(self._reactor, self._config.timeout)
         try:
             client = await self._connect(hop).connect(factory)
         except Exception as e:
@@ -380,7 +382,9 @@ class Deliverer:
             ) from None
         self._clients.add(client)
         try:
-            session = ClientSession(client, hop, self._config, self._read_body)
+            session = ClientSession(
+                client, hop, self._config, self._hostname, self._read_body
+            )
             return await session.run(next_job, record)
         finally:
             self._clients.discard(client)
@@ -397,11 +401,18 @@ class ClientSession:
     """
 
     def __init__(
-        self, client: RelayClient, hop: Hop, config: Config, read_body: ReadBody
+        self,
+        client: RelayClient,
+        hop: Hop,
+        config: OutboundConfig,
+        hostname: str,
+        read_body: ReadBody,
     ) -> None:
         self._client = client
         self._hop = hop
         self._config = config
+        #: The name given in EHLO.
+        self._hostname = hostname
         self._read_body = read_body
         #: ``host[address]`` of the server, for logs and DSNs.
         self.mta = _mta(client, hop)
@@ -422,7 +433,7 @@ class ClientSession:
             fail(f"greeted with {greeting.text}", greeting)
         extensions = await self._hello()
         if "STARTTLS" in extensions and hop.tls != TLSLevel.NONE:
-            tls = client_tls(hop.host, hop.tls, self._config.outbound_smarthost_ca)
+            tls = client_tls(hop.host, hop.tls, self._config.smarthost_ca)
             reply = await client.starttls(tls)
             if reply.code == 220:
                 try:
@@ -441,7 +452,7 @@ class ClientSession:
             await self._authenticate(extensions)
         progressed = False
         done = 0
-        while done < self._config.outbound_messages_per_connection:
+        while done < self._config.messages_per_connection:
             if client.failed:
                 return progressed
             job = next_job()
@@ -464,7 +475,7 @@ class ClientSession:
 
     async def _hello(self) -> set[str]:
         client = self._client
-        name = self._config.smtp_host.encode("idna")
+        name = self._hostname.encode("idna")
         client.send(b"EHLO " + name)
         reply = await client.reply()
         if reply.code == 250:

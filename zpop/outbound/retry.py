@@ -9,7 +9,7 @@ Every recipient's result is recorded on its own: ``delivered`` (2xx),
 
 from __future__ import annotations
 
-from zpop.config import Config
+from zpop.config import OutboundConfig
 from zpop.outbound.client import DeliveryError, RemoteReply
 from zpop.store.records import RecipientResult
 
@@ -25,7 +25,7 @@ def outcome(
     attempts: int,
     now: float,
     expires: float,
-    config: Config,
+    config: OutboundConfig,
     reply: RemoteReply | None = None,
     error: DeliveryError | None = None,
     remote_mta: str | None = None,
@@ -62,7 +62,7 @@ def outcome(
             remote_mta,
             diagnostic,
         )
-    delay = retry_delay(attempts, config.outbound_retry_min, config.outbound_retry_max)
+    delay = retry_delay(attempts, config.retry_min, config.retry_max)
     return RecipientResult(
         recipient,
         "queued",

@@ -16,7 +16,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 
-from zpop.config import Config, TLSLevel
+from zpop.config import OutboundConfig, TLSLevel
 from zpop.outbound.client import DeliveryError
 
 #: Most MX hosts tried per attempt (Postfix: smtp_mx_address_limit = 5).
@@ -46,34 +46,34 @@ class Router:
 
     mx_port = 25
 
-    def __init__(self, config: Config, resolver: Any = None) -> None:
+    def __init__(self, config: OutboundConfig, resolver: Any = None) -> None:
         self._config = config
         self._resolver = resolver
         self._auth: tuple[str, str] | None = None
-        if config.outbound_smarthost and config.outbound_smarthost_user:
+        if config.smarthost and config.smarthost_user:
             password = ""
-            if config.outbound_smarthost_password_file:
-                with open(config.outbound_smarthost_password_file, "rb") as f:
+            if config.smarthost_password_file:
+                with open(config.smarthost_password_file, "rb") as f:
                     password = f.readline().rstrip(b"\r\n").decode("utf-8")
-            self._auth = (config.outbound_smarthost_user, password)
+            self._auth = (config.smarthost_user, password)
 
     @property
     def _mx_tls(self) -> str:
-        return TLSLevel.ENCRYPT if self._config.outbound_require_tls else TLSLevel.MAY
+        return TLSLevel.ENCRYPT if self._config.require_tls else TLSLevel.MAY
 
     def route(self, domain: str) -> Deferred:
         """Fires with the Hops to try, in order; fails DeliveryError."""
-        pinned = self._config.outbound_routes.get(domain)
+        pinned = self._config.routes.get(domain)
         if pinned is not None:
             return defer.succeed([Hop(pinned[0], pinned[1], self._mx_tls)])
-        smarthost = self._config.outbound_smarthost
+        smarthost = self._config.smarthost
         if smarthost is not None:
             return defer.succeed(
                 [
                     Hop(
                         smarthost[0],
                         smarthost[1],
-                        self._config.outbound_smarthost_tls,
+                        self._config.smarthost_tls,
                         self._auth,
                     )
                 ]

@@ -35,7 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from zpop import owners
-from zpop.config import Config
+from zpop.config import OutboundConfig
 from zpop.outbound.client import Deliverer, DeliveryError, RemoteReply, hop_endpoint
 from zpop.outbound.dsn import SUBJECT, build_dsn
 from zpop.outbound.retry import outcome
@@ -63,7 +63,8 @@ class OutboundService(Service):
     def __init__(
         self,
         store: IStore,
-        config: Config,
+        config: OutboundConfig,
+        hostname: str,
         reactor: Any,
         clock: IReactorTime | None = None,
         resolver: Any = None,
@@ -73,12 +74,15 @@ class OutboundService(Service):
         self.setName("outbound")
         self._store = store
         self._config = config
+        #: The name this relay gives itself: EHLO, and the DSN's reporting MTA.
+        self._hostname = hostname
         self._reactor = reactor
         self._clock = clock if clock is not None else reactor
         self._resolver = resolver
         self._deliverer = Deliverer(
             reactor,
             config,
+            hostname,
             store.read_outbound_body,
             connect or functools.partial(hop_endpoint, reactor),
         )
@@ -111,8 +115,8 @@ class OutboundService(Service):
         self._stopping = False
         self._make_router()
         for interval, job in (
-            (self._config.outbound_scan_interval, self._tick),
-            (self._config.outbound_lease / 3, self._renew),
+            (self._config.scan_interval, self._tick),
+            (self._config.lease / 3, self._renew),
         ):
             loop = LoopingCall(job)
             loop.clock = self._clock
@@ -164,7 +168,7 @@ class OutboundService(Service):
 
     def _renew(self) -> Deferred:
         d = self._store.renew_outbound_leases(
-            self.owner, self._clock.seconds(), self._config.outbound_lease
+            self.owner, self._clock.seconds(), self._config.lease
         )
         d.addErrback(lambda f: log.failure("outbound: renewing leases", f))
         return d
@@ -213,7 +217,7 @@ class OutboundService(Service):
             jobs = await self._store.claim_outbound(
                 self.owner,
                 self._clock.seconds(),
-                self._config.outbound_lease,
+                self._config.lease,
                 CLAIM_BATCH - waiting,
             )
             for job in jobs:
@@ -233,9 +237,9 @@ class OutboundService(Service):
         for domain, queue in list(self._waiting.items()):
             while (
                 queue
-                and self._active < self._config.outbound_max_connections
+                and self._active < self._config.max_connections
                 and self._per_domain.get(domain, 0)
-                < self._config.outbound_max_per_domain
+                < self._config.max_connections_per_domain
             ):
                 self._start_worker(domain)
                 if len(queue) <= self._per_domain[domain]:
@@ -363,7 +367,7 @@ class OutboundService(Service):
         try:
             await self._store.get_domain(sender.rpartition("@")[2])
         except NotFound:
-            expires = now + self._config.queue_lifetime
+            expires = now + self._config.lifetime
             return "queued", None, QueuedMessage("", (sender,), body, now, expires)
         return "dropped", None, None
 
@@ -383,7 +387,7 @@ class OutboundService(Service):
                 head = await self._store.read_outbound_body(message_id, 0, 65536)
                 now = self._clock.seconds()
                 body = build_dsn(
-                    self._config.smtp_host,
+                    self._hostname,
                     message.sender,
                     failed,
                     head,

@@ -157,8 +157,8 @@ class InitTests(AdminTestCase):
             f"wrote {data}/zpop.ini (hostname mail.example.net)",
         )
         config = admin.load_config(None, data)
-        self.assertEqual(config.hostname, "mail.example.net")
-        self.assertEqual(config.pop_personal_host, "pop.mail.example.net")
+        self.assertEqual(config.server.hostname, "mail.example.net")
+        self.assertEqual(config.hosts.pop_personal, "pop.mail.example.net")
         status = admin.main(
             ["--data", data, "init", "--hostname", "mail.example.net"],
             stdout=(out := io.StringIO()),
@@ -267,12 +267,12 @@ class InitTests(AdminTestCase):
                 else os.environ.__setitem__("ZPOP_DATA", old)
             )
         )
-        self.assertEqual(admin.load_config(path, "/cli").data_dir, "/cli")
+        self.assertEqual(admin.load_config(path, "/cli").server.data, "/cli")
         self.assertEqual(
-            admin.load_config(path, None).data_dir, os.path.join(base, "from-config")
+            admin.load_config(path, None).server.data, os.path.join(base, "from-config")
         )
-        self.assertEqual(admin.load_config(bare, None).data_dir, "/from/env")
-        self.assertEqual(admin.load_config(None, None).data_dir, "/from/env")
+        self.assertEqual(admin.load_config(bare, None).server.data, "/from/env")
+        self.assertEqual(admin.load_config(None, None).server.data, "/from/env")
 
     def test_help(self) -> None:
         """--help prints usage on stdout and exits 0."""

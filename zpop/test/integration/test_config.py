@@ -11,9 +11,15 @@ from twisted.trial.unittest import SynchronousTestCase
 from zpop.config import (
     CONFIG_NAME,
     LISTENERS,
+    AccountsConfig,
     Config,
     ConfigError,
+    HostsConfig,
+    LimitsConfig,
+    ServerConfig,
+    SubmissionConfig,
     TLSCertificate,
+    TLSConfig,
     default_data_dir,
     find_config_file,
     load,
@@ -83,33 +89,46 @@ class ConfigTestCase(SynchronousTestCase):
 class DefaultsTests(ConfigTestCase):
     def test_defaults(self) -> None:
         """With no file and no overrides every knob has its documented default."""
+        config = load(None)
         self.assertEqual(
-            load(None),
-            Config(
-                data_dir="zpop-data",
-                hostname="localhost",
-                pop_personal_host="pop.localhost",
-                pop_organization_host="poppro.localhost",
-                smtp_host="smtp.localhost",
-                listeners={
+            (
+                config.server,
+                config.hosts,
+                dict(config.listeners),
+                config.tls,
+                config.limits,
+                config.accounts,
+                config.submission,
+            ),
+            (
+                ServerConfig(
+                    data="zpop-data", hostname="localhost", db_threads=4, workers=1
+                ),
+                HostsConfig(
+                    pop_personal="pop.localhost",
+                    pop_organization="poppro.localhost",
+                    smtp="smtp.localhost",
+                ),
+                {
                     "pop3s": "tcp:8995",
                     "pop3": "",
                     "smtps": "tcp:8465",
                     "submission": "tcp:8587",
                     "mx": "tcp:8025",
                 },
-                tls_default=None,
-                tls_by_host={},
-                message_size_limit=36 * 1024 * 1024,
-                max_recipients=100,
-                pop_idle_timeout=600.0,
-                smtp_timeout=300.0,
-                max_line_length=2048,
-                default_plan="free",
-                free_pop_cutoff=None,
-                bcrypt_cost=12,
-                db_threads=4,
-                save_sent_copy=True,
+                TLSConfig(default=None, by_host={}),
+                LimitsConfig(
+                    message_size=36 * 1024 * 1024,
+                    recipients=100,
+                    pop_idle_timeout=600.0,
+                    smtp_timeout=300.0,
+                    line_length=2048,
+                    smtp_session=3600.0,
+                ),
+                AccountsConfig(
+                    default_plan="free", free_pop_cutoff=None, bcrypt_cost=12
+                ),
+                SubmissionConfig(save_sent_copy=True),
             ),
         )
 
@@ -128,19 +147,19 @@ class DefaultsTests(ConfigTestCase):
 
     def test_listeners_not_shared(self) -> None:
         """Each Config gets its own listeners mapping, not the module's."""
-        config = load(None, {"pop3": "tcp:110"})
+        config = load(None, {"listeners": {"pop3": "tcp:110"}})
         self.assertEqual(LISTENERS["pop3"], "")
         self.assertEqual(Config().listeners["pop3"], "")
         self.assertEqual(config.listeners["pop3"], "tcp:110")
 
     def test_host_names_derived(self) -> None:
         """Unset host names derive pop., poppro. and smtp. from the hostname."""
-        config = Config(hostname="example.com")
+        config = Config(server=ServerConfig(hostname="example.com"))
         self.assertEqual(
             (
-                config.pop_personal_host,
-                config.pop_organization_host,
-                config.smtp_host,
+                config.hosts.pop_personal,
+                config.hosts.pop_organization,
+                config.hosts.smtp,
                 config.host_names,
             ),
             (
@@ -159,9 +178,10 @@ class DefaultsTests(ConfigTestCase):
     def test_host_names_explicit(self) -> None:
         """Explicit host names win over derivation; host_names has no duplicates."""
         config = Config(
-            hostname="mail.example.com",
-            pop_personal_host="mail.example.com",
-            pop_organization_host="Pro.Example.com",
+            server=ServerConfig(hostname="mail.example.com"),
+            hosts=HostsConfig(
+                pop_personal="mail.example.com", pop_organization="Pro.Example.com"
+            ),
         )
         self.assertEqual(
             config.host_names,
@@ -170,31 +190,39 @@ class DefaultsTests(ConfigTestCase):
 
     def test_pop_host_for(self) -> None:
         """Organization accounts are told the organization POP host, others not."""
-        config = Config(hostname="example.com")
+        config = Config(server=ServerConfig(hostname="example.com"))
         self.assertEqual(
-            (config.pop_host_for(True), config.pop_host_for(False)),
+            (config.hosts.pop_for(True), config.hosts.pop_for(False)),
             ("poppro.example.com", "pop.example.com"),
         )
 
     def test_replace(self) -> None:
-        """replace changes the given fields and keeps the others."""
-        config = Config(hostname="example.com", smtp_host="out.example.com")
-        changed = config.replace(max_recipients=5, smtp_host="mx.example.com")
+        """replace changes the given sections and keeps the others."""
+        config = Config(
+            server=ServerConfig(hostname="example.com"),
+            hosts=HostsConfig(smtp="out.example.com"),
+        )
+        changed = config.replace(
+            limits=LimitsConfig(recipients=5), hosts=HostsConfig(smtp="mx.example.com")
+        )
         self.assertEqual(
-            (changed.max_recipients, changed.smtp_host, changed.pop_personal_host),
+            (changed.limits.recipients, changed.hosts.smtp, changed.hosts.pop_personal),
             (5, "mx.example.com", "pop.example.com"),
         )
-        self.assertEqual(config.max_recipients, 100)
+        self.assertEqual(config.limits.recipients, 100)
 
     def test_replace_hostname_rederives(self) -> None:
-        """replace(hostname=...) re-derives host names that were derived."""
-        config = Config(hostname="example.com", smtp_host="out.example.com")
-        changed = config.replace(hostname="example.net")
+        """A new [server] hostname re-derives the host names that were derived."""
+        config = Config(
+            server=ServerConfig(hostname="example.com"),
+            hosts=HostsConfig(smtp="out.example.com"),
+        )
+        changed = config.replace(server=ServerConfig(hostname="example.net"))
         self.assertEqual(
             (
-                changed.pop_personal_host,
-                changed.pop_organization_host,
-                changed.smtp_host,
+                changed.hosts.pop_personal,
+                changed.hosts.pop_organization,
+                changed.hosts.smtp,
             ),
             ("pop.example.net", "poppro.example.net", "out.example.com"),
         )
@@ -202,8 +230,9 @@ class DefaultsTests(ConfigTestCase):
     def test_frozen(self) -> None:
         """A Config cannot be changed in place."""
         config = Config()
-        self.assertRaises(AttributeError, setattr, config, "hostname", "x")
-        self.assertEqual(config.hostname, "localhost")
+        self.assertRaises(AttributeError, setattr, config, "server", ServerConfig())
+        self.assertRaises(AttributeError, setattr, config.server, "hostname", "x")
+        self.assertEqual(config.server.hostname, "localhost")
 
 
 class FileTests(ConfigTestCase):
@@ -214,11 +243,17 @@ class FileTests(ConfigTestCase):
         self.assertEqual(
             load(path),
             Config(
-                data_dir=os.path.join(base, "state"),
-                hostname="mail.example.net",
-                pop_personal_host="pop.example.com",
-                pop_organization_host="poppro.example.com",
-                smtp_host="smtp.example.com",
+                server=ServerConfig(
+                    data=os.path.join(base, "state"),
+                    hostname="mail.example.net",
+                    db_threads=8,
+                    workers=3,
+                ),
+                hosts=HostsConfig(
+                    pop_personal="pop.example.com",
+                    pop_organization="poppro.example.com",
+                    smtp="smtp.example.com",
+                ),
                 listeners={
                     "pop3s": "tcp:995",
                     "pop3": "tcp:110",
@@ -226,26 +261,30 @@ class FileTests(ConfigTestCase):
                     "submission": "tcp:587",
                     "mx": "",
                 },
-                tls_default=TLSCertificate(
-                    chain=os.path.join(base, "certs/chain.pem"),
-                    key=os.path.join(base, "certs/key.pem"),
+                tls=TLSConfig(
+                    default=TLSCertificate(
+                        certificate=os.path.join(base, "certs/chain.pem"),
+                        key=os.path.join(base, "certs/key.pem"),
+                    ),
+                    by_host={
+                        "pop.example.com": TLSCertificate(
+                            certificate="/etc/ssl/pop.pem", key="/etc/ssl/pop.pem"
+                        )
+                    },
                 ),
-                tls_by_host={
-                    "pop.example.com": TLSCertificate(
-                        chain="/etc/ssl/pop.pem", key="/etc/ssl/pop.pem"
-                    )
-                },
-                message_size_limit=20 * 1024 * 1024,
-                max_recipients=50,
-                pop_idle_timeout=300.0,
-                smtp_timeout=120.5,
-                max_line_length=4096,
-                default_plan="paid",
-                free_pop_cutoff=datetime.datetime(2024, 6, 1, tzinfo=datetime.UTC),
-                bcrypt_cost=10,
-                db_threads=8,
-                workers=3,
-                save_sent_copy=False,
+                limits=LimitsConfig(
+                    message_size=20 * 1024 * 1024,
+                    recipients=50,
+                    pop_idle_timeout=300.0,
+                    smtp_timeout=120.5,
+                    line_length=4096,
+                ),
+                accounts=AccountsConfig(
+                    default_plan="paid",
+                    free_pop_cutoff=datetime.datetime(2024, 6, 1, tzinfo=datetime.UTC),
+                    bcrypt_cost=10,
+                ),
+                submission=SubmissionConfig(save_sent_copy=False),
             ),
         )
 
@@ -258,9 +297,9 @@ class FileTests(ConfigTestCase):
         config = load(self.write("[server]\nhostname = example.org\n[hosts]\n"))
         self.assertEqual(
             (
-                config.pop_personal_host,
-                config.pop_organization_host,
-                config.smtp_host,
+                config.hosts.pop_personal,
+                config.hosts.pop_organization,
+                config.hosts.smtp,
             ),
             ("pop.example.org", "poppro.example.org", "smtp.example.org"),
         )
@@ -283,14 +322,14 @@ class FileTests(ConfigTestCase):
         """A relative data directory is relative to the file's directory."""
         path = self.write("[server]\ndata = ../var/zpop\n")
         self.assertEqual(
-            load(path).data_dir,
+            load(path).server.data,
             os.path.join(os.path.dirname(path), "../var/zpop"),
         )
 
     def test_absolute_data_dir(self) -> None:
         """An absolute data directory is kept as it is."""
         path = self.write("[server]\ndata = /var/lib/zpop\n")
-        self.assertEqual(load(path).data_dir, "/var/lib/zpop")
+        self.assertEqual(load(path).server.data, "/var/lib/zpop")
 
     def test_relative_file_name_resolved(self) -> None:
         """A config file named relative to the cwd still resolves paths from it."""
@@ -301,11 +340,11 @@ class FileTests(ConfigTestCase):
         os.chdir(directory)
         config = load(CONFIG_NAME)
         self.assertEqual(
-            (config.data_dir, config.tls_default),
+            (config.server.data, config.tls.default),
             (
                 os.path.join(directory, "state"),
                 TLSCertificate(
-                    chain=os.path.join(directory, "c.pem"),
+                    certificate=os.path.join(directory, "c.pem"),
                     key=os.path.join(directory, "c.pem"),
                 ),
             ),
@@ -315,7 +354,9 @@ class FileTests(ConfigTestCase):
         """Without a key the certificate file holds the key too."""
         path = self.write("[tls]\ncertificate = both.pem\n")
         both = os.path.join(os.path.dirname(path), "both.pem")
-        self.assertEqual(load(path).tls_default, TLSCertificate(chain=both, key=both))
+        self.assertEqual(
+            load(path).tls.default, TLSCertificate(certificate=both, key=both)
+        )
 
     def test_tls_alt_certificate(self) -> None:
         """alt_certificate/alt_key name a second chain (key defaults to the
@@ -329,19 +370,19 @@ class FileTests(ConfigTestCase):
         base = os.path.dirname(path)
         config = load(path)
         self.assertEqual(
-            (config.tls_default, dict(config.tls_by_host)),
+            (config.tls.default, dict(config.tls.by_host)),
             (
                 TLSCertificate(
-                    chain=os.path.join(base, "rsa.pem"),
+                    certificate=os.path.join(base, "rsa.pem"),
                     key=os.path.join(base, "rsa.key"),
-                    alt_chain=os.path.join(base, "ec.pem"),
+                    alt_certificate=os.path.join(base, "ec.pem"),
                     alt_key="/keys/ec.key",
                 ),
                 {
                     "pop.example.com": TLSCertificate(
-                        chain=os.path.join(base, "pop.pem"),
+                        certificate=os.path.join(base, "pop.pem"),
                         key=os.path.join(base, "pop.pem"),
-                        alt_chain=os.path.join(base, "pop-ec.pem"),
+                        alt_certificate=os.path.join(base, "pop-ec.pem"),
                         alt_key=os.path.join(base, "pop-ec.pem"),
                     )
                 },
@@ -362,16 +403,16 @@ class FileTests(ConfigTestCase):
         base = os.path.dirname(path)
         config = load(path)
         self.assertEqual(
-            (config.tls_default, dict(config.tls_by_host)),
+            (config.tls.default, dict(config.tls.by_host)),
             (
                 None,
                 {
                     "pop.example.com": TLSCertificate(
-                        chain=os.path.join(base, "pop.pem"),
+                        certificate=os.path.join(base, "pop.pem"),
                         key=os.path.join(base, "pop.key"),
                     ),
                     "smtp.example.com": TLSCertificate(
-                        chain="/etc/smtp.pem", key="/etc/smtp.pem"
+                        certificate="/etc/smtp.pem", key="/etc/smtp.pem"
                     ),
                 },
             ),
@@ -387,7 +428,7 @@ class FileTests(ConfigTestCase):
             ("2G", 2 * 1024**3),
         ):
             path = self.write(f"[limits]\nmessage_size = {text}\n")
-            self.assertEqual(load(path).message_size_limit, size, text)
+            self.assertEqual(load(path).limits.message_size, size, text)
 
     def test_booleans(self) -> None:
         """Booleans accept yes/no, true/false, on/off and 1/0."""
@@ -402,23 +443,23 @@ class FileTests(ConfigTestCase):
             ("0", False),
         ):
             path = self.write(f"[submission]\nsave_sent_copy = {text}\n")
-            self.assertEqual(load(path).save_sent_copy, value, text)
+            self.assertEqual(load(path).submission.save_sent_copy, value, text)
 
     def test_empty_cutoff(self) -> None:
         """An empty free_pop_cutoff means no cut-off."""
         path = self.write("[accounts]\nfree_pop_cutoff =\n")
-        self.assertIsNone(load(path).free_pop_cutoff)
+        self.assertIsNone(load(path).accounts.free_pop_cutoff)
 
     def test_bcrypt_cost_bounds(self) -> None:
         """bcrypt costs 4 and 31 are accepted."""
         for cost in (4, 31):
             path = self.write(f"[accounts]\nbcrypt_cost = {cost}\n")
-            self.assertEqual(load(path).bcrypt_cost, cost)
+            self.assertEqual(load(path).accounts.bcrypt_cost, cost)
 
     def test_no_interpolation(self) -> None:
         """Percent signs are taken literally (no ini interpolation)."""
         path = self.write("[server]\ndata = /srv/100%zpop\n")
-        self.assertEqual(load(path).data_dir, "/srv/100%zpop")
+        self.assertEqual(load(path).server.data, "/srv/100%zpop")
 
 
 class OverrideTests(ConfigTestCase):
@@ -431,17 +472,16 @@ class OverrideTests(ConfigTestCase):
         config = load(
             path,
             {
-                "hostname": "option.example",
-                "max_recipients": 9,
-                "pop3s": "tcp:1995",
-                "mx": "",
+                "server": {"hostname": "option.example"},
+                "limits": {"recipients": 9},
+                "listeners": {"pop3s": "tcp:1995", "mx": ""},
             },
         )
         self.assertEqual(
             (
-                config.hostname,
-                config.pop_personal_host,
-                config.max_recipients,
+                config.server.hostname,
+                config.hosts.pop_personal,
+                config.limits.recipients,
                 config.listeners["pop3s"],
                 config.listeners["mx"],
             ),
@@ -454,17 +494,23 @@ class OverrideTests(ConfigTestCase):
             "[server]\ndata = state\nhostname = file.example\n"
             "[listeners]\nmx = tcp:25\n"
         )
-        config = load(path, {"data_dir": None, "hostname": None, "mx": None})
+        config = load(
+            path,
+            {"server": {"data": None, "hostname": None}, "listeners": {"mx": None}},
+        )
         self.assertEqual(
-            (config.data_dir, config.hostname, config.listeners["mx"]),
+            (config.server.data, config.server.hostname, config.listeners["mx"]),
             (os.path.join(os.path.dirname(path), "state"), "file.example", "tcp:25"),
         )
 
     def test_overrides_without_file(self) -> None:
         """Overrides apply on top of the defaults when there is no file."""
-        config = load(None, {"data_dir": "/srv/zpop", "smtps": "", "pop3": None})
+        config = load(
+            None,
+            {"server": {"data": "/srv/zpop"}, "listeners": {"smtps": "", "pop3": None}},
+        )
         self.assertEqual(
-            (config.data_dir, config.listeners["smtps"], config.listeners["pop3"]),
+            (config.server.data, config.listeners["smtps"], config.listeners["pop3"]),
             ("/srv/zpop", "", ""),
         )
 
@@ -702,17 +748,17 @@ class AuthSectionTests(ConfigTestCase):
         config = load(path)
         self.assertEqual(
             (
-                config.failure_delay,
-                config.failure_delay_max,
-                config.failure_window,
-                config.ban_threshold,
-                config.ban_period,
-                config.account_failure_threshold,
-                config.credential_cache,
-                [str(n) for n in config.allow_networks],
-                config.max_connections_per_client,
-                config.max_connections,
-                config.login_deadline,
+                config.auth.failure_delay,
+                config.auth.failure_delay_max,
+                config.auth.failure_window,
+                config.auth.ban_threshold,
+                config.auth.ban_period,
+                config.auth.account_failure_threshold,
+                config.auth.credential_cache,
+                [str(n) for n in config.auth.allow_networks],
+                config.auth.max_connections_per_client,
+                config.auth.max_connections,
+                config.auth.login_deadline,
             ),
             (
                 1.5,
@@ -761,15 +807,15 @@ class OutboundSectionTests(ConfigTestCase):
         config = load(None)
         self.assertEqual(
             (
-                config.outbound_smarthost,
-                config.outbound_smarthost_tls,
-                config.outbound_require_tls,
-                dict(config.outbound_routes),
-                config.outbound_max_connections,
-                config.outbound_max_per_domain,
-                config.outbound_retry_min,
-                config.outbound_retry_max,
-                config.queue_lifetime,
+                config.outbound.smarthost,
+                config.outbound.smarthost_tls,
+                config.outbound.require_tls,
+                dict(config.outbound.routes),
+                config.outbound.max_connections,
+                config.outbound.max_connections_per_domain,
+                config.outbound.retry_min,
+                config.outbound.retry_max,
+                config.outbound.lifetime,
             ),
             (None, "verify", False, {}, 20, 2, 300.0, 3600.0, 432000.0),
         )
@@ -793,22 +839,22 @@ class OutboundSectionTests(ConfigTestCase):
         config = load(path)
         self.assertEqual(
             (
-                config.outbound_smarthost,
-                config.outbound_smarthost_user,
-                config.outbound_smarthost_password_file,
-                config.outbound_smarthost_tls,
-                config.outbound_smarthost_ca,
-                config.outbound_require_tls,
-                config.outbound_max_connections,
-                config.outbound_max_per_domain,
-                config.outbound_messages_per_connection,
-                config.outbound_retry_min,
-                config.outbound_retry_max,
-                config.outbound_scan_interval,
-                config.outbound_lease,
-                config.outbound_timeout,
-                config.queue_lifetime,
-                dict(config.outbound_routes),
+                config.outbound.smarthost,
+                config.outbound.smarthost_user,
+                config.outbound.smarthost_password_file,
+                config.outbound.smarthost_tls,
+                config.outbound.smarthost_ca,
+                config.outbound.require_tls,
+                config.outbound.max_connections,
+                config.outbound.max_connections_per_domain,
+                config.outbound.messages_per_connection,
+                config.outbound.retry_min,
+                config.outbound.retry_max,
+                config.outbound.scan_interval,
+                config.outbound.lease,
+                config.outbound.timeout,
+                config.outbound.lifetime,
+                dict(config.outbound.routes),
             ),
             (
                 ("relay.example.net", 587),
@@ -875,10 +921,10 @@ class SMTPKeysTests(ConfigTestCase):
         cfg = load(path)
         self.assertEqual(
             (
-                cfg.smtp_session_deadline,
-                cfg.queue_lifetime,
-                Config().smtp_session_deadline,
-                Config().queue_lifetime,
+                cfg.limits.smtp_session,
+                cfg.outbound.lifetime,
+                Config().limits.smtp_session,
+                Config().outbound.lifetime,
             ),
             (90.0, 3600.0, 3600.0, 432000.0),
         )

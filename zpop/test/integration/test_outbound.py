@@ -26,7 +26,7 @@ from twisted.names import dns, error
 from twisted.protocols.basic import LineReceiver
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from zpop.config import Config, TLSCertificate
+from zpop.config import OutboundConfig, TLSCertificate
 from zpop.outbound import (
     DeliveryError,
     Hop,
@@ -182,16 +182,20 @@ class RelayTestCase(TestCase):
 
     def make_service(self, **changes: Any) -> OutboundService:
         settings: dict[str, Any] = {
-            "hostname": "example.com",
-            "outbound_routes": {
+            "routes": {
                 "remote.example": ("127.0.0.1", self.port),
                 "other.example": ("127.0.0.1", self.port),
             },
-            "outbound_timeout": 10.0,
+            "timeout": 10.0,
         }
         settings.update(changes)
         return OutboundService(
-            self.store, Config(**settings), reactor, clock=self.clock, owner="test"
+            self.store,
+            OutboundConfig(**settings),
+            "smtp.example.com",
+            reactor,
+            clock=self.clock,
+            owner="test",
         )
 
     def queue(
@@ -257,7 +261,7 @@ class DeliveryTests(RelayTestCase):
     @defer.inlineCallbacks
     def test_one_connection_many_messages(self) -> Any:
         """Messages for one domain share one connection, ending with QUIT."""
-        self.service = self.make_service(outbound_max_per_domain=1)
+        self.service = self.make_service(max_connections_per_domain=1)
         for _ in range(3):
             self.queue()
         yield self.service.run_once()
@@ -271,7 +275,7 @@ class DeliveryTests(RelayTestCase):
         """With max_connections_per_domain 1 and one message per connection,
         the messages go one connection after another, all delivered."""
         self.service = self.make_service(
-            outbound_max_per_domain=1, outbound_messages_per_connection=1
+            max_connections_per_domain=1, messages_per_connection=1
         )
         for _ in range(3):
             self.queue()
@@ -463,9 +467,7 @@ class DeliveryTests(RelayTestCase):
         closed = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
         port = closed.getHost().port
         yield closed.stopListening()
-        self.service = self.make_service(
-            outbound_routes={"remote.example": ("127.0.0.1", port)}
-        )
+        self.service = self.make_service(routes={"remote.example": ("127.0.0.1", port)})
         self.queue(("a@remote.example", "b@remote.example"))
         yield self.service.run_once()
         self.assertEqual(
@@ -520,11 +522,11 @@ class TLSTests(RelayTestCase):
             f.write("s3cret\n")
         self.sink.auth = True
         self.service = self.make_service(
-            outbound_routes={},
-            outbound_smarthost=("127.0.0.1", self.port),
-            outbound_smarthost_user="zpop",
-            outbound_smarthost_password_file=secret,
-            outbound_smarthost_ca=self.ca,
+            routes={},
+            smarthost=("127.0.0.1", self.port),
+            smarthost_user="zpop",
+            smarthost_password_file=secret,
+            smarthost_ca=self.ca,
         )
         self.queue(("x@anywhere.example",))
         yield self.service.run_once()
@@ -539,9 +541,9 @@ class TLSTests(RelayTestCase):
         message is deferred."""
         other, _ = tls_files(self.mktemp())
         self.service = self.make_service(
-            outbound_routes={},
-            outbound_smarthost=("127.0.0.1", self.port),
-            outbound_smarthost_ca=other,
+            routes={},
+            smarthost=("127.0.0.1", self.port),
+            smarthost_ca=other,
         )
         self.queue(("x@anywhere.example",))
         yield self.service.run_once()
@@ -566,8 +568,8 @@ class TLSTests(RelayTestCase):
         """With require_tls, a failed handshake defers instead of falling back."""
         self.sink.tls = BrokenTLS()
         self.service = self.make_service(
-            outbound_require_tls=True,
-            outbound_routes={"remote.example": ("127.0.0.1", self.port)},
+            require_tls=True,
+            routes={"remote.example": ("127.0.0.1", self.port)},
         )
         self.queue()
         yield self.service.run_once()
@@ -580,8 +582,8 @@ class TLSTests(RelayTestCase):
         recipient is deferred with 4.7.4."""
         self.sink.tls = None
         self.service = self.make_service(
-            outbound_require_tls=True,
-            outbound_routes={"remote.example": ("127.0.0.1", self.port)},
+            require_tls=True,
+            routes={"remote.example": ("127.0.0.1", self.port)},
         )
         self.queue()
         yield self.service.run_once()
@@ -660,7 +662,7 @@ class RouterTests(SynchronousTestCase):
                 "broken.example": servfail,
             }
         )
-        return Router(Config(**changes), resolver).route(domain)
+        return Router(OutboundConfig(**changes), resolver).route(domain)
 
     def test_mx_by_preference(self) -> None:
         """MX hosts are tried lowest preference first, port 25."""
@@ -672,7 +674,7 @@ class RouterTests(SynchronousTestCase):
     def test_no_mx_falls_back_to_domain(self) -> None:
         """Without MX records the domain's own address is used (RFC 5321)."""
         self.assertEqual(
-            self.successResultOf(self.route("bare.example", outbound_require_tls=True)),
+            self.successResultOf(self.route("bare.example", require_tls=True)),
             [Hop("bare.example", 25, "encrypt")],
         )
 
@@ -690,8 +692,8 @@ class RouterTests(SynchronousTestCase):
     def test_routes_and_smarthost_before_mx(self) -> None:
         """A [routes] entry wins over the smart host, which wins over MX."""
         config = {
-            "outbound_routes": {"mx.example": ("127.0.0.1", 2525)},
-            "outbound_smarthost": ("relay.example", 587),
+            "routes": {"mx.example": ("127.0.0.1", 2525)},
+            "smarthost": ("relay.example", 587),
         }
         self.assertEqual(
             self.successResultOf(self.route("mx.example", **config)),
@@ -870,9 +872,7 @@ class SMTPSinkTests(RelayTestCase):
 
     def use_sink(self, *options: str) -> str:
         port, dump = start_smtp_sink(self, *options)
-        self.service = self.make_service(
-            outbound_routes={"remote.example": ("127.0.0.1", port)}
-        )
+        self.service = self.make_service(routes={"remote.example": ("127.0.0.1", port)})
         return dump
 
     def states(self) -> list[tuple[str, str, int, str | None]]:
@@ -1010,8 +1010,11 @@ class ServerTests(SynchronousTestCase):
             store.accept_message(
                 [],
                 QueuedMessage(
-                    "bob@example.test", ("a@remote.example",), BODY,
-                    time.time(), time.time() + 3600,
+                    "bob@example.test",
+                    ("a@remote.example",),
+                    BODY,
+                    time.time(),
+                    time.time() + 3600,
                 ),
             )
         )

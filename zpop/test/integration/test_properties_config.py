@@ -7,6 +7,7 @@ not Python's); no other exception escapes.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from typing import Any
@@ -26,7 +27,14 @@ PYTHON_WORDS = re.compile(
     r"|Traceback|object has no attribute|unexpected keyword|NoneType|\bint\(\)"
 )
 
-SCHEMA_KEYS = [(s, k) for s, keys in config._SCHEMA.items() for k in keys]
+#: Every (section, key) of the plain sections, and the field behind it.
+KNOBS = {
+    (section, f.name): f
+    for section, record in config.SECTIONS.items()
+    for f in dataclasses.fields(record)
+    if "parse" in f.metadata
+}
+SCHEMA_KEYS = list(KNOBS)
 
 #: One ini value: a line of any characters but line ends, and the shapes
 #: the parsers look for (numbers, suffixes, booleans, hosts, ports, dates).
@@ -89,13 +97,14 @@ class ValueProperties(LoadTestCase):
             return
         self.assertIsInstance(outcome, Config)
         for (section, key), value in last.items():
-            attr, parse = config._SCHEMA[section][key]
+            knob = KNOBS[section, key]
             self.assertEqual(
-                getattr(outcome, attr), self.expected(attr, parse(value.strip()))
+                getattr(getattr(outcome, section), key),
+                self.expected(knob, knob.metadata["parse"](value.strip())),
             )
 
-    def expected(self, attr: str, parsed: Any) -> Any:
-        if attr == "data_dir" or (attr in config._PATHS and parsed):
+    def expected(self, knob: dataclasses.Field[Any], parsed: Any) -> Any:
+        if knob.metadata["path"] and parsed:
             return os.path.join(self.dir, parsed)
         return parsed
 
@@ -117,10 +126,10 @@ class ValueProperties(LoadTestCase):
         factor = {"": 1, "k": 1024, "M": 1024**2, "g": 1024**3}[suffix]
         self.assertEqual(
             (
-                loaded.max_recipients,
-                loaded.message_size_limit,
-                loaded.bcrypt_cost,
-                loaded.save_sent_copy,
+                loaded.limits.recipients,
+                loaded.limits.message_size,
+                loaded.accounts.bcrypt_cost,
+                loaded.submission.save_sent_copy,
             ),
             (n, n * factor, cost, flag),
         )
@@ -137,7 +146,7 @@ class ValueProperties(LoadTestCase):
             text += f":{port}"
         loaded = self.load_bytes(f"[outbound]\nsmarthost = {text}\n".encode())
         assert isinstance(loaded, Config), loaded
-        self.assertEqual(loaded.outbound_smarthost, (host, port or 25))
+        self.assertEqual(loaded.outbound.smarthost, (host, port or 25))
 
     @given(st.text("0123456789²³¹٠١٢٣٤٥٦٧٨٩", min_size=1, max_size=6))
     def test_port_digits(self, port: str) -> None:
@@ -145,7 +154,7 @@ class ValueProperties(LoadTestCase):
         loaded = self.load_bytes(f"[outbound]\nsmarthost = h:{port}\n".encode())
         if port.isascii() and 0 < int(port) < 65536:
             assert isinstance(loaded, Config), loaded
-            self.assertEqual(loaded.outbound_smarthost, ("h", int(port)))
+            self.assertEqual(loaded.outbound.smarthost, ("h", int(port)))
         else:
             assert isinstance(loaded, ConfigError), loaded
             self.assertIn("is not a number from 1 to 65535", self.assert_clear(loaded))

@@ -89,7 +89,12 @@ class OptionsTests(EnvironmentMixin, SynchronousTestCase):
         """No options: ./zpop-data and the unprivileged default listeners."""
         cfg = parse().config
         self.assertEqual(
-            (cfg.data_dir, dict(cfg.listeners), cfg.tls_default, cfg.hostname),
+            (
+                cfg.server.data,
+                dict(cfg.listeners),
+                cfg.tls.default,
+                cfg.server.hostname,
+            ),
             (os.path.join(self.work, "zpop-data"), LISTENERS, None, "localhost"),
         )
 
@@ -97,7 +102,9 @@ class OptionsTests(EnvironmentMixin, SynchronousTestCase):
         """$ZPOP_DATA is the default data directory, as for the CLI."""
         os.environ["ZPOP_DATA"] = "elsewhere"
         self.addCleanup(os.environ.pop, "ZPOP_DATA", None)
-        self.assertEqual(parse().config.data_dir, os.path.join(self.work, "elsewhere"))
+        self.assertEqual(
+            parse().config.server.data, os.path.join(self.work, "elsewhere")
+        )
 
     def test_overrides(self) -> None:
         """Each listener option replaces that endpoint; "" disables it."""
@@ -114,7 +121,7 @@ class OptionsTests(EnvironmentMixin, SynchronousTestCase):
             "d",
         ).config
         self.assertEqual(
-            (cfg.data_dir, dict(cfg.listeners)),
+            (cfg.server.data, dict(cfg.listeners)),
             (
                 os.path.join(self.work, "d"),
                 {
@@ -137,7 +144,7 @@ class OptionsTests(EnvironmentMixin, SynchronousTestCase):
         )
         cfg = parse("--config", path, "--pop3s", "tcp:1995").config
         self.assertEqual(
-            (cfg.data_dir, cfg.hostname, dict(cfg.listeners)),
+            (cfg.server.data, cfg.server.hostname, dict(cfg.listeners)),
             (
                 os.path.join(self.work, "var"),
                 "example.test",
@@ -145,14 +152,14 @@ class OptionsTests(EnvironmentMixin, SynchronousTestCase):
             ),
         )
         self.assertEqual(
-            parse("--config", path, "--data", "x").config.data_dir,
+            parse("--config", path, "--data", "x").config.server.data,
             os.path.join(self.work, "x"),
         )
 
     def test_config_in_data_dir(self) -> None:
         """Without --config, DATA/zpop.ini is read if present."""
         self.write("mail/zpop.ini", "[server]\nhostname = example.test\n")
-        self.assertEqual(parse("--data", "mail").config.hostname, "example.test")
+        self.assertEqual(parse("--data", "mail").config.server.hostname, "example.test")
 
     def test_malformed_endpoints(self) -> None:
         """A bad endpoint is a UsageError naming the option and the problem."""
@@ -213,13 +220,13 @@ class OptionsTests(EnvironmentMixin, SynchronousTestCase):
         cfg = parse("--config", os.path.abspath(sample)).config
         self.assertEqual(
             (
-                cfg.data_dir,
+                cfg.server.data,
                 cfg.host_names,
                 dict(cfg.listeners),
-                cfg.tls_default.chain,
-                sorted(cfg.tls_by_host),
-                cfg.free_pop_cutoff.date().isoformat(),
-                cfg.bcrypt_cost,
+                cfg.tls.default.certificate,
+                sorted(cfg.tls.by_host),
+                cfg.accounts.free_pop_cutoff.date().isoformat(),
+                cfg.accounts.bcrypt_cost,
             ),
             (
                 "/var/lib/zpop",

@@ -24,7 +24,7 @@ from twisted.logger import capturedLogs
 from twisted.protocols.basic import LineReceiver
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from zpop.config import Config, TLSCertificate
+from zpop.config import Config, ServerConfig, TLSCertificate, TLSConfig
 from zpop.test.harness import start_server
 from zpop.test.tools import require_tool
 from zpop.tls import (
@@ -63,11 +63,11 @@ def write_cert(
         f.write(pem[:split])
     with open(key, "w") as f:
         f.write(pem[split:])
-    return TLSCertificate(chain=chain, key=key)
+    return TLSCertificate(certificate=chain, key=key)
 
 
 def cert_pem(cert: TLSCertificate) -> str:
-    with open(cert.chain) as f:
+    with open(cert.certificate) as f:
         return f.read()
 
 
@@ -291,7 +291,7 @@ class SNITests(LoopbackMixin, TestCase):
 
 
 def dual(rsa: TLSCertificate, ecdsa: TLSCertificate) -> TLSCertificate:
-    return TLSCertificate(rsa.chain, rsa.key, ecdsa.chain, ecdsa.key)
+    return TLSCertificate(rsa.certificate, rsa.key, ecdsa.certificate, ecdsa.key)
 
 
 def s_client_cert(port: int, *options: str) -> bytes:
@@ -392,8 +392,11 @@ class SelfSignedTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.data = self.mktemp()
         os.makedirs(self.data)
-        self.config = Config(hostname="example.test", data_dir=self.data)
+        self.config = Config(server=ServerConfig(hostname="example.test"))
         self.path = os.path.join(self.data, "tls", "selfsigned.pem")
+
+    def from_config(self, config: Config) -> ServerTLS:
+        return ServerTLS.from_config(config.tls, config.host_names, self.data)
 
     def read_cert(self) -> x509.Certificate:
         with open(self.path, "rb") as f:
@@ -413,7 +416,7 @@ class SelfSignedTests(SynchronousTestCase):
     def test_generated(self) -> None:
         """First start writes DATA/tls/selfsigned.pem (0600, dir 0700) naming
         every host name, localhost, 127.0.0.1 and ::1; source says generated."""
-        tls = ServerTLS.from_config(self.config)
+        tls = self.from_config(self.config)
         self.assertEqual(
             (
                 tls.source,
@@ -442,10 +445,10 @@ class SelfSignedTests(SynchronousTestCase):
 
     def test_reused(self) -> None:
         """A second start reuses the same file untouched; source says reused."""
-        ServerTLS.from_config(self.config)
+        self.from_config(self.config)
         with open(self.path, "rb") as f:
             before = f.read()
-        tls = ServerTLS.from_config(self.config)
+        tls = self.from_config(self.config)
         with open(self.path, "rb") as f:
             after = f.read()
         self.assertEqual(
@@ -455,15 +458,10 @@ class SelfSignedTests(SynchronousTestCase):
 
     def test_regenerated_for_new_names(self) -> None:
         """A changed host name regenerates the certificate and logs why."""
-        ServerTLS.from_config(self.config)
-        changed = self.config.replace(
-            hostname="example.org",
-            pop_personal_host="",
-            pop_organization_host="",
-            smtp_host="",
-        )
+        self.from_config(self.config)
+        changed = self.config.replace(server=ServerConfig(hostname="example.org"))
         with capturedLogs() as events:
-            tls = ServerTLS.from_config(changed)
+            tls = self.from_config(changed)
         messages = [e["log_format"].format(**e) for e in events]
         self.assertEqual(
             (tls.source, self.sans()[0], messages),
@@ -486,10 +484,10 @@ class SelfSignedTests(SynchronousTestCase):
 
     def test_renewed_before_expiry(self) -> None:
         """A certificate with 30 days or less to live is regenerated."""
-        path, made = ensure_self_signed(self.config, self.data)
+        path, made = ensure_self_signed(self.config.host_names, self.data)
         expiry = self.read_cert().not_valid_after_utc
         later = expiry - datetime.timedelta(days=29)
-        path2, made2 = ensure_self_signed(self.config, self.data, now=later)
+        path2, made2 = ensure_self_signed(self.config.host_names, self.data, now=later)
         self.assertEqual(
             (path2, made, made2, self.read_cert().not_valid_after_utc > expiry),
             (path, True, True, True),
@@ -501,7 +499,7 @@ class SelfSignedTests(SynchronousTestCase):
         with open(self.path, "w") as f:
             f.write("garbage")
         with capturedLogs() as events:
-            path, made = ensure_self_signed(self.config, self.data)
+            path, made = ensure_self_signed(self.config.host_names, self.data)
         self.assertEqual(
             (made, len(events), "unreadable" in events[0]["problem"]),
             (True, 1, True),
@@ -546,13 +544,8 @@ class ConfiguredCertificateTests(SynchronousTestCase):
         self.other = write_cert(self.dir, "other", ["pop.example.test"])
 
     def build(self, cert: TLSCertificate, **by_host: TLSCertificate) -> ServerTLS:
-        config = Config(
-            hostname="example.test",
-            data_dir=self.dir,
-            tls_default=cert,
-            tls_by_host=by_host,
-        )
-        return ServerTLS.from_config(config)
+        tls = TLSConfig(default=cert, by_host=by_host)
+        return ServerTLS.from_config(tls, ["example.test"], self.dir)
 
     def error(self, cert: TLSCertificate, **by_host: TLSCertificate) -> str:
         return str(self.assertRaises(TLSConfigError, self.build, cert, **by_host))
@@ -567,8 +560,8 @@ class ConfiguredCertificateTests(SynchronousTestCase):
                 os.path.exists(os.path.join(self.dir, "tls")),
             ),
             (
-                f"certificate from {self.good.chain}",
-                {"poppro.example.test": f"certificate from {self.other.chain}"},
+                f"certificate from {self.good.certificate}",
+                {"poppro.example.test": f"certificate from {self.other.certificate}"},
                 False,
             ),
         )
@@ -579,7 +572,7 @@ class ConfiguredCertificateTests(SynchronousTestCase):
         tls = self.build(dual(self.good, ecdsa))
         self.assertEqual(
             tls.source,
-            f"certificates from {self.good.chain} and {ecdsa.chain}",
+            f"certificates from {self.good.certificate} and {ecdsa.certificate}",
         )
 
     def test_alt_same_key_type(self) -> None:
@@ -587,19 +580,22 @@ class ConfiguredCertificateTests(SynchronousTestCase):
         both files (OpenSSL would silently keep only the second)."""
         self.assertEqual(
             self.error(dual(self.good, self.other)),
-            f"TLS certificates {self.good.chain} and {self.other.chain} both hold"
-            " RSA keys: the alternative certificate must be of the other key type"
-            " (RSA beside ECDSA)",
+            f"TLS certificates {self.good.certificate} and {self.other.certificate}"
+            " both hold RSA keys: the alternative certificate must be of the"
+            " other key type (RSA beside ECDSA)",
         )
 
     def test_alt_mismatched_key(self) -> None:
         """A wrong alternative key names its file and the alternative chain."""
         ecdsa = write_cert(self.dir, "ecdsa", ["pop.example.test"], key_type="ecdsa")
         wrong = write_cert(self.dir, "wrong", ["pop.example.test"], key_type="ecdsa")
-        cert = TLSCertificate(self.good.chain, self.good.key, ecdsa.chain, wrong.key)
+        cert = TLSCertificate(
+            self.good.certificate, self.good.key, ecdsa.certificate, wrong.key
+        )
         self.assertEqual(
             self.error(cert),
-            f"TLS key {wrong.key} does not match the certificate in {ecdsa.chain}",
+            f"TLS key {wrong.key} does not match the certificate in "
+            f"{ecdsa.certificate}",
         )
 
     def test_missing_certificate(self) -> None:
@@ -614,7 +610,7 @@ class ConfiguredCertificateTests(SynchronousTestCase):
         """A missing key file is an error naming it."""
         missing = os.path.join(self.dir, "missing.key")
         self.assertEqual(
-            self.error(TLSCertificate(self.good.chain, missing)),
+            self.error(TLSCertificate(self.good.certificate, missing)),
             f"cannot read TLS key {missing}: No such file or directory",
         )
 
@@ -631,9 +627,9 @@ class ConfiguredCertificateTests(SynchronousTestCase):
     def test_mismatched_key(self) -> None:
         """A key that does not match the certificate names both files."""
         self.assertEqual(
-            self.error(TLSCertificate(self.good.chain, self.other.key)),
+            self.error(TLSCertificate(self.good.certificate, self.other.key)),
             f"TLS key {self.other.key} does not match the certificate in "
-            f"{self.good.chain}",
+            f"{self.good.certificate}",
         )
 
     def test_not_pem(self) -> None:
@@ -644,7 +640,7 @@ class ConfiguredCertificateTests(SynchronousTestCase):
         self.assertEqual(
             [
                 self.error(TLSCertificate(junk, self.good.key)).split(":")[0],
-                self.error(TLSCertificate(self.good.chain, junk)).split(":")[0],
+                self.error(TLSCertificate(self.good.certificate, junk)).split(":")[0],
             ],
             [
                 f"TLS certificate {junk} holds no usable PEM certificate",

@@ -25,7 +25,7 @@ from zpop.accounts.errors import (
     UnknownAccount,
     UnknownAppPassword,
 )
-from zpop.config import Config
+from zpop.config import AccountsConfig
 from zpop.store import Account, MemoryStore, NewMessage
 from zpop.test.stores import COST, KEY, make_store, result
 from zpop.threads import run_synchronously
@@ -40,7 +40,7 @@ class ServiceTestCase(SynchronousTestCase):
         self.addCleanup(self.store.close)
         self.clock = Clock()
         self.clock.advance(CUTOFF.timestamp() + 100)
-        self.config = Config().replace(bcrypt_cost=COST, free_pop_cutoff=CUTOFF)
+        self.config = AccountsConfig(bcrypt_cost=COST, free_pop_cutoff=CUTOFF)
 
     def add(self, address: str = "alice@example.com", plan: str = "paid") -> Account:
         account: Account = result(

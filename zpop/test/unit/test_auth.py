@@ -27,7 +27,7 @@ from zpop.accounts.credentials import (
     LoginRefused,
 )
 from zpop.accounts.realm import Realm, Session
-from zpop.config import Config
+from zpop.config import AuthConfig, Config
 from zpop.store.records import REPEATED_FAILURES
 from zpop.test.stores import (
     COST,
@@ -162,7 +162,7 @@ class _AuthenticatorCase:
         self.addCleanup(self.store.close)
         self.clock = Clock()
         self.clock.advance(1_000_000)
-        self.config = Config(
+        self.config = AuthConfig(
             failure_delay=2.0,
             failure_delay_max=15.0,
             ban_threshold=5,
@@ -188,7 +188,9 @@ class _AuthenticatorCase:
         self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
 
     def make_authenticator(self) -> Authenticator:
-        portal = Portal(Realm(self.store, self.config, self.clock), [self.checker])
+        config = Config()
+        realm = Realm(self.store, config.hosts, config.accounts, self.clock)
+        portal = Portal(realm, [self.checker])
         return Authenticator(portal, self.store, self.clock, self.config, KEY)
 
     def login(
@@ -282,7 +284,7 @@ class AuthenticatorTests(_AuthenticatorCase, SynchronousTestCase):
         self.fail_after(self.login("guess"), 2)
         self.fail_after(self.login("guess", user="bob@example.com"), 4)
         self.fail_after(self.login("guess", client="192.0.2.2"), 2)
-        self.config = Config(failure_delay=0.0, ban_threshold=100)
+        self.config = AuthConfig(failure_delay=0.0, ban_threshold=100)
         self.authenticator = self.make_authenticator()
         for n in range(REPEATED_FAILURES):
             self.fail_after(self.login(f"other{n}"), 0)

@@ -213,7 +213,10 @@ class SMTPDeliveryTests(SynchronousTestCase):
         self.addCleanup(store.close)
         bob = add_account(store, "bob@example.com")
         result(store.add_alias("bob@example.com", "b@example.com"))
-        router = delivery.SMTPDelivery(store, Config(), Clock())
+        config = Config()
+        router = delivery.SMTPDelivery(
+            store, config.submission, config.outbound.lifetime, Clock()
+        )
         routes = [
             result(router.route(a))
             for a in ("Bob@example.com", "b@example.com", "x@example.com", "x@else.org")

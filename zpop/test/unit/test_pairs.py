@@ -37,14 +37,15 @@ from zope.interface import directlyProvides
 from zpop.accounts import passwords
 from zpop.accounts.credentials import AccountChecker, Authenticator
 from zpop.accounts.realm import Realm
-from zpop.config import Config, TLSLevel
+from zpop.config import Config, ServerConfig, TLSLevel
 from zpop.delivery import SMTPDelivery, format_date
 from zpop.outbound.client import Deliverer, RemoteReply, Results
 from zpop.outbound.retry import outcome
 from zpop.outbound.routing import Hop
 from zpop.outbound.tls import OpportunisticTLS
-from zpop.pop3 import POP3Factory
+from zpop.pop3 import POP3Factory, POP3Settings
 from zpop.smtp import SMTPFactory
+from zpop.smtp_transaction import SMTPSettings
 from zpop.store import Account, MemoryStore, Message, NewMessage, QueuedMessage
 from zpop.store.records import OutboundJob, RecipientResult
 from zpop.test.stores import COST, KEY, make_store, result
@@ -56,7 +57,7 @@ E = TypeVar("E", bound=BaseException)
 def make_config() -> Config:
     """The one Config of this module: every pair runs on the defaults but
     the host name (smtp.example.test, pop.example.test...)."""
-    return Config(hostname="example.test")
+    return Config(server=ServerConfig(hostname="example.test"))
 
 
 #: The test clock's time: 2023-11-14 22:13:20 UTC.
@@ -113,8 +114,8 @@ def make_authenticator(
 ) -> Authenticator:
     """The production Authenticator, checker and realm, bcrypt run inline."""
     checker = AccountChecker(store, KEY, run_synchronously, clock, COST)
-    portal = Portal(Realm(store, config, clock), [checker])
-    return Authenticator(portal, store, clock, config, KEY)
+    portal = Portal(Realm(store, config.hosts, config.accounts, clock), [checker])
+    return Authenticator(portal, store, clock, config.auth, KEY)
 
 
 # -- the simulated network -----------------------------------------------------
@@ -217,7 +218,12 @@ class PairTestCase(SynchronousTestCase):
         self.store = make_store()
         self.addCleanup(self.store.close)
         self.authenticator = make_authenticator(self.store, self.config, self.clock)
-        self.delivery = SMTPDelivery(self.store, self.config, self.clock)
+        self.delivery = SMTPDelivery(
+            self.store,
+            self.config.submission,
+            self.config.outbound.lifetime,
+            self.clock,
+        )
 
     def answer(self, connection: Pair, d: Deferred) -> Any:
         """Pump until nothing moves; what ``d`` then fired with."""
@@ -273,7 +279,11 @@ class POP3PairTests(PairTestCase):
     ) -> tuple[AdvancedPOP3Client, Pair]:
         """Twisted's client connected to a new session of a POP3 listener."""
         factory = POP3Factory(
-            self.authenticator, self.config, self.clock, implicit_tls, stls_context
+            self.authenticator,
+            POP3Settings.from_config(self.config),
+            self.clock,
+            implicit_tls,
+            stls_context,
         )
         client = AdvancedPOP3Client()
         return client, pair(factory, client, self.clock, implicit_tls)
@@ -529,7 +539,7 @@ class SMTPPairTests(PairTestCase):
             role,
             self.authenticator,
             self.delivery,
-            self.config,
+            SMTPSettings.from_config(self.config),
             self.clock,
             self.tls_context,
         )
@@ -821,7 +831,7 @@ class OutboundPairTests(PairTestCase):
                 "mx",
                 self.authenticator,
                 self.delivery,
-                self.config,
+                SMTPSettings.from_config(self.config),
                 self.clock,
                 self.tls_context,
             ),
@@ -859,7 +869,8 @@ class OutboundPairTests(PairTestCase):
 
         deliverer = Deliverer(
             self.clock,
-            self.config,
+            self.config.outbound,
+            self.config.hosts.smtp,
             self.relay_store.read_outbound_body,
             lambda hop: self.endpoint,
         )
@@ -907,7 +918,15 @@ class OutboundPairTests(PairTestCase):
         self.assertTrue(connection.server.disconnected)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(
-            outcome(BOB, 1, NOW, job.expires, self.config, reply=reply, remote_mta=mta),
+            outcome(
+                BOB,
+                1,
+                NOW,
+                job.expires,
+                self.config.outbound,
+                reply=reply,
+                remote_mta=mta,
+            ),
             RecipientResult(BOB, "delivered", remote_mta=MTA),
         )
 
@@ -926,7 +945,7 @@ class OutboundPairTests(PairTestCase):
                 1,
                 NOW,
                 job.expires,
-                self.config,
+                self.config.outbound,
                 reply=refused,
                 remote_mta=mta,
             ),

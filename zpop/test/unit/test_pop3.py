@@ -26,8 +26,8 @@ from zope.interface.verify import verifyObject
 
 from zpop.accounts.credentials import LoginRefused
 from zpop.commands import PIPELINE_LIMIT
-from zpop.config import Config
-from zpop.pop3 import POP3Factory, POP3Server
+from zpop.config import Config, ServerConfig
+from zpop.pop3 import POP3Factory, POP3Server, POP3Settings
 from zpop.retrieval import BodyProducer, BodyTransform
 
 USER = b"alice@example.com"
@@ -188,13 +188,13 @@ class ProtocolMixin:
         checker = InMemoryUsernamePasswordDatabaseDontUse()
         checker.addUser(USER, PASSWORD)
         self.portal = Portal(self.realm, [checker])
-        self.config = Config(hostname="example.test")
+        self.config = Config(server=ServerConfig(hostname="example.test"))
         self.connect(implicit_tls=True)
 
     def connect(self, implicit_tls: bool, stls: Any = None) -> None:
         factory = POP3Factory(
             PortalAuthenticator(self.portal),
-            self.config,
+            POP3Settings.from_config(self.config),
             self.clock,
             implicit_tls,
             stls,
@@ -451,7 +451,7 @@ class ProtocolMixin:
 
     def test_long_line(self) -> None:
         """An over-long line gets -ERR and the session goes on; a third closes it."""
-        limit = self.config.max_line_length
+        limit = self.config.limits.line_length
         self.assertEqual(
             self.send(b"X" * (limit + 1) + b"\r\n"), b"-ERR Line too long\r\n"
         )
@@ -469,7 +469,7 @@ class ProtocolMixin:
     def test_endless_line(self) -> None:
         """More than a line's worth without a line break gets one -ERR and
         the connection is closed at once; nothing more is read or kept."""
-        limit = self.config.max_line_length
+        limit = self.config.limits.line_length
         first = self.send(b"Y" * (limit // 2))
         second = self.send(b"Y" * limit)
         third = self.send(b"NOOP\r\n")
@@ -637,7 +637,7 @@ class ProtocolMixin:
 
     def test_login_deadline(self) -> None:
         """A session that trickles bytes but never logs in is closed at the deadline."""
-        deadline = self.config.login_deadline
+        deadline = self.config.auth.login_deadline
         for _ in range(int(deadline // 30)):
             self.clock.advance(29)
             self.send(b"CAPA\r\n")
@@ -652,7 +652,7 @@ class ProtocolMixin:
     def test_no_deadline_after_login(self) -> None:
         """Once logged in, only the idle timeout applies."""
         self.login()
-        self.clock.advance(self.config.login_deadline + 1)
+        self.clock.advance(self.config.auth.login_deadline + 1)
         self.assertFalse(self.transport.disconnecting)
 
     def test_revoked_credentials(self) -> None:
@@ -809,7 +809,7 @@ class BodyTransformTests(SynchronousTestCase):
         checker.addUser(USER, PASSWORD)
         portal = Portal(MailboxRealm(mailbox), [checker])
         proto = POP3Factory(
-            PortalAuthenticator(portal), Config(), clock, True
+            PortalAuthenticator(portal), POP3Settings.from_config(Config()), clock, True
         ).buildProtocol(None)
         transport = StringTransport()
         proto.makeConnection(transport)

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from zpop.config import Config
+from zpop.config import Config, LimitsConfig, ServerConfig
 from zpop.test import properties  # noqa: F401 (the hypothesis profile)
 from zpop.test.unit import test_pop3
 from zpop.test.unit.test_pop3 import MESSAGES
@@ -92,7 +92,10 @@ def session(asynchronous: bool = False) -> test_pop3.ProtocolMixin:
     )
     case = cls("test_greeting")
     case.setUp()
-    case.config = Config(hostname="example.test", max_line_length=LINE_LIMIT)
+    case.config = Config(
+        server=ServerConfig(hostname="example.test"),
+        limits=LimitsConfig(line_length=LINE_LIMIT),
+    )
     case.connect(implicit_tls=True)
     return case
 

@@ -191,7 +191,7 @@ class SMTPDataProperties(test_smtp.SMTPTestCase):
     )
     def test_oversize(self, piece: bytes, extra: int, points: list[int]) -> None:
         """An oversize body, however cut, gets one 552 and is never committed."""
-        limit = self.config.message_size_limit
+        limit = self.config.limits.message_size
         body = (piece * (limit // len(piece) + 2))[: limit + 1 + extra]
         router = self.open_data()
         stream = dot_stuff(HEADER + body) + b"NOOP\r\n"

@@ -15,7 +15,7 @@ from zope.interface.verify import verifyObject
 from zpop.accounts.credentials import LoginRefused
 from zpop.accounts.maildrop import SPAM_FOLDERS
 from zpop.accounts.realm import Realm, Session
-from zpop.config import Config
+from zpop.config import AccountsConfig, Config, ServerConfig
 from zpop.store import StoreError
 from zpop.test.stores import (
     add_account,
@@ -26,10 +26,12 @@ from zpop.test.stores import (
 )
 
 CONFIG = Config(
-    hostname="example.test",
-    free_pop_cutoff=datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC),
+    server=ServerConfig(hostname="example.test"),
+    accounts=AccountsConfig(
+        free_pop_cutoff=datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    ),
 )
-CUTOFF = CONFIG.free_pop_cutoff.timestamp()  # type: ignore[union-attr]
+CUTOFF = CONFIG.accounts.free_pop_cutoff.timestamp()  # type: ignore[union-attr]
 
 
 class _RealmCase:
@@ -46,7 +48,7 @@ class _RealmCase:
         self.addCleanup(self.store.close)
         self.clock = Clock()
         self.clock.advance(CUTOFF + 1000)
-        self.realm = Realm(self.store, CONFIG, self.clock)
+        self.realm = Realm(self.store, CONFIG.hosts, CONFIG.accounts, self.clock)
         self.alice = add_account(self.store, "alice@example.com")
         self.carol = add_account(self.store, "carol@corp.example")
 
@@ -158,7 +160,7 @@ class RealmTests(_RealmCase, SynchronousTestCase):
         self.enable()
         first = self.login()
         result(first.release())
-        second = Realm(self.store, CONFIG, self.clock)
+        second = Realm(self.store, CONFIG.hosts, CONFIG.accounts, self.clock)
         _, maildrop, _ = result(
             second.requestAvatar(
                 "alice@example.com", Session("127.0.0.1", None), IMailbox

@@ -20,9 +20,16 @@ from twisted.trial.unittest import SynchronousTestCase
 from zpop.accounts.credentials import AccountChecker, Authenticator
 from zpop.accounts.realm import ISubmitter, Realm, Submitter
 from zpop.commands import PIPELINE_LIMIT
-from zpop.config import Config
+from zpop.config import (
+    AuthConfig,
+    Config,
+    LimitsConfig,
+    ServerConfig,
+    SubmissionConfig,
+)
 from zpop.delivery import SMTPDelivery
 from zpop.smtp import SMTPFactory
+from zpop.smtp_transaction import SMTPSettings
 from zpop.store import Accepted, StoreError
 from zpop.test.stores import KEY, add_account, add_app_password, make_store, result
 from zpop.threads import run_synchronously
@@ -102,19 +109,14 @@ class SMTPTestCase(SynchronousTestCase):
 
     role = "submission"
 
-    def make_config(self, **changes: Any) -> Config:
-        settings: dict[str, Any] = dict(
-            hostname="example.test",
-            failure_delay=0.0,
-            message_size_limit=4096,
-            max_recipients=3,
-            max_line_length=100,
-            smtp_timeout=300.0,
-            smtp_session_deadline=3600.0,
-            login_deadline=120.0,
+    def make_config(self, **sections: Any) -> Config:
+        """Small limits, no failure delay; ``sections`` replace whole ones."""
+        config = Config(
+            server=ServerConfig(hostname="example.test"),
+            auth=AuthConfig(failure_delay=0.0),
+            limits=LimitsConfig(message_size=4096, recipients=3, line_length=100),
         )
-        settings.update(changes)
-        return Config(**settings)
+        return config.replace(**sections)
 
     def setUp(self) -> None:
         self.clock = Clock()
@@ -130,11 +132,15 @@ class SMTPTestCase(SynchronousTestCase):
     def build(self, **changes: Any) -> None:
         self.config = self.make_config(**changes)
         checker = AccountChecker(self.store, KEY, run_synchronously, self.clock, 4)
-        portal = Portal(Realm(self.store, self.config, self.clock), [checker])
+        config = self.config
+        realm = Realm(self.store, config.hosts, config.accounts, self.clock)
+        portal = Portal(realm, [checker])
         self.authenticator = Authenticator(
-            portal, self.store, self.clock, self.config, KEY
+            portal, self.store, self.clock, config.auth, KEY
         )
-        self.router: Any = SMTPDelivery(self.store, self.config, self.clock)
+        self.router: Any = SMTPDelivery(
+            self.store, config.submission, config.outbound.lifetime, self.clock
+        )
         self.connect()
 
     def connect(self, role: str | None = None) -> None:
@@ -142,7 +148,7 @@ class SMTPTestCase(SynchronousTestCase):
             role or self.role,
             self.authenticator,
             self.router,
-            self.config,
+            SMTPSettings.from_config(self.config),
             self.clock,
             self.tls_context,
         )
@@ -546,7 +552,7 @@ class AuthTests(SMTPTestCase):
     def test_login_deadline(self) -> None:
         """A submission session that does not log in in time is closed."""
         self.transport.clear()
-        self.clock.advance(self.config.login_deadline)
+        self.clock.advance(self.config.auth.login_deadline)
         self.assertEqual(
             (self.transport.value(), self.transport.disconnecting),
             (b"421 4.7.0 smtp.example.test Too slow to log in, closing\r\n", True),
@@ -643,7 +649,7 @@ class SubmissionTests(SMTPTestCase):
 
     def test_no_sent_copy(self) -> None:
         """With save_sent_copy off, no Sent copy is kept."""
-        self.build(save_sent_copy=False)
+        self.build(submission=SubmissionConfig(save_sent_copy=False))
         self.connect("smtps")
         self.ready()
         self.transaction(b"alice@example.com", [b"bob@example.com"], MESSAGE)
@@ -925,7 +931,9 @@ class MXTests(SMTPTestCase):
     def test_postmaster_without_domain(self) -> None:
         """RCPT TO:<Postmaster> with no domain (RFC 5321 4.5.1) goes to the
         configured postmaster; unhosted, it is an unknown user."""
-        self.build(postmaster="bob@example.com")
+        self.build(
+            server=ServerConfig(hostname="example.test", postmaster="bob@example.com")
+        )
         self.connect()
         self.send(b"EHLO mail.remote.example\r\n")
         self.send(b"MAIL FROM:<x@remote.example>\r\n")
@@ -956,9 +964,7 @@ class MXTests(SMTPTestCase):
             b"RCPT TO:<BOB@example.com>\r\nRCPT TO:<al@example.com>\r\n"
             b"RCPT TO:<alice@example.com>\r\nDATA\r\n"
         )
-        out = self.send(
-            b"From: x@remote.example\r\nSubject: hi\r\n\r\nhello\r\n.\r\n"
-        )
+        out = self.send(b"From: x@remote.example\r\nSubject: hi\r\n\r\nhello\r\n.\r\n")
         self.assertEqual(out.split(b"\r\n")[-2][:30], b"250 2.0.0 Message accepted as ")
         [inbox] = self.messages(self.bob, "Inbox")
         self.assertEqual(
@@ -994,9 +1000,7 @@ class MXTests(SMTPTestCase):
             b"Subject: buy\r\nX-Spam-Flag:  yes\r\n\r\nbuy now\r\n.\r\n"
             b"MAIL FROM:<x@remote.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"
         )
-        self.send(
-            b"Subject: ham\r\nX-Spam-Flag: NO\r\n\r\nX-Spam-Flag: YES\r\n.\r\n"
-        )
+        self.send(b"Subject: ham\r\nX-Spam-Flag: NO\r\n\r\nX-Spam-Flag: YES\r\n.\r\n")
         listed = result(self.store.list_messages(self.bob.id))
         self.assertEqual(
             [(m.folder, m.subject) for m in listed], [("Spam", "buy"), ("Inbox", "ham")]
@@ -1192,10 +1196,7 @@ class HardeningTests(SMTPTestCase):
         self.router.commit_result = fail(StoreError("database is locked"))
         self.connect("mx")
         self.send(b"EHLO client.example\r\n")
-        self.send(
-            b"MAIL FROM:<x@remote.example>\r\n"
-            b"RCPT TO:<bob@example.com>\r\n"
-        )
+        self.send(b"MAIL FROM:<x@remote.example>\r\nRCPT TO:<bob@example.com>\r\n")
         self.clock.advance(1)
         self.proto.dataReceived(b"DATA\r\n")
         self.proto.dataReceived(b"Subject: s\r\n\r\nx\r\n.\r\n")
@@ -1236,7 +1237,12 @@ class HardeningTests(SMTPTestCase):
         self.proto.dataReceived(b"DATA\r\n")
         self.proto.dataReceived(b"Subject: s\r\n\r\nx\r\n.\r\nNOOP\r\n")
         before = self.transport.value()
-        inner = SMTPDelivery(self.store, self.config, self.clock)
+        inner = SMTPDelivery(
+            self.store,
+            self.config.submission,
+            self.config.outbound.lifetime,
+            self.clock,
+        )
         envelope_holder = result(inner.route("bob@example.com"))
         self.assertEqual(envelope_holder.kind, "local")
         pending.callback(Accepted((), None))
@@ -1292,8 +1298,7 @@ class PipeliningTests(SMTPTestCase):
         """DATA pipelined after a pending RCPT is not answered before it."""
         self.proto.dataReceived(b"EHLO c.example\r\n")
         self.proto.dataReceived(
-            b"MAIL FROM:<x@remote.example>\r\n"
-            b"RCPT TO:<bob@example.com>\r\nDATA\r\n"
+            b"MAIL FROM:<x@remote.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"
         )
         before = self.transport.value().split(b"\r\n")[-2]
         self.clock.advance(1)
@@ -1310,8 +1315,7 @@ class PipeliningTests(SMTPTestCase):
         transport is paused, and resumed once it is answered."""
         self.proto.dataReceived(b"EHLO c.example\r\n")
         self.proto.dataReceived(
-            b"MAIL FROM:<x@remote.example>\r\n"
-            b"RCPT TO:<bob@example.com>\r\n"
+            b"MAIL FROM:<x@remote.example>\r\nRCPT TO:<bob@example.com>\r\n"
         )
         self.proto.dataReceived(b"RSET\r\n" * (PIPELINE_LIMIT // 6 + 1))
         paused = self.transport.producerState
@@ -1374,8 +1378,15 @@ class SynchronizationTests(SMTPTestCase):
 
     def test_group_enders(self) -> None:
         """Each command that must end a group is refused with input behind it."""
-        for command in (b"HELO c.example", b"EHLO c.example", b"NOOP", b"QUIT",
-                        b"VRFY bob", b"EXPN list", b"STARTTLS"):
+        for command in (
+            b"HELO c.example",
+            b"EHLO c.example",
+            b"NOOP",
+            b"QUIT",
+            b"VRFY bob",
+            b"EXPN list",
+            b"STARTTLS",
+        ):
             self.connect()
             self.assertEqual(
                 (self.send(command + b"\r\nRSET\r\n"), self.transport.disconnecting),
