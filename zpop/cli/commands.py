@@ -47,7 +47,8 @@ def cmd_upgrade(ctx: Context, args: argparse.Namespace) -> None:
     """Migrate the database to this zpop's schema, after a backup."""
     if not os.path.exists(ctx.database):
         raise CommandError(f"no zpop database in {ctx.data_dir}: run 'zpop init' first")
-    _say_upgraded(ctx, ctx.database, schema.upgrade(ctx.database))
+    upgraded = schema.upgrade(ctx.database, check_references=True)
+    _say_upgraded(ctx, ctx.database, upgraded)
 
 
 def cmd_init(ctx: Context, args: argparse.Namespace) -> None:

@@ -164,12 +164,20 @@ class Upgraded(NamedTuple):
     backup: str | None
 
 
-def upgrade(path: str, to_version: int | None = None) -> Upgraded:
+def upgrade(
+    path: str, to_version: int | None = None, check_references: bool = False
+) -> Upgraded:
     """Create the database at ``path`` or bring it up to date; blocking.
 
     Before changing an existing database it is copied to a backup beside
     it. Raises SchemaError (a newer database, a damaged file, a failure on
     the way, with the file named).
+
+    Every reference is checked after a migration (which may rebuild
+    tables) and when ``check_references`` (``zpop upgrade``), not on every
+    open: the check reads the whole database, minutes for a large one,
+    and with foreign keys enforced on every connection zpop itself cannot
+    break one.
     """
     target = latest_version() if to_version is None else to_version
     try:
@@ -185,7 +193,8 @@ def upgrade(path: str, to_version: int | None = None) -> Upgraded:
                 saved = backup(conn, path, before)
                 _upgrade(conn, path, target)
             after = _version(conn)
-            _check_foreign_keys(conn, path)
+            if saved is not None or check_references:
+                _check_foreign_keys(conn, path)
             return Upgraded(before, after, saved)
         finally:
             conn.close()
@@ -205,7 +214,6 @@ def check(path: str) -> int:
         conn = connect(path)
         try:
             current = _version(conn)
-            _check_foreign_keys(conn, path)
         finally:
             conn.close()
     except sqlite3.Error as e:

@@ -128,7 +128,9 @@ class SchemaTests(SynchronousTestCase):
         self.assertEqual(version_of(path), 2)
 
     def test_broken_references_refused(self) -> None:
-        """A row whose reference is broken is reported on open, by table."""
+        """A row whose reference is broken is reported by ``zpop upgrade``
+        (check_references), by table; a plain open does not read the whole
+        database for it."""
         path = self.path()
         schema.migrate(path)
         conn = sqlite3.connect(path)
@@ -138,13 +140,29 @@ class SchemaTests(SynchronousTestCase):
         )
         conn.commit()
         conn.close()
+        self.assertEqual(schema.check(path), schema.latest_version())
         with self.assertRaises(SchemaError) as caught:
-            schema.check(path)
+            schema.upgrade(path, check_references=True)
         self.assertEqual(
             str(caught.exception),
             f"database at {path} has 1 rows whose references are broken (in"
             " messages): restore it from a backup",
         )
+
+    def test_broken_references_found_after_a_migration(self) -> None:
+        """A migration checks every reference once it has run."""
+        path = self.path()
+        schema.migrate(path, to_version=schema.latest_version() - 1)
+        conn = sqlite3.connect(path)
+        conn.execute(
+            "INSERT INTO messages (account_id, folder, uid, received, size)"
+            " VALUES (99, 'Inbox', 1, 0, 0)"
+        )
+        conn.commit()
+        conn.close()
+        with self.assertRaises(SchemaError) as caught:
+            schema.upgrade(path)
+        self.assertIn("has 1 rows whose references are broken", str(caught.exception))
 
     def test_database_errors_are_schema_errors(self) -> None:
         """A locked or unreadable database is a SchemaError naming the file,
