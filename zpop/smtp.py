@@ -387,7 +387,7 @@ class SMTPServer(CommandRunner, sasl.Exchanges, MailTransaction, smtp.ESMTP):
             b"8BITMIME": None,
             b"ENHANCEDSTATUSCODES": None,
         }
-        if self.role.starttls and not self._tls:
+        if self.role.starttls and not self._tls and self.tls_context is not None:
             ext[b"STARTTLS"] = None
         if self.role.submission and self._tls and not self.authenticated:
             ext[b"AUTH"] = [b"PLAIN", b"LOGIN"]

@@ -309,6 +309,16 @@ class STARTTLSTests(SMTPTestCase):
         self.starttls()
         self.assertIs(self.transport.tls_started_with, self.tls_context)
 
+    def test_no_starttls_without_a_context(self) -> None:
+        """A listener given no TLS context does not offer STARTTLS (only to
+        refuse it with 502 when asked)."""
+        self.tls_context = None
+        self.connect("mx")
+        self.assertEqual(
+            self.send(b"EHLO client.example\r\n"),
+            ehlo(b"250-ENHANCEDSTATUSCODES"),
+        )
+
     def test_pipelined_after_starttls_refused(self) -> None:
         """Commands and half a line pipelined after STARTTLS never run: the
         client is out of sync, gets 554 5.5.0 and is closed, TLS unstarted."""
