@@ -32,7 +32,7 @@ from zpop.delivery import (
     submission_fields,
 )
 from zpop.smtp_reply import Reply, Role
-from zpop.wire.paths import AddressError, parse_address
+from zpop.wire.paths import AddressError, parse_path
 
 log = Logger(namespace="zpop.smtp")
 
@@ -168,7 +168,7 @@ class MailTransaction:
             sender = ""
         else:
             try:
-                sender = parse_address(path)
+                sender = parse_path(path)
             except AddressError:
                 raise Reply(501, "5.1.7", "Bad sender address syntax")
             if self.role.submission and not self._submitter.owns(sender):
@@ -192,7 +192,7 @@ class MailTransaction:
             # and only ever delivered locally.
             return self._route(self.settings.postmaster, local_only=True)
         try:
-            address = parse_address(path)
+            address = parse_path(path)
         except AddressError as e:
             if e.trick and not self.role.submission:
                 raise Reply(554, "5.7.1", "Relay access denied")

@@ -5,9 +5,9 @@ An account address is ``local@domain``: an RFC 5322 dot-atom local part
 without "%" and "!" (the relay tricks SMTP refuses, so such an account
 could never receive mail; quoted local parts are legal but no operator
 needs them) at a domain of at least two LDH labels. SMTP paths
-(:func:`zpop.smtp.parse_address`) build on the same atext and labels but
+(:func:`zpop.wire.paths.parse_path`) build on the same atext and labels but
 also accept quoted local parts and single-label hosts, and tell relay
-tricks apart, so that parser stays with the protocol.
+tricks apart, so they have a parser of their own beside this one.
 
 Pure functions over text: this module imports nothing of zpop.
 """

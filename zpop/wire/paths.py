@@ -28,7 +28,7 @@ class AddressError(ValueError):
         self.trick = trick
 
 
-def parse_address(text: bytes) -> str:
+def parse_path(text: bytes) -> str:
     """The mailbox in an SMTP path's brackets, as ``local@domain``.
 
     The domain is lower-cased. Raises AddressError, with ``trick`` set for

@@ -1,6 +1,6 @@
 """Property tests for every address parser in zpop.
 
-- ``zpop.wire.paths.parse_address`` and ``zpop.smtp_transaction.split_path``: MAIL
+- ``zpop.wire.paths.parse_path`` and ``zpop.smtp_transaction.split_path``: MAIL
   FROM / RCPT TO paths from the network;
 - ``zpop.wire.addresses``: ``parse_address`` and ``parse_domain`` (the
   account grammar the operator's CLI uses, as ``zpop.admin.parse_address``),
@@ -22,7 +22,7 @@ from zpop.smtp_reply import Reply
 from zpop.smtp_transaction import split_path
 from zpop.test import properties  # noqa: F401 (the hypothesis profile)
 from zpop.wire import addresses as grammar
-from zpop.wire.paths import AddressError, parse_address
+from zpop.wire.paths import AddressError, parse_path
 
 ATEXT = (
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789#$&'*+/=?^_`{|}~-"
@@ -59,14 +59,14 @@ class SMTPAddressProperties(SynchronousTestCase):
     def test_valid_accepted(self, local: str, domain: str) -> None:
         """A dot-atom local part at a host name is accepted, domain lower-cased."""
         self.assertEqual(
-            parse_address(f"{local}@{domain}".encode()), f"{local}@{domain.lower()}"
+            parse_path(f"{local}@{domain}".encode()), f"{local}@{domain.lower()}"
         )
 
     @given(path_bytes)
     def test_any_bytes(self, text: bytes) -> None:
         """Any path gives AddressError or a clean, re-parseable local@domain."""
         try:
-            address = parse_address(text)
+            address = parse_path(text)
         except AddressError as e:
             self.assertTrue(str(e))
             return
@@ -83,7 +83,7 @@ class SMTPAddressProperties(SynchronousTestCase):
         if not local.startswith('"'):
             self.assertFalse(set(local) & set("%!@ "), local)
         # Idempotent: the canonical form parses to itself.
-        self.assertEqual(parse_address(address.encode()), address)
+        self.assertEqual(parse_path(address.encode()), address)
 
     @given(
         local_parts,
@@ -102,7 +102,7 @@ class SMTPAddressProperties(SynchronousTestCase):
             "literal": f"{local}@[192.0.2.1]",
         }[form]
         with self.assertRaises(AddressError) as caught:
-            parse_address(text.encode())
+            parse_path(text.encode())
         self.assertTrue(caught.exception.trick, text)
 
     @given(
@@ -169,7 +169,7 @@ class AdminAddressProperties(SynchronousTestCase):
         except ValueError:
             self.assertTrue("%" in local or "!" in local, local)
             return
-        self.assertEqual(parse_address(parsed.encode()), parsed)
+        self.assertEqual(parse_path(parsed.encode()), parsed)
 
     @given(domains | st.text(LDH + ".-_ é", max_size=30) | st.text(max_size=20))
     def test_domain(self, text: str) -> None:
@@ -183,7 +183,7 @@ class AdminAddressProperties(SynchronousTestCase):
         self.assertLessEqual(len(name), 253)
         self.assertGreaterEqual(name.count("."), 1)
         self.assertEqual(admin.parse_domain(name), name)
-        self.assertEqual(parse_address(b"x@" + name.encode()), "x@" + name)
+        self.assertEqual(parse_path(b"x@" + name.encode()), "x@" + name)
 
 
 class ConfigAddressProperties(SynchronousTestCase):

@@ -33,7 +33,7 @@ from zpop.smtp_transaction import SMTPSettings
 from zpop.store import Accepted, StoreError
 from zpop.test.stores import KEY, add_account, add_app_password, make_store, result
 from zpop.threads import run_synchronously
-from zpop.wire.paths import AddressError, parse_address
+from zpop.wire.paths import AddressError, parse_path
 
 ALICE = "alice@example.com"
 ALICE_PASSWORD = "alice-secret-pw"
@@ -1450,9 +1450,9 @@ class AddressTests(SynchronousTestCase):
         """Plain and quoted local parts; domains are lower-cased."""
         self.assertEqual(
             [
-                parse_address(b"Bob.Smith+tag@Example.COM"),
-                parse_address(b'"bob smith"@example.com'),
-                parse_address(b"a@localhost"),
+                parse_path(b"Bob.Smith+tag@Example.COM"),
+                parse_path(b'"bob smith"@example.com'),
+                parse_path(b"a@localhost"),
             ],
             ["Bob.Smith+tag@example.com", '"bob smith"@example.com', "a@localhost"],
         )
@@ -1469,7 +1469,7 @@ class AddressTests(SynchronousTestCase):
         ]
         flags = []
         for trick in tricks:
-            error = self.assertRaises(AddressError, parse_address, trick)
+            error = self.assertRaises(AddressError, parse_path, trick)
             flags.append(error.trick)
         self.assertEqual(flags, [True] * len(tricks))
 
@@ -1487,6 +1487,6 @@ class AddressTests(SynchronousTestCase):
         ]
         flags = []
         for address in bad:
-            error = self.assertRaises(AddressError, parse_address, address)
+            error = self.assertRaises(AddressError, parse_path, address)
             flags.append(error.trick)
         self.assertEqual(flags, [False] * len(bad))
