@@ -28,6 +28,7 @@ LISTENERS: dict[str, str] = {
     "smtps": "tcp:8465",
     "submission": "tcp:8587",
     "mx": "tcp:8025",
+    "web": "tcp:8443",
 }
 
 CONFIG_NAME = "zpop.ini"

@@ -21,6 +21,10 @@ log = Logger()
 REFUSALS = {
     "POP3": b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
     "SMTP": b"421 4.7.0 Too many connections, try again later\r\n",
+    "HTTP": (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+        b"Connection: close\r\nRetry-After: 30\r\n\r\n"
+    ),
 }
 
 

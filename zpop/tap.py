@@ -8,6 +8,7 @@ directory, database, TLS policy, thread pools and listeners::
     +-- db          ThreadPoolService: SQLite calls
     +-- hashing     ThreadPoolService: bcrypt
     +-- pop3s ...   one listener per enabled endpoint, in LISTENERS order
+                    (web: the HTTPS settings site, zpop.web)
     +-- outbound    the relay for remote recipients
     +-- workers     with [server] workers > 1: the other processes
 
@@ -52,6 +53,7 @@ from zpop.smtp_transaction import SMTPSettings
 from zpop.store import DATABASE_NAME, IStore, SchemaError, SQLiteStore, schema
 from zpop.threads import ThreadPoolService
 from zpop.tls import ServerTLS, TLSConfigError
+from zpop.web.site import WebContext, make_site
 
 log = Logger()
 
@@ -63,6 +65,7 @@ LISTENER_KINDS: dict[str, tuple[str, str]] = {
     "smtps": ("SMTP", "implicit"),
     "submission": ("SMTP", "STARTTLS"),
     "mx": ("SMTP", "STARTTLS"),
+    "web": ("HTTP", "implicit"),
 }
 
 HASHING_THREADS = 2
@@ -73,6 +76,7 @@ _HELP = {
     "smtps": "SMTP submission over implicit TLS (production: tcp:465)",
     "submission": "SMTP submission with STARTTLS (production: tcp:587)",
     "mx": "inbound SMTP (MX) with STARTTLS (production: tcp:25)",
+    "web": "HTTPS self-service web settings (production: tcp:443)",
 }
 
 
@@ -159,7 +163,7 @@ class Options(usage.Options):
         "Hosted mail: POP3 over TLS, SMTP submission and MX. Listener options "
         "take Twisted endpoint strings (tcp:995, tcp:port=995:interface=\\:\\:); "
         "an empty string disables a listener. Defaults come from the config "
-        "file, else unprivileged ports 8995/8465/8587/8025."
+        "file, else unprivileged ports 8995/8465/8587/8025/8443."
     )
     optParameters = [  # noqa: N815 - usage.Options API
         ["config", None, None, "config file (default: DATA/zpop.ini if present)"],
@@ -227,6 +231,9 @@ class Services:
     #: Wakes the relay for remote recipients when submission queues mail
     #: (in a worker process: through the main process).
     wake: Callable[[], None] | None = None
+    #: The server key (zpop.accounts.passwords): keyed hashes of web
+    #: session ids and the CSRF tokens derived from them.
+    server_key: bytes = b""
 
 
 def protocol_factory(name: str, services: Services) -> IProtocolFactory:
@@ -238,6 +245,16 @@ def protocol_factory(name: str, services: Services) -> IProtocolFactory:
     if name not in LISTENER_KINDS:
         raise ValueError(f"unknown listener {name!r}")
     cfg = services.config
+    if name == "web":
+        return make_site(
+            WebContext(
+                store=services.store,
+                authenticator=services.authenticator,
+                clock=services.reactor,
+                key=services.server_key,
+                config=cfg,
+            )
+        )
     if name in ("pop3s", "pop3"):
         implicit = name == "pop3s"
         return POP3Factory(
@@ -434,6 +451,7 @@ def build_service(
         reactor=reactor,
         authenticator=Authenticator(portal, store, reactor, cfg.auth, server_key),
         wake=wake,
+        server_key=server_key,
     )
     endpoints_: list[tuple[str, _ReportingEndpoint]] = []
     for name in LISTENERS:

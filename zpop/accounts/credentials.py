@@ -27,7 +27,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from zope.interface import implementer
+from zope.interface import Interface, implementer
 
 from zpop.accounts import passwords
 from zpop.config import AuthConfig
@@ -152,6 +152,23 @@ class CachedLogin:
         )
 
 
+class IPrimaryPassword(Interface):
+    """Full address and primary password, and nothing else: what the web
+    settings sign in with. App-specific passwords are never tried for it,
+    and two-factor being on does not refuse it: the web asks for the code
+    next (the primary password alone never reaches a mail protocol, which
+    sends IUsernamePassword). Attributes as IUsernamePassword's."""
+
+
+@implementer(IPrimaryPassword)
+@dataclass(frozen=True)
+class PrimaryPassword:
+    """IPrimaryPassword credentials: UTF-8 ``username`` and ``password``."""
+
+    username: bytes
+    password: bytes
+
+
 #: Where a process tells the others of a verification (key, entry).
 Share = Callable[[bytes, "CachedLogin"], None]
 
@@ -173,7 +190,7 @@ class AccountChecker:
     thread pool in the server), never on the reactor thread.
     """
 
-    credentialInterfaces = (IUsernamePassword,)
+    credentialInterfaces = (IUsernamePassword, IPrimaryPassword)
 
     def __init__(
         self,
@@ -230,6 +247,8 @@ class AccountChecker:
             raise UnauthorizedLogin()
         if not addresses.is_login_name(address):
             raise FullAddressRequired()
+        if IPrimaryPassword.providedBy(credentials):
+            return await self._check_primary(address, secret)
         key = self._cache_key(address, secret)
         now = self._clock.seconds()
         cached = self._cache.get(key)
@@ -271,6 +290,20 @@ class AccountChecker:
             raise AppPasswordRequired()
         identity = Identity(account.address, "primary", None, verified)
         return self._remember(key, identity, account)
+
+    async def _check_primary(self, address: str, secret: str) -> Identity:
+        """The primary password alone (IPrimaryPassword): one bcrypt, known
+        or not, and never the cache, which holds app-password and mail
+        verifications under the same (address, secret) key."""
+        account: Account | None = await self._store.get_account(address)
+        hashed = self._dummy_hash
+        if account is not None and account.password_hash is not None:
+            hashed = account.password_hash
+        matched = await self._hashing(passwords.check_password, secret, hashed)
+        if not matched or hashed is self._dummy_hash:
+            raise UnauthorizedLogin()
+        assert account is not None
+        return Identity(account.address, "primary")
 
 
 class Authenticator:
@@ -317,9 +350,14 @@ class Authenticator:
         password: bytes,
         mind: Any,
         interface: Any,
+        primary_only: bool = False,
     ) -> Deferred:
+        """``primary_only``: sign in with the primary password alone
+        (IPrimaryPassword, the web settings), never an app password."""
         return Deferred.fromCoroutine(
-            self._login(protocol, client, username, password, mind, interface)
+            self._login(
+                protocol, client, username, password, mind, interface, primary_only
+            )
         )
 
     async def _login(
@@ -330,6 +368,7 @@ class Authenticator:
         password: bytes,
         mind: Any,
         interface: Any,
+        primary_only: bool = False,
     ) -> Any:
         account = username.decode("utf-8", "replace").strip().lower()
         now = self._clock.seconds()
@@ -341,7 +380,11 @@ class Authenticator:
                 raise LoginRefused(
                     "SYS/TEMP", "Too many failed logins, try again later"
                 )
-        credentials = UsernamePassword(username, password)
+        credentials: Any = (
+            PrimaryPassword(username, password)
+            if primary_only
+            else UsernamePassword(username, password)
+        )
         try:
             result = await self._portal.login(credentials, mind, interface)
         except LoginRefused as refusal:

@@ -53,3 +53,48 @@ class UnknownAppPassword(AccountError):
         super().__init__(f"{address} has no app-specific password {password_id}")
         self.address = address
         self.password_id = password_id
+
+
+class WrongPassword(AccountError):
+    """The primary password given to confirm a change is not the account's."""
+
+    def __init__(self) -> None:
+        super().__init__("the password is not right")
+
+
+class InvalidCode(AccountError):
+    """A two-factor code that is not valid now (mistyped, expired, used
+    already, or a recovery code spent before)."""
+
+
+class AlreadyEnrolled(AccountError):
+    """Two-factor authentication is on already: it is turned off (or reset
+    by the operator) before the account enrols again."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(f"two-factor authentication is on already for {address}")
+        self.address = address
+
+
+class NotEnrolled(AccountError):
+    """The account has no authenticator enrolled (two-factor off, or
+    required and not enrolled yet)."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"{address} has no authenticator app enrolled for two-factor"
+            " authentication"
+        )
+        self.address = address
+
+
+class SecondFactorUnreadable(AccountError):
+    """The stored TOTP secret does not open with this server's key: the key
+    file was replaced, or the database came from another installation."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"the two-factor secret of {address} cannot be read with this"
+            " server's key: the operator can reset two-factor for the account"
+        )
+        self.address = address

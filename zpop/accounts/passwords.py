@@ -65,12 +65,38 @@ def check_password(password: str, hashed: bytes) -> bool:
         return False
 
 
+def generate_secret(length: int) -> str:
+    """``length`` random characters of the unambiguous alphabet, grouped in
+    fours for reading: every secret the server makes and shows once (app
+    passwords, recovery codes; CONVENTIONS 19)."""
+    chars = "".join(_random.choice(APP_PASSWORD_ALPHABET) for _ in range(length))
+    return " ".join(chars[i : i + 4] for i in range(0, length, 4))
+
+
+def normalize_secret(text: str, length: int) -> str | None:
+    """The canonical form of a typed ``generate_secret`` secret, or None if
+    it can't be one. Spaces and dashes are ignored and case folded, as
+    people type them."""
+    cleaned = "".join(c for c in text.lower() if c not in " -")
+    if len(cleaned) != length:
+        return None
+    if any(c not in APP_PASSWORD_ALPHABET for c in cleaned):
+        return None
+    return cleaned
+
+
+def keyed_digest(key: bytes, kind: str, account_id: int, canonical: str) -> bytes:
+    """The keyed hash (HMAC-SHA256 under the server key) a secret of the
+    account is stored as. ``kind`` keeps one kind of secret from passing
+    for another; app passwords, whose digests predate kinds, have ""."""
+    prefix = f"{kind}:" if kind else ""
+    message = f"{prefix}{account_id}:{canonical}".encode()
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
 def generate_app_password() -> str:
     """A new app-specific password, grouped in fours for reading."""
-    chars = "".join(
-        _random.choice(APP_PASSWORD_ALPHABET) for _ in range(APP_PASSWORD_LENGTH)
-    )
-    return " ".join(chars[i : i + 4] for i in range(0, APP_PASSWORD_LENGTH, 4))
+    return generate_secret(APP_PASSWORD_LENGTH)
 
 
 def normalize_app_password(text: str) -> str | None:
@@ -78,12 +104,7 @@ def normalize_app_password(text: str) -> str | None:
 
     Spaces and dashes are ignored and case folded, as people type them.
     """
-    cleaned = "".join(c for c in text.lower() if c not in " -")
-    if len(cleaned) != APP_PASSWORD_LENGTH:
-        return None
-    if any(c not in APP_PASSWORD_ALPHABET for c in cleaned):
-        return None
-    return cleaned
+    return normalize_secret(text, APP_PASSWORD_LENGTH)
 
 
 def app_password_digest(key: bytes, account_id: int, password: str) -> bytes | None:
@@ -91,5 +112,4 @@ def app_password_digest(key: bytes, account_id: int, password: str) -> bytes | N
     canonical = normalize_app_password(password)
     if canonical is None:
         return None
-    message = f"{account_id}:{canonical}".encode("ascii")
-    return hmac.new(key, message, hashlib.sha256).digest()
+    return keyed_digest(key, "", account_id, canonical)

@@ -81,6 +81,22 @@ class Submitter:
         return address.lower() in self.addresses
 
 
+class IWebAccount(Interface):
+    """A web settings sign-in whose primary password was verified: the
+    account as read at sign-in (two-factor state included, so the web
+    knows whether a code is still due)."""
+
+    account: Any = Attribute("The Account record, read at sign-in.")
+    identity: Any = Attribute("The checker's Identity (address, login method).")
+
+
+@implementer(IWebAccount)
+@dataclass(frozen=True)
+class WebAccount:
+    account: Account
+    identity: Identity
+
+
 @implementer(IRealm)
 class Realm:
     def __init__(
@@ -100,7 +116,20 @@ class Realm:
             return Deferred.fromCoroutine(self._maildrop(avatarId, mind))
         if ISubmitter in interfaces:
             return Deferred.fromCoroutine(self._submitter(avatarId))
-        raise NotImplementedError("zpop serves IMailbox and ISubmitter avatars")
+        if IWebAccount in interfaces:
+            return Deferred.fromCoroutine(self._web_account(avatarId))
+        raise NotImplementedError(
+            "zpop serves IMailbox, ISubmitter and IWebAccount avatars"
+        )
+
+    async def _web_account(self, identity: Any) -> Any:
+        account: Account | None = await self._store.get_account(identity)
+        if account is None:
+            # Deleted between the password check and now.
+            raise UnauthorizedLogin()
+        if not isinstance(identity, Identity):
+            identity = Identity(account.address, "-")
+        return (IWebAccount, WebAccount(account, identity), lambda: None)
 
     async def _submitter(self, identity: Any) -> Any:
         account: Account | None = await self._store.get_account(identity)

@@ -12,9 +12,16 @@ from collections.abc import Callable
 from zpop import config as configmod
 from zpop import delivery, maildir
 from zpop.accounts import accounts, aliases, app_passwords, domains, passwords, settings
-from zpop.accounts.two_factor import set_two_factor
+from zpop.accounts.two_factor import TwoFactorState, set_two_factor, state_of
 from zpop.cli.context import CommandError, Context, read_password, result_of
-from zpop.cli.render import iso, password_state, pop_lines, printable, table
+from zpop.cli.render import (
+    iso,
+    password_state,
+    pop_lines,
+    printable,
+    table,
+    two_factor_text,
+)
 from zpop.files import write_atomically
 from zpop.outbound import queue
 from zpop.store import DATABASE_NAME, FOLDERS, Account, schema
@@ -187,8 +194,8 @@ def cmd_account_passwd(ctx: Context, args: argparse.Namespace) -> None:
     ctx.out(f"password set for {account.address}")
     if account.two_factor:
         ctx.out(
-            "two-factor authentication is on: mail clients still need an "
-            "app-specific password"
+            f"two-factor authentication is {state_of(account)}: mail clients"
+            " still need an app-specific password"
         )
 
 
@@ -202,7 +209,7 @@ def cmd_account_show(ctx: Context, args: argparse.Namespace) -> None:
         f"  Plan:              {account.plan}",
         f"  Created:           {iso(account.created)}",
         f"  Primary password:  {password_state(account)}",
-        f"  Two-factor:        {'on' if account.two_factor else 'off'}",
+        f"  Two-factor:        {two_factor_text(account)}",
         *pop_lines(account, ctx.config.accounts),
         "  Aliases:           "
         f"{', '.join(details.aliases) if details.aliases else 'none'}",
@@ -224,7 +231,7 @@ def cmd_account_show(ctx: Context, args: argparse.Namespace) -> None:
     if account.two_factor:
         ctx.out(
             "  Password:          an app-specific password is required "
-            "(two-factor authentication is on)"
+            f"(two-factor authentication is {state_of(account)})"
         )
     elif account.password_hash is None:
         ctx.out(
@@ -259,7 +266,7 @@ def cmd_account_list(ctx: Context, args: argparse.Namespace) -> None:
                 password_state(a).split(" ")[0]
                 if not a.federated or a.password_hash
                 else "federated",
-                "on" if a.two_factor else "off",
+                str(state_of(a)),
                 pop,
                 iso(a.created),
             )
@@ -315,13 +322,26 @@ def cmd_twofactor(ctx: Context, args: argparse.Namespace) -> None:
     enable = args.state == "enable"
     change = result_of(set_two_factor(ctx.store, args.address, enable))
     address = change.account.address
+    if not enable and change.before is TwoFactorState.ON:
+        ctx.out(
+            f"two-factor authentication is reset for {address}: its authenticator"
+            " secret and recovery codes are deleted, and two-factor is off"
+        )
+        return
     if not enable:
         ctx.out(f"two-factor authentication is off for {address}")
         return
-    ctx.out(
-        f"two-factor authentication is on for {address}: mail clients "
-        "need app-specific passwords"
-    )
+    if change.before is TwoFactorState.ON:
+        ctx.out(
+            f"two-factor authentication is on for {address} (TOTP) and now "
+            "required: mail clients need app-specific passwords"
+        )
+    else:
+        ctx.out(
+            f"two-factor authentication is required for {address}: the account"
+            " enrols at its next web sign-in, and mail clients need"
+            " app-specific passwords"
+        )
     if change.needs_app_password:
         ctx.out(
             "it has none yet: create one with "

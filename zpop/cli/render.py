@@ -14,6 +14,7 @@ from zpop.accounts.errors import (
     UnknownAccount,
     UnknownAppPassword,
 )
+from zpop.accounts.two_factor import TwoFactorState, state_of
 from zpop.config import AccountsConfig
 from zpop.store import Account
 from zpop.wire.addresses import CONTROL
@@ -76,6 +77,15 @@ def pop_lines(account: Account, config: AccountsConfig) -> list[str]:
             f"or after {cutoff.isoformat()}"
         )
     return lines
+
+
+def two_factor_text(account: Account) -> str:
+    """``account show``'s two-factor state (DESIGN §1)."""
+    return {
+        TwoFactorState.OFF: "off",
+        TwoFactorState.REQUIRED: "required (not enrolled)",
+        TwoFactorState.ON: "on (TOTP)",
+    }[state_of(account)]
 
 
 def password_state(account: Account) -> str:

@@ -23,9 +23,12 @@ from zpop.store.records import (
     PopSnapshot,
     QueuedMessage,
     QueuedRecipient,
+    RecoveryCode,
     SchemaError,
     StorageFull,
     StoreError,
+    TotpSecret,
+    WebSession,
 )
 from zpop.store.schema import migrate
 from zpop.store.sqlite import SQLiteStore
@@ -55,9 +58,12 @@ __all__ = [
     "PopSettings",
     "QueuedMessage",
     "QueuedRecipient",
+    "RecoveryCode",
     "SQLiteStore",
     "SchemaError",
     "StorageFull",
     "StoreError",
+    "TotpSecret",
+    "WebSession",
     "migrate",
 ]

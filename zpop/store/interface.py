@@ -1,7 +1,7 @@
 """The Store API: what zpop keeps, as frozen records behind Deferreds.
 
 One interface per area (accounts, messages, POP sessions, throttle,
-outbound queue); ``IStore`` is all of them. The records are in
+outbound queue, two-factor); ``IStore`` is all of them. The records are in
 ``zpop.store.records``.
 
 Protocols, the realm and the ``zpop`` command talk to a store only through
@@ -32,6 +32,9 @@ from zpop.store.records import (
     PopSession,
     QueuedMessage,
     RecipientResult,
+    RecoveryCode,
+    TotpSecret,
+    WebSession,
 )
 
 
@@ -78,7 +81,9 @@ class IAccountStore(Interface):
         """Set or clear the primary password hash; fires with the Account."""
 
     def set_two_factor(address: str, enabled: bool) -> Deferred[Account]:
-        """Turn two-factor authentication on or off; fires with the Account."""
+        """The operator's switch; fires with the Account. On: two-factor is
+        required (``two_factor`` and ``two_factor_required``), an enrolment
+        is kept. Off: ``ITwoFactorStore.reset_two_factor``."""
 
     def enable_pop(address: str, mode: str, now: float) -> Deferred[Account]:
         """Enable POP in ``all`` or ``new`` mode; fires with the Account.
@@ -300,12 +305,102 @@ class IQueueStore(Interface):
         number of recipients; fails NotFound."""
 
 
+class IWebSessionStore(Interface):
+    """Web settings sessions (zpop.accounts.web_sessions), shared by every
+    process and node. ``digest`` is a keyed hash of the session id: the id
+    itself, what the browser's cookie holds, is never stored."""
+
+    def add_web_session(
+        address: str,
+        digest: bytes,
+        stage: str,
+        client: str,
+        user_agent: str,
+        now: float,
+        lifetime: float,
+        idle: float,
+    ) -> Deferred[WebSession]:
+        """Start a session for the account, ending at ``now + lifetime`` or
+        after ``idle`` seconds unused; sessions of any account that ended
+        are dropped on the way. Fails NotFound for an unknown account."""
+
+    def use_web_session(digest: bytes, now: float) -> Deferred[WebSession | None]:
+        """Fires with the live session of ``digest``, its use recorded
+        (to ``WEB_SESSION_TOUCH`` seconds), or None; one that ended is
+        dropped."""
+
+    def end_web_session(digest: bytes) -> Deferred[bool]:
+        """Drop the session of ``digest``; fires with whether there was one."""
+
+    def list_web_sessions(address: str, now: float) -> Deferred[list[WebSession]]:
+        """Fires with the account's live sessions, oldest first; fails
+        NotFound for an unknown account."""
+
+    def revoke_web_session(address: str, session_id: int) -> Deferred[None]:
+        """Drop one of the account's sessions; fails NotFound if it is not
+        the account's."""
+
+
+class ITwoFactorStore(Interface):
+    """TOTP secrets (sealed by the caller, ``zpop.accounts.totp``), the last
+    accepted time step, and single-use recovery codes (keyed hashes) of
+    accounts enrolled in two-factor authentication (zpop.accounts.two_factor).
+    An account is enrolled while it has a secret (``Account.totp_enrolled``);
+    its recovery codes go with the secret."""
+
+    def enrol_two_factor(
+        address: str, sealed: bytes, step: int, digests: Sequence[bytes], now: float
+    ) -> Deferred[Account]:
+        """In one transaction: store the sealed secret with ``step`` (the
+        step of the code that confirmed it) as its last accepted step, the
+        recovery codes' ``digests``, and turn two-factor on. Fires with the
+        Account; fails NotFound for an unknown account, AlreadyExists if it
+        is enrolled already (nothing changes)."""
+
+    def get_totp_secret(account_id: int) -> Deferred[TotpSecret | None]:
+        """Fires with the account's TotpSecret, or None if not enrolled."""
+
+    def accept_totp_step(account_id: int, step: int) -> Deferred[bool]:
+        """Compare-and-set: record ``step`` as the last accepted step if no
+        step as late was accepted before. Fires True if this call did (the
+        code counts), False otherwise (a replay, a race lost to another
+        process, or no enrolment)."""
+
+    def use_recovery_code(account_id: int, digest: bytes, now: float) -> Deferred[bool]:
+        """Spend the account's unused recovery code of ``digest`` at ``now``;
+        fires True if this call did, False if there is none (or it was used,
+        by this call's rival too)."""
+
+    def list_recovery_codes(address: str) -> Deferred[list[RecoveryCode]]:
+        """Fires with the account's RecoveryCodes, used ones included, in the
+        order made; fails NotFound for an unknown account."""
+
+    def replace_recovery_codes(
+        address: str, digests: Sequence[bytes], now: float
+    ) -> Deferred[None]:
+        """Replace every recovery code of the account by new ones, in one
+        transaction; fails NotFound if the account is unknown or not
+        enrolled."""
+
+    def reset_two_factor(address: str) -> Deferred[Account]:
+        """Delete the secret and recovery codes and turn two-factor off
+        (required no more either); fires with the Account; NotFound."""
+
+
 # -- outbound relay records -------------------------------------------------
 
 #: States of an outbound recipient.
 
 
-class IStore(IAccountStore, IMessageStore, IPopStore, IThrottleStore, IQueueStore):
+class IStore(
+    IAccountStore,
+    IMessageStore,
+    IPopStore,
+    IThrottleStore,
+    IQueueStore,
+    IWebSessionStore,
+    ITwoFactorStore,
+):
     """Durable state of zpop. Every method returns a Deferred."""
 
     path: Any = Attribute("Where the data lives, for messages to operators.")

@@ -21,6 +21,8 @@ from zope.interface import implementer
 
 from zpop.store.interface import IStore
 from zpop.store.memory_queue import MemoryOutboundQueue, check_in, schema_error, settle
+from zpop.store.memory_two_factor import MemoryTwoFactor
+from zpop.store.memory_web import MemoryWebSessions
 from zpop.store.records import (
     DELETION_POLICIES,
     FOLDERS,
@@ -139,7 +141,7 @@ class _Failure:
 
 
 @implementer(IStore)
-class MemoryStore(MemoryOutboundQueue):
+class MemoryStore(MemoryWebSessions, MemoryTwoFactor, MemoryOutboundQueue):
     """IStore in memory, behaving as SQLiteStore does (zpop.store.sqlite).
 
     Ids and uids are never reused. A check SQLite's schema makes (CHECK,
@@ -338,8 +340,10 @@ class MemoryStore(MemoryOutboundQueue):
         return self._update_account(address, lambda a: replace(a, password_hash=hashed))
 
     def set_two_factor(self, address: str, enabled: bool) -> Deferred[Account]:
+        if not enabled:
+            return self.reset_two_factor(address)
         return self._update_account(
-            address, lambda a: replace(a, two_factor=bool(enabled))
+            address, lambda a: replace(a, two_factor=True, two_factor_required=True)
         )
 
     def enable_pop(self, address: str, mode: str, now: float) -> Deferred[Account]:

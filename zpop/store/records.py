@@ -116,6 +116,8 @@ class Account:
     created: float
     password_hash: bytes | None
     federated: bool
+    #: Two-factor is required or on: the mail protocols refuse the primary
+    #: password (DESIGN §1). Which of the two is ``totp_enrolled``.
     two_factor: bool
     pop: PopSettings
     #: Bumped on every change to credentials or settings, so caches keyed on
@@ -124,6 +126,12 @@ class Account:
     #: A random number fixed at creation, prefixed to UIDLs so a deleted and
     #: re-created account never offers a UIDL a client has seen.
     uid_validity: int
+    #: The operator requires two-factor (``zpop twofactor enable``): the
+    #: account must enrol and cannot turn it off itself.
+    two_factor_required: bool = False
+    #: The account has a TOTP secret (two-factor "on"); the secret itself is
+    #: never part of the record (``ITwoFactorStore.get_totp_secret``).
+    totp_enrolled: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,6 +141,63 @@ class AppPassword:
     label: str
     created: float
     last_used: float | None
+
+
+class WebSessionStage(StrEnum):
+    """How far a web sign-in got: the password was right and the second
+    factor is still due (``code``), or signed in (``full``)."""
+
+    CODE = "code"
+    FULL = "full"
+
+
+#: A web session's last-seen time is written at most this often, so page
+#: views do not each cost a durable write; idle expiry is that much early.
+WEB_SESSION_TOUCH = 60.0
+
+
+@dataclass(frozen=True)
+class WebSession:
+    """A server-side web settings session (the id itself is never stored,
+    only its keyed hash). It ends ``idle`` seconds after ``last_seen`` or at
+    ``expires``, whichever is first."""
+
+    id: int
+    account_id: int
+    address: str
+    stage: str
+    client: str
+    user_agent: str
+    created: float
+    last_seen: float
+    expires: float
+    idle: float
+
+    def live(self, now: float) -> bool:
+        """Whether the session is still usable at ``now``."""
+        return now < self.expires and now < self.last_seen + self.idle
+
+
+@dataclass(frozen=True)
+class TotpSecret:
+    """An account's TOTP secret, sealed (``zpop.accounts.totp.seal``), and
+    the last time step a code was accepted for (None: none yet)."""
+
+    account_id: int
+    sealed: bytes
+    last_step: int | None
+    enrolled: float
+
+
+@dataclass(frozen=True)
+class RecoveryCode:
+    """One of an enrolment's single-use recovery codes (never the code: it
+    is stored as a keyed hash); ``used`` is when it was spent, or None."""
+
+    id: int
+    account_id: int
+    created: float
+    used: float | None
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,17 @@ from zpop.store.sqlite_base import BODY_CHUNK, LAST_USE_RESOLUTION  # noqa: F401
 from zpop.store.sqlite_messages import SQLiteMessages
 from zpop.store.sqlite_queue import SQLiteQueue
 from zpop.store.sqlite_throttle import SQLiteThrottle
+from zpop.store.sqlite_two_factor import SQLiteTwoFactor
+from zpop.store.sqlite_web import SQLiteWebSessions
 
 
 @implementer(IStore)
-class SQLiteStore(SQLiteAccounts, SQLiteMessages, SQLiteThrottle, SQLiteQueue):
+class SQLiteStore(
+    SQLiteAccounts,
+    SQLiteMessages,
+    SQLiteThrottle,
+    SQLiteQueue,
+    SQLiteWebSessions,
+    SQLiteTwoFactor,
+):
     """IStore on one SQLite file, shared safely by the server and the CLI."""

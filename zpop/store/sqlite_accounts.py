@@ -154,7 +154,12 @@ class SQLiteAccounts(SQLiteBase):
         return self._update_account(address, "password_hash = ?", password_hash)
 
     def set_two_factor(self, address: str, enabled: bool) -> Deferred:
-        return self._update_account(address, "two_factor = ?", int(enabled))
+        # Off is a reset: migration 009's trigger deletes the TOTP secret
+        # and the recovery codes.
+        on = int(enabled)
+        return self._update_account(
+            address, "two_factor = ?, two_factor_required = ?", on, on
+        )
 
     def enable_pop(self, address: str, mode: str, now: float) -> Deferred:
         def thd() -> Account:

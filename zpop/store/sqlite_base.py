@@ -42,7 +42,9 @@ BODY_CHUNK = 256 * 1024
 _ACCOUNT_COLUMNS = """
     a.id, a.address, d.name, d.organization, a.plan, a.created, a.password_hash,
     a.federated, a.two_factor, a.pop_enabled, a.pop_mode, a.pop_enabled_at,
-    a.pop_start_uid, a.pop_spam, a.pop_deletion, a.generation, a.uid_validity
+    a.pop_start_uid, a.pop_spam, a.pop_deletion, a.generation, a.uid_validity,
+    a.two_factor_required,
+    EXISTS (SELECT 1 FROM totp_secrets t WHERE t.account_id = a.id)
 """
 _ACCOUNT_FROM = "accounts a JOIN domains d ON d.id = a.domain_id"
 
@@ -72,6 +74,8 @@ def _account(row: tuple[Any, ...]) -> Account:
         ),
         generation=row[15],
         uid_validity=row[16],
+        two_factor_required=bool(row[17]),
+        totp_enrolled=bool(row[18]),
     )
 
 

@@ -35,7 +35,7 @@ from zpop.config import LISTENERS
 HOSTNAME = "example.test"
 
 LISTENER_LINE = re.compile(
-    r"listener (?P<name>[a-z0-9]+): (?P<protocol>POP3|SMTP) on "
+    r"listener (?P<name>[a-z0-9]+): (?P<protocol>POP3|SMTP|HTTP) on "
     r"(?P<host>\S+):(?P<port>\d+), TLS (?P<tls>implicit|STLS|STARTTLS)"
 )
 
@@ -74,7 +74,7 @@ class ZpopServer:
 
     ``settings`` ({section: {key: value}}) is merged over the defaults
     (hostname example.test, bcrypt cost 4, self-signed TLS). ``listeners``
-    maps listener names to endpoint strings (default: all five on
+    maps listener names to endpoint strings (default: all of them, web too, on
     ``tcp:0:interface=127.0.0.1``; "" disables one).
     """
 

@@ -555,7 +555,7 @@ class AccountTests(AdminTestCase):
                 stdin=b"new password\n",
             ),
             "password set for alice@example.org\n"
-            "two-factor authentication is on: mail clients still need an "
+            "two-factor authentication is required: mail clients still need an "
             "app-specific password\n",
         )
 
@@ -644,7 +644,7 @@ class AccountTests(AdminTestCase):
             "  Plan:              paid\n"
             f"  Created:           {NOW_ISO}\n"
             "  Primary password:  set\n"
-            "  Two-factor:        on\n"
+            "  Two-factor:        required (not enrolled)\n"
             "  POP access:        enabled, mode new (mail received from "
             f"{NOW_ISO} on)\n"
             "  POP spam:          include (POP offers the Inbox and Spam)\n"
@@ -665,7 +665,7 @@ class AccountTests(AdminTestCase):
             "    Authentication:  required (normal password)\n"
             "    Username:        bob@corp.example\n"
             "  Password:          an app-specific password is required "
-            "(two-factor authentication is on)\n",
+            "(two-factor authentication is required)\n",
         )
 
     def test_show_password(self) -> None:
@@ -719,12 +719,13 @@ class AccountTests(AdminTestCase):
         self.ok("twofactor", "enable", "bob@corp.example")
         self.assertEqual(
             self.ok("account", "list"),
-            "ADDRESS            PLAN  KIND          PASSWORD   2FA  POP  CREATED\n"
-            "alice@example.org  free  personal      none       off  off  "
+            "ADDRESS            PLAN  KIND          PASSWORD   2FA       POP  "
+            "CREATED\n"
+            "alice@example.org  free  personal      none       off       off  "
             f"{NOW_ISO}\n"
-            "bob@corp.example   paid  organization  set        on   all  "
+            "bob@corp.example   paid  organization  set        required  all  "
             f"{NOW_ISO}\n"
-            "zed@example.org    free  personal      federated  off  off  "
+            "zed@example.org    free  personal      federated  off       off  "
             f"{NOW_ISO}\n",
         )
 
@@ -884,8 +885,9 @@ class TwoFactorTests(AliceTestCase):
         """twofactor enable|disable ADDRESS toggles and says what it means."""
         self.assertEqual(
             self.ok("twofactor", "enable", "alice@example.org"),
-            "two-factor authentication is on for alice@example.org: mail clients "
-            "need app-specific passwords\n"
+            "two-factor authentication is required for alice@example.org: the "
+            "account enrols at its next web sign-in, and mail clients need "
+            "app-specific passwords\n"
             "it has none yet: create one with "
             "'zpop app-password create alice@example.org --label TEXT'\n",
         )

@@ -115,6 +115,7 @@ class DefaultsTests(ConfigTestCase):
                     "smtps": "tcp:8465",
                     "submission": "tcp:8587",
                     "mx": "tcp:8025",
+                    "web": "tcp:8443",
                 },
                 TLSConfig(default=None, by_host={}),
                 LimitsConfig(
@@ -142,6 +143,7 @@ class DefaultsTests(ConfigTestCase):
                 "smtps": "tcp:8465",
                 "submission": "tcp:8587",
                 "mx": "tcp:8025",
+                "web": "tcp:8443",
             },
         )
 
@@ -260,6 +262,7 @@ class FileTests(ConfigTestCase):
                     "smtps": "tcp:port=465:interface=\\:\\:",
                     "submission": "tcp:587",
                     "mx": "",
+                    "web": "tcp:8443",
                 },
                 tls=TLSConfig(
                     default=TLSCertificate(
@@ -315,6 +318,7 @@ class FileTests(ConfigTestCase):
                 "smtps": "tcp:8465",
                 "submission": "tcp:8587",
                 "mx": "",
+                "web": "tcp:8443",
             },
         )
 

@@ -130,6 +130,7 @@ class OptionsTests(EnvironmentMixin, SynchronousTestCase):
                     "smtps": "",
                     "submission": "unix:/tmp/zpop-submission.sock",
                     "mx": "",
+                    "web": "tcp:8443",
                 },
             ),
         )
@@ -242,6 +243,7 @@ class OptionsTests(EnvironmentMixin, SynchronousTestCase):
                     "smtps": "tcp:465",
                     "submission": "tcp:587",
                     "mx": "tcp:25",
+                    "web": "tcp:443",
                 },
                 "/etc/letsencrypt/live/example.com/fullchain.pem",
                 ["poppro.example.com"],
@@ -328,6 +330,12 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                         "limited SMTPFactory",
                         None,
                     ),
+                    (
+                        "web",
+                        "StreamServerEndpointService",
+                        "TLSMemoryBIOFactory",
+                        "limited ZpopSite",
+                    ),
                     ("outbound", "OutboundService", None, None),
                 ],
             ),
@@ -354,6 +362,7 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                     "smtps",
                     "submission",
                     "mx",
+                    "web",
                     "outbound",
                 ],
                 "0o700",
@@ -387,11 +396,12 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                 "listener smtps: SMTP on 0.0.0.0:8465, TLS implicit",
                 "listener submission: SMTP on 0.0.0.0:8587, TLS STARTTLS",
                 "listener mx: SMTP on 0.0.0.0:8025, TLS STARTTLS",
+                "listener web: HTTP on 0.0.0.0:8443, TLS implicit",
             ],
         )
         self.assertEqual(
             [(port, interface) for port, _, _, interface in reactor.tcpServers],
-            [(995, ""), (8465, ""), (8587, ""), (8025, "")],
+            [(995, ""), (8465, ""), (8587, ""), (8025, ""), (8443, "")],
         )
 
     def test_busy_port(self) -> None:
@@ -609,6 +619,7 @@ class IntegrationTests(TestCase):
                         "STARTTLS",
                     ),
                     ("mx", "SMTP", "127.0.0.1", server.ports["mx"], "STARTTLS"),
+                    ("web", "HTTP", "127.0.0.1", server.ports["web"], "implicit"),
                 ],
             ),
         )
@@ -724,9 +735,15 @@ class IntegrationTests(TestCase):
 
     def test_no_options(self) -> None:
         """`twistd -n zpop` alone creates ./zpop-data, a self-signed
-        certificate, and listens on 8995, 8465, 8587 and 8025 (twistd ends
-        itself with the signal it got, hence -SIGTERM)."""
-        defaults = {"pop3s": 8995, "smtps": 8465, "submission": 8587, "mx": 8025}
+        certificate, and listens on 8995, 8465, 8587, 8025 and 8443 (twistd
+        ends itself with the signal it got, hence -SIGTERM)."""
+        defaults = {
+            "pop3s": 8995,
+            "smtps": 8465,
+            "submission": 8587,
+            "mx": 8025,
+            "web": 8443,
+        }
         for port in defaults.values():
             probe = socket.socket()
             try:

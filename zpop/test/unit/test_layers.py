@@ -25,6 +25,7 @@ PROTOCOLS = (
     "zpop.sasl",
     "zpop.commands",
     "zpop.limits",
+    "zpop.web",
 )
 #: What the store may import of zpop: itself and the plumbing below it.
 STORE_MAY_IMPORT = ("zpop.store", "zpop.threads", "zpop.files")
@@ -134,7 +135,8 @@ class LayerTests(SynchronousTestCase):
 
     def test_modules_found(self) -> None:
         """The walk sees the package's layers (so the rules below bite)."""
-        for name in ("zpop.tap", "zpop.pop3", "zpop.store.sqlite", "zpop.outbound"):
+        names = ("zpop.tap", "zpop.pop3", "zpop.store.sqlite", "zpop.outbound")
+        for name in (*names, "zpop.web.site"):
             self.assertIn(name, self.imports)
 
     def test_protocols_never_import_the_store(self) -> None:

@@ -1,0 +1,151 @@
+"""``/settings/app-passwords``: create (``label``; the password is shown
+once, in ``id="new-secret"``, in groups of four), list (created, last used)
+and revoke (``id``), through the services ``zpop app-password ...`` uses
+(``zpop.accounts.app_passwords``), which hold the label rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.web.template import Tag, tags
+
+from zpop.accounts import app_passwords
+from zpop.accounts.errors import InvalidInput, UnknownAppPassword
+from zpop.web.login import needs_reverify, reverify
+from zpop.web.pages import errors, form, when
+from zpop.web.visit import Response, Visit
+
+
+def _label_problem(visit: Visit, error: InvalidInput) -> str:
+    """The service's label refusal in the page's language."""
+    text = str(error)
+    t = visit.t
+    if text == "the label is empty":
+        return t("ap_label_empty")
+    if text == "the label contains control characters":
+        return t("ap_label_control")
+    if text.startswith("the label is longer than"):
+        return t("ap_label_long", max=app_passwords.MAX_LABEL)
+    return text
+
+
+def _table(visit: Visit, found: list[Any]) -> Tag | str:
+    t = visit.t
+    if not found:
+        return tags.p(t("ap_none"))
+    rows = [
+        tags.tr(
+            tags.td(p.label),
+            tags.td(when(p.created)),
+            tags.td(when(p.last_used) if p.last_used is not None else t("ap_never")),
+            tags.td(
+                form(
+                    visit,
+                    "/settings/app-passwords",
+                    tags.input(type="hidden", name="id", value=str(p.id)),
+                    tags.button(t("ap_revoke"), type="submit"),
+                    class_="inline",
+                )
+            ),
+        )
+        for p in found
+    ]
+    head = tags.tr(
+        tags.th(t("ap_label")), tags.th(t("ap_created")), tags.th(t("ap_last_used"))
+    )
+    return tags.table(tags.thead(head), tags.tbody(*rows), id="app-passwords")
+
+
+async def _page(
+    visit: Visit,
+    status: int = 200,
+    problems: list[str] | None = None,
+    new: tuple[str, str] | None = None,
+    notice: str | None = None,
+    label: str = "",
+) -> Response:
+    t = visit.t
+    found = await app_passwords.list_app_passwords(visit.web.store, visit.address)
+    body: list[Tag | str] = [tags.p(t("ap_intro"))]
+    body += errors(problems or [])
+    if notice:
+        body.append(tags.p(notice, class_="notice", role="status"))
+    if new is not None:
+        new_label, secret = new
+        body.append(tags.p(t("ap_new", label=new_label)))
+        body.append(tags.p(tags.code(secret, id="new-secret", class_="secret")))
+    body.append(_table(visit, found))
+    confirm: list[Tag | str] = []
+    if needs_reverify(visit):
+        confirm.append(
+            tags.label(
+                t("reverify"),
+                tags.input(
+                    type="password",
+                    name="password",
+                    autocomplete="current-password",
+                    required="required",
+                ),
+            )
+        )
+    body.append(
+        form(
+            visit,
+            "/settings/app-passwords",
+            *confirm,
+            tags.label(
+                t("ap_label"),
+                tags.input(
+                    type="text",
+                    name="label",
+                    value=label,
+                    maxlength=str(app_passwords.MAX_LABEL),
+                    required="required",
+                ),
+            ),
+            tags.button(t("ap_create"), type="submit"),
+            id="create-app-password",
+        )
+    )
+    return Response(status=status, title=t("nav_app_passwords"), body=body)
+
+
+async def page(visit: Visit) -> Response:
+    """``GET /settings/app-passwords``."""
+    return await _page(visit)
+
+
+async def change(visit: Visit) -> Response:
+    """``POST /settings/app-passwords``: ``label`` creates, ``id`` revokes.
+
+    The page answering a creation holds the only copy of the password;
+    like every account page it is sent with ``Cache-Control: no-store``.
+    More than ten minutes after sign-in, creating one needs the account's
+    password again (a stolen unlocked session cannot mint mail access)."""
+    t = visit.t
+    web = visit.web
+    label = visit.field("label")
+    ident = visit.field("id")
+    if (label is None) == (ident is None):
+        return await _page(visit, 400, [t("ap_one_action")])
+    if label is not None:
+        if needs_reverify(visit):
+            refused = await reverify(visit, visit.field("password"))
+            if refused is not None:
+                status, problem = refused
+                return await _page(visit, status, [problem], label=label)
+        try:
+            secret = await app_passwords.create(
+                web.store, web.clock, web.key, visit.address, label
+            )
+        except InvalidInput as e:
+            return await _page(visit, 400, [_label_problem(visit, e)], label=label)
+        return await _page(visit, new=(" ".join(label.split()), secret))
+    assert ident is not None
+    if not (ident.isascii() and ident.isdigit() and len(ident) <= 18):
+        return await _page(visit, 400, [t("ap_unknown")])
+    try:
+        revoked = await app_passwords.revoke(web.store, visit.address, int(ident))
+    except UnknownAppPassword:
+        return await _page(visit, 400, [t("ap_unknown")])
+    return await _page(visit, notice=t("ap_revoked", label=revoked))

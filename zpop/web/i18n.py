@@ -1,0 +1,319 @@
+"""Every user-facing string of the web settings, in English and Simplified
+Chinese (the seed's own language), and the choice between them: the
+visitor's switch (a cookie), else Accept-Language, else English.
+
+One table, so a test can hold every message to having both languages and
+the same ``{placeholders}`` in each.
+"""
+
+from __future__ import annotations
+
+#: Languages offered, the default first; values of ``<html lang>``.
+LANGUAGES = ("en", "zh-CN")
+#: Each language's name, in itself, for the switch.
+LANGUAGE_NAMES = {"en": "English", "zh-CN": "简体中文"}
+
+#: message id -> (English, Simplified Chinese).
+MESSAGES: dict[str, tuple[str, str]] = {
+    # the frame of every page
+    "app": ("Mail settings", "邮箱设置"),
+    "language": ("Language", "语言"),
+    "signed_in_as": ("Signed in as {address}", "当前登录：{address}"),
+    "sign_out": ("Sign out", "退出登录"),
+    "nav": ("Settings", "设置"),
+    "nav_pop": ("POP access", "POP 访问"),
+    "nav_app_passwords": ("App-specific passwords", "应用专用密码"),
+    "nav_clients": ("Mail client settings", "邮件客户端设置"),
+    "nav_sessions": ("Signed-in browsers", "已登录的浏览器"),
+    # errors
+    "not_found_title": ("Page not found", "页面不存在"),
+    "not_found": ("There is no page at this address.", "此地址没有页面。"),
+    "method_title": ("Method not allowed", "不允许的请求方法"),
+    "method": (
+        "This page does not accept that kind of request.",
+        "此页面不接受该类型的请求。",
+    ),
+    "forbidden_title": ("Request refused", "请求被拒绝"),
+    "csrf": (
+        "The form's security token is missing or no longer valid. Go back,"
+        " reload the page and try again.",
+        "表单的安全令牌缺失或已失效。请返回、刷新页面后重试。",
+    ),
+    "foreign_origin": (
+        "The request came from another site, so it was not carried out.",
+        "该请求来自其他网站，因此未被执行。",
+    ),
+    "bad_request_title": ("Invalid request", "无效的请求"),
+    "bad_form": (
+        "The form could not be read. Reload the page and try again.",
+        "无法读取表单。请刷新页面后重试。",
+    ),
+    "error_title": ("Something went wrong", "出现错误"),
+    "error": (
+        "The request could not be completed. Nothing was changed; try again"
+        " in a moment.",
+        "请求未能完成，未做任何更改。请稍后重试。",
+    ),
+    "back": ("Back to the settings", "返回设置"),
+    # sign-in
+    "login_title": ("Sign in", "登录"),
+    "address": ("Email address", "邮箱地址"),
+    "password": ("Password", "密码"),
+    "login_button": ("Sign in", "登录"),
+    "login_note": (
+        "Use your account password. App-specific passwords are for mail clients only.",
+        "请使用账户密码。应用专用密码仅用于邮件客户端。",
+    ),
+    "login_failed": (
+        "The email address or password is incorrect.",
+        "邮箱地址或密码不正确。",
+    ),
+    "login_full_address": (
+        "Sign in with your full email address.",
+        "请使用完整的邮箱地址登录。",
+    ),
+    "login_banned": (
+        "Too many failed sign-ins. Try again later.",
+        "登录失败次数过多，请稍后再试。",
+    ),
+    "login_missing": (
+        "Enter your email address and password.",
+        "请输入邮箱地址和密码。",
+    ),
+    "session_ended": (
+        "Your session has ended. Sign in again.",
+        "您的会话已结束，请重新登录。",
+    ),
+    "code_title": ("Two-factor authentication", "双重验证"),
+    "code": (
+        "Code from your authenticator app, or a recovery code",
+        "身份验证器应用中的验证码，或恢复码",
+    ),
+    "code_button": ("Verify", "验证"),
+    "code_wrong": (
+        "That code is not valid. Sign in again and enter the current code.",
+        "验证码无效。请重新登录并输入当前的验证码。",
+    ),
+    "code_missing": ("Enter the code.", "请输入验证码。"),
+    "code_unreadable": (
+        "Your two-factor settings cannot be read on this server. Ask your"
+        " administrator to reset two-factor authentication for your account.",
+        "此服务器无法读取您的双重验证设置。请联系管理员为您的账户重置双重验证。",
+    ),
+    "enrol_unavailable": (
+        "Your administrator requires two-factor authentication for this"
+        " account, and setting it up on the web is not available on this"
+        " server yet. Ask your administrator.",
+        "管理员要求此账户开启双重验证，但此服务器尚未提供网页设置。请联系管理员。",
+    ),
+    # POP access
+    "pop_intro": (
+        "Choose whether mail clients may download your mail with POP, which"
+        " folders they see, and what happens when a client deletes a message."
+        " Changes apply from a client's next connection.",
+        "选择邮件客户端是否可以通过 POP 下载邮件、可以看到哪些文件夹，"
+        "以及客户端删除邮件时如何处理。"
+        "更改从客户端下次连接时生效。",
+    ),
+    "pop_status": ("POP status", "POP 状态"),
+    "pop_state_disabled": ("Disabled", "已禁用"),
+    "pop_state_all": ("Enabled for all mail", "已为所有邮件启用"),
+    "pop_state_new": (
+        "Enabled for mail received from now on",
+        "已为从现在起收到的邮件启用",
+    ),
+    "pop_since": ("since {time}", "自 {time} 起"),
+    "pop_from": ("mail received from {time} on", "{time} 之后收到的邮件"),
+    "pop_disabled": ("Disable POP", "禁用 POP"),
+    "pop_all": ("Enable POP for all mail", "为所有邮件启用 POP"),
+    "pop_new": (
+        "Enable POP for mail received from now on",
+        "为从现在起收到的邮件启用 POP",
+    ),
+    "pop_blocked": (
+        "POP access is not available on the Free plan for accounts created on"
+        " or after {date}.",
+        "免费版中，{date} 当天或之后创建的账户无法使用 POP 访问。",
+    ),
+    "spam": ("Spam folder", "垃圾邮件文件夹"),
+    "spam_exclude": ("Inbox only (leave Spam out)", "仅收件箱（不含垃圾邮件）"),
+    "spam_include": ("Inbox and Spam", "收件箱和垃圾邮件"),
+    "spam_only": ("Spam only", "仅垃圾邮件"),
+    "deletion": (
+        "When a POP client deletes a message",
+        "当 POP 客户端删除邮件时",
+    ),
+    "deletion_keep": ("Keep it in its folder", "保留在原文件夹中"),
+    "deletion_delete": ("Move it to Trash", "移至回收站"),
+    "save": ("Save", "保存"),
+    "pop_saved": (
+        "Your POP settings were saved. They apply from the next POP connection.",
+        "POP 设置已保存，将从下次 POP 连接时生效。",
+    ),
+    "missing_field": ("“{field}” is missing.", "缺少“{field}”。"),
+    "invalid_choice": (
+        "“{field}” must be one of the offered choices.",
+        "“{field}”必须是给出的选项之一。",
+    ),
+    # app-specific passwords
+    "ap_intro": (
+        "Mail clients (POP and SMTP) sign in with these when two-factor"
+        " authentication is on. Each is shown only once; revoke the ones you no"
+        " longer use.",
+        "开启双重验证后，邮件客户端（POP 和 SMTP）使用这些密码登录。"
+        "每个密码只显示一次；"
+        "请撤销不再使用的密码。",
+    ),
+    "ap_label": ("Label (for example the device)", "标签（例如设备名称）"),
+    "ap_create": ("Create", "创建"),
+    "reverify": (
+        "Your account password (you signed in more than 10 minutes ago)",
+        "您的账户密码（您已登录超过 10 分钟）",
+    ),
+    "reverify_missing": (
+        "Enter your account password to confirm it is you.",
+        "请输入账户密码以确认是您本人。",
+    ),
+    "reverify_wrong": ("The password is incorrect.", "密码不正确。"),
+    "ap_new": (
+        "The new app-specific password for “{label}”. It is shown only once:"
+        " type it into your mail client now.",
+        "“{label}”的新应用专用密码。它只显示这一次：请立即将其输入邮件客户端。",
+    ),
+    "ap_none": ("No app-specific passwords yet.", "还没有应用专用密码。"),
+    "ap_created": ("Created", "创建时间"),
+    "ap_last_used": ("Last used", "上次使用"),
+    "ap_never": ("never", "从未使用"),
+    "ap_revoke": ("Revoke", "撤销"),
+    "ap_revoked": (
+        "The app-specific password “{label}” was revoked.",
+        "应用专用密码“{label}”已撤销。",
+    ),
+    "ap_label_empty": ("The label is empty.", "标签为空。"),
+    "ap_label_control": (
+        "The label contains control characters.",
+        "标签包含控制字符。",
+    ),
+    "ap_label_long": (
+        "The label is longer than {max} characters.",
+        "标签超过 {max} 个字符。",
+    ),
+    "ap_unknown": (
+        "There is no such app-specific password.",
+        "不存在该应用专用密码。",
+    ),
+    "ap_one_action": (
+        "Send either a label to create a password or an id to revoke one.",
+        "请提交标签以创建密码，或提交 ID 以撤销密码，二者选一。",
+    ),
+    # web sessions
+    "ws_intro": (
+        "The browsers signed in to these settings. Sign out the ones you do"
+        " not recognise, then change your password.",
+        "以下是已登录这些设置的浏览器。请退出您不认识的会话，然后更改密码。",
+    ),
+    "ws_started": ("Signed in", "登录时间"),
+    "ws_last_seen": ("Last active", "上次活动"),
+    "ws_client": ("Client address", "客户端地址"),
+    "ws_browser": ("Browser", "浏览器"),
+    "ws_this": ("This browser", "当前浏览器"),
+    "ws_sign_out": ("Sign out", "退出"),
+    "ws_unknown": (
+        "There is no such session (it may have ended already).",
+        "不存在该会话（可能已经结束）。",
+    ),
+    # client settings
+    "cl_intro": (
+        "The settings to type into your mail client.",
+        "在邮件客户端中填写以下设置。",
+    ),
+    "cl_incoming": ("Incoming mail (POP3)", "收件服务器（POP3）"),
+    "cl_outgoing": ("Outgoing mail (SMTP)", "发件服务器（SMTP）"),
+    "cl_server": ("Server", "服务器"),
+    "cl_port": ("Port", "端口"),
+    "cl_security": ("Security", "安全"),
+    "cl_ssl": ("SSL/TLS (required)", "SSL/TLS（必需）"),
+    "cl_smtp_port": (
+        "{smtps} with SSL/TLS, or {submission} with STARTTLS",
+        "{smtps}（SSL/TLS），或 {submission}（STARTTLS）",
+    ),
+    "cl_auth": ("Authentication", "身份验证"),
+    "cl_auth_required": ("Required", "必需"),
+    "cl_username": ("User name", "用户名"),
+    "cl_password": ("Password", "密码"),
+    "cl_pw_two_factor": (
+        "An app-specific password (two-factor authentication is on)",
+        "应用专用密码（已开启双重验证）",
+    ),
+    "cl_pw_none": (
+        "An app-specific password (the account has no primary password)",
+        "应用专用密码（该账户没有主密码）",
+    ),
+    "cl_pw_primary": ("Your account password", "您的账户密码"),
+    "cl_pop_off": (
+        "POP access is disabled: enable it on the POP access page first.",
+        "POP 访问已禁用：请先在“POP 访问”页面启用。",
+    ),
+}
+
+
+class Catalog:
+    """The messages of one language: ``t("key", name=value)``."""
+
+    def __init__(self, language: str) -> None:
+        if language not in LANGUAGES:
+            raise ValueError(f"unknown language {language!r}")
+        self.language = language
+        self._index = LANGUAGES.index(language)
+
+    def __call__(self, key: str, **values: object) -> str:
+        return MESSAGES[key][self._index].format(**values)
+
+
+def _quality(text: str) -> float | None:
+    try:
+        q = float(text)
+    except ValueError:
+        return None
+    return q if 0.0 <= q <= 1.0 else None
+
+
+def offered(tag: str) -> str | None:
+    """The language of ours a language tag asks for (any Chinese tag gets
+    Simplified Chinese, the only Chinese there is), or None."""
+    tag = tag.strip().lower()
+    if tag == "zh" or tag.startswith("zh-"):
+        return "zh-CN"
+    if tag == "en" or tag.startswith("en-") or tag == "*":
+        return "en"
+    return None
+
+
+def from_accept_language(header: str | None) -> str | None:
+    """The language of ours an Accept-Language header (RFC 9110 12.5.4)
+    prefers most, or None; malformed parts are skipped, ties go to the
+    earlier, ``q=0`` refuses."""
+    if not header:
+        return None
+    best: tuple[float, int, str] | None = None
+    for position, part in enumerate(header[:1024].split(",")):
+        tag, _, params = part.partition(";")
+        quality: float | None = 1.0
+        params = params.strip()
+        if params:
+            name, _, value = params.partition("=")
+            quality = _quality(value) if name.strip().lower() == "q" else None
+        language = offered(tag)
+        if language is None or quality is None or quality <= 0:
+            continue
+        if best is None or quality > best[0]:
+            best = (quality, position, language)
+    return None if best is None else best[2]
+
+
+def choose(switch: str | None, accept_language: str | None) -> str:
+    """The page language: the visitor's switch, else their browser's, else
+    English."""
+    if switch is not None and switch in LANGUAGES:
+        return switch
+    return from_accept_language(accept_language) or LANGUAGES[0]
