@@ -1,0 +1,204 @@
+"""The web settings in a real browser: Debian's chromium and chromedriver,
+headless, driven by selenium against the real server over real TLS.
+
+The browser trusts exactly the server's self-signed key
+(``--ignore-certificate-errors-spki-list``) and reaches it under its own
+name (``--host-resolver-rules``), so the page's origin is what a user's
+would be. ``ZPOP_SCREENS=DIR`` saves a screenshot of each page in DIR (how
+``docs/screens/`` is made).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import poplib
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from twisted.trial.unittest import SkipTest, TestCase
+
+from zpop.test.harness import HOSTNAME, start_server
+from zpop.test.tools import require_tool
+
+ADDRESS = f"alice@{HOSTNAME}"
+PASSWORD = "correct horse battery"
+#: Long enough for a page load on a busy 2-core machine, bounded.
+WAIT = 20.0
+
+
+def spki_hash(pem: str) -> str:
+    """base64(SHA-256(SubjectPublicKeyInfo)): what chromium pins."""
+    cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
+    der = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(der).digest()).decode("ascii")
+
+
+def wait_until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class BrowserTests(TestCase):
+    def setUp(self) -> None:
+        chromium = require_tool("chromium")
+        driver_path = require_tool("chromedriver")
+        try:
+            from selenium import webdriver
+            from selenium.webdriver.chrome.service import Service
+        except ImportError:
+            message = "selenium is not installed (pip install -e '.[test]')"
+            if os.environ.get("CI"):
+                raise AssertionError(message) from None
+            raise SkipTest(message) from None
+        self.server = start_server(
+            self, listeners={"pop3": "", "submission": "", "mx": "", "smtps": ""}
+        )
+        self.server.zpop("domain", "add", HOSTNAME)
+        self.server.add_account(ADDRESS, PASSWORD)
+        self.base = f"https://{HOSTNAME}:{self.server.ports['web']}"
+        options = webdriver.ChromeOptions()
+        options.binary_location = chromium
+        for argument in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1100,900",
+            f"--user-data-dir={os.path.abspath(self.mktemp())}",
+            f"--host-resolver-rules=MAP {HOSTNAME} 127.0.0.1",
+            "--ignore-certificate-errors-spki-list="
+            + spki_hash(self.server.certificate_pem()),
+            "--lang=en-US",
+        ):
+            options.add_argument(argument)
+        self.driver: Any = webdriver.Chrome(
+            service=Service(driver_path), options=options
+        )
+        self.addCleanup(self.driver.quit)
+        self.driver.set_page_load_timeout(WAIT)
+        self.screens = os.environ.get("ZPOP_SCREENS")
+
+    # -- helpers -----------------------------------------------------------
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.base + path)
+
+    def find(self, css: str) -> Any:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def submit(self, form: str, **fields: str) -> None:
+        """Fill the text fields of ``form`` and press its submit button,
+        then wait for the next page."""
+        for name, value in fields.items():
+            field = self.find(f"{form} input[name={name}]")
+            field.clear()
+            field.send_keys(value)
+        old = self.find("html")
+        self.find(f"{form} button[type=submit]").click()
+        wait_until(lambda: self._gone(old), f"the page after {form}")
+
+    def choose(self, name: str, value: str) -> None:
+        self.find(f"input[name={name}][value={value}]").click()
+
+    def _gone(self, element: Any) -> bool:
+        from selenium.common.exceptions import WebDriverException
+
+        try:
+            element.tag_name  # noqa: B018 - raises once the page is replaced
+        except WebDriverException:
+            # Stale, or "does not belong to the document" mid-navigation.
+            return True
+        return False
+
+    def path(self) -> str:
+        url: str = self.driver.current_url
+        return url.removeprefix(self.base)
+
+    def shot(self, name: str) -> None:
+        if self.screens:
+            os.makedirs(self.screens, exist_ok=True)
+            self.driver.save_screenshot(os.path.join(self.screens, f"{name}.png"))
+
+    def pop_login(self, password: str) -> bytes:
+        """The reply to PASS on POP3S with ``password``."""
+        client = poplib.POP3_SSL(
+            "127.0.0.1",
+            self.server.ports["pop3s"],
+            context=self.server.ssl_context(),
+            timeout=30,
+        )
+        try:
+            client.user(ADDRESS)
+            try:
+                reply: bytes = client.pass_(password)
+            except poplib.error_proto as e:
+                reply = e.args[0]
+            return reply
+        finally:
+            client.close()
+
+    # -- the seed's flows --------------------------------------------------
+
+    def test_settings_in_a_browser(self) -> None:
+        """A user signs in, turns POP on "from now on" with Spam included,
+        makes an app password that POP then accepts, revokes it and POP
+        refuses it, switches the pages to Chinese, and signs out."""
+        self.open("/")
+        self.assertEqual(self.path(), "/login")
+        self.shot("login")
+        self.submit("form#login", address=ADDRESS, password=PASSWORD)
+        self.assertEqual(self.path(), "/settings/pop")
+        self.choose("pop", "new")
+        self.choose("spam", "include")
+        self.submit("form#pop-settings")
+        self.assertEqual(self.path(), "/settings/pop?saved=1")
+        self.assertTrue(self.find("input[name=pop][value=new]").is_selected())
+        self.shot("pop")
+        shown = self.server.zpop("account", "show", ADDRESS)
+        self.assertIn("mode new (mail received from", shown)
+        self.assertIn("include (POP offers the Inbox and Spam)", shown)
+
+        self.open("/settings/app-passwords")
+        self.submit("form#create-app-password", label="Phone <script>x()</script>")
+        secret = self.find("#new-secret").text
+        self.assertRegex(secret, r"^[a-z2-9]{4}( [a-z2-9]{4}){3}$")
+        self.assertIn("Phone <script>x()</script>", self.find("#app-passwords").text)
+        self.shot("app-passwords")
+        self.assertTrue(self.pop_login(secret.replace(" ", "")).startswith(b"+OK"))
+
+        self.submit("#app-passwords form")
+        self.assertEqual(
+            self.driver.find_elements("css selector", "#app-passwords tbody tr"), []
+        )
+        self.assertEqual(
+            self.pop_login(secret.replace(" ", "")),
+            b"-ERR [AUTH] Authentication failed",
+        )
+
+        self.open("/settings/clients")
+        self.shot("clients")
+        self.find('a[hreflang="zh-CN"]').click()
+        wait_until(
+            lambda: self.find("html").get_attribute("lang") == "zh-CN",
+            "the Chinese page",
+        )
+        self.assertIsNotNone(re.search("[\u4e00-\u9fff]", self.find("body").text))
+        self.shot("clients-zh")
+
+        self.submit("form#logout")
+        self.assertEqual(self.path(), "/login")
+        self.open("/settings/pop")
+        self.assertEqual(self.path(), "/login")
