@@ -51,7 +51,7 @@ from zpop.pop3 import POP3Factory, POP3Settings
 from zpop.smtp import SMTPFactory
 from zpop.smtp_transaction import SMTPSettings
 from zpop.store import DATABASE_NAME, IStore, SchemaError, SQLiteStore, schema
-from zpop.threads import ThreadPoolService
+from zpop.threads import Runner, ThreadPoolService
 from zpop.tls import ServerTLS, TLSConfigError
 from zpop.web.site import WebContext, make_site
 
@@ -228,6 +228,8 @@ class Services:
     reactor: Any
     #: The one way in for every protocol (bans, checker, realm, audit).
     authenticator: Authenticator
+    #: Runs bcrypt off the reactor (the ``hashing`` thread pool).
+    hashing: Runner
     #: Wakes the relay for remote recipients when submission queues mail
     #: (in a worker process: through the main process).
     wake: Callable[[], None] | None = None
@@ -253,6 +255,7 @@ def protocol_factory(name: str, services: Services) -> IProtocolFactory:
                 clock=services.reactor,
                 key=services.server_key,
                 config=cfg,
+                hashing=services.hashing,
             )
         )
     if name in ("pop3s", "pop3"):
@@ -452,6 +455,7 @@ def build_service(
         authenticator=Authenticator(portal, store, reactor, cfg.auth, server_key),
         wake=wake,
         server_key=server_key,
+        hashing=hashing,
     )
     endpoints_: list[tuple[str, _ReportingEndpoint]] = []
     for name in LISTENERS:

@@ -23,6 +23,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav": ("Settings", "设置"),
     "nav_pop": ("POP access", "POP 访问"),
     "nav_app_passwords": ("App-specific passwords", "应用专用密码"),
+    "nav_two_factor": ("Two-factor authentication", "双重验证"),
     "nav_clients": ("Mail client settings", "邮件客户端设置"),
     "nav_sessions": ("Signed-in browsers", "已登录的浏览器"),
     # errors
@@ -100,11 +101,113 @@ MESSAGES: dict[str, tuple[str, str]] = {
         " administrator to reset two-factor authentication for your account.",
         "此服务器无法读取您的双重验证设置。请联系管理员为您的账户重置双重验证。",
     ),
-    "enrol_unavailable": (
+    # two-factor authentication
+    "tf_intro": (
+        "With two-factor authentication, signing in to these settings needs"
+        " your password and a code from an authenticator app on your phone."
+        " Mail clients (POP, IMAP, SMTP) then sign in with app-specific"
+        " passwords only.",
+        "开启双重验证后，登录这些设置需要您的密码和手机上身份验证器应用中的验证码。"
+        "邮件客户端（POP、IMAP、SMTP）此后只能使用应用专用密码登录。",
+    ),
+    "tf_required_note": (
         "Your administrator requires two-factor authentication for this"
-        " account, and setting it up on the web is not available on this"
-        " server yet. Ask your administrator.",
-        "管理员要求此账户开启双重验证，但此服务器尚未提供网页设置。请联系管理员。",
+        " account. Set it up now to continue to your settings.",
+        "管理员要求此账户开启双重验证。请立即完成设置以继续使用设置页面。",
+    ),
+    "tf_state": ("Two-factor authentication", "双重验证"),
+    "tf_state_off": ("Off", "未开启"),
+    "tf_state_required": (
+        "Required by your administrator, not set up yet",
+        "管理员要求开启，尚未设置",
+    ),
+    "tf_state_on": (
+        "On (authenticator app); {left} of 10 recovery codes left",
+        "已开启（身份验证器应用）；剩余 {left} 个恢复码（共 10 个）",
+    ),
+    "tf_enrolled_at": ("Set up on {time}.", "设置于 {time}。"),
+    "tf_enrol_title": ("Set up an authenticator app", "设置身份验证器应用"),
+    "tf_enrol_scan": (
+        "Scan this QR code with your authenticator app (for example FreeOTP,"
+        " Google Authenticator or Microsoft Authenticator).",
+        "使用身份验证器应用（例如 FreeOTP、Google 身份验证器或 Microsoft"
+        " Authenticator）扫描此二维码。",
+    ),
+    "tf_enrol_key": (
+        "Or type this setup key into the app (time-based, 6 digits):",
+        "或在应用中输入此设置密钥（基于时间，6 位数字）：",
+    ),
+    "tf_code": (
+        "The 6-digit code your authenticator app shows",
+        "身份验证器应用显示的 6 位验证码",
+    ),
+    "tf_enrol_button": ("Turn on two-factor authentication", "开启双重验证"),
+    "tf_code_missing": (
+        "Enter the 6-digit code your authenticator app shows.",
+        "请输入身份验证器应用显示的 6 位验证码。",
+    ),
+    "tf_code_invalid": (
+        "The code is not valid: type the 6-digit code your authenticator app"
+        " shows now. Two-factor authentication is still off.",
+        "验证码无效：请输入身份验证器应用当前显示的 6 位验证码。双重验证仍未开启。",
+    ),
+    "tf_pending_bad": (
+        "This setup is no longer valid (the page is from another session or"
+        " was changed). Scan the new QR code below and try again.",
+        "此设置已失效（页面来自其他会话或已被修改）。请扫描下方新的二维码后重试。",
+    ),
+    "tf_already_on": (
+        "Two-factor authentication is already on.",
+        "双重验证已经开启。",
+    ),
+    "tf_not_on": ("Two-factor authentication is not on.", "双重验证未开启。"),
+    "tf_enrolled": (
+        "Two-factor authentication is on. From now on mail clients need an"
+        " app-specific password.",
+        "双重验证已开启。从现在起，邮件客户端需要使用应用专用密码。",
+    ),
+    "tf_codes_once": (
+        "These are your recovery codes. Each signs in once if you lose your"
+        " phone. They are shown only this once: print them or write them"
+        " down now and keep them safe.",
+        "以下是您的恢复码。丢失手机时，每个恢复码可用于登录一次。"
+        "恢复码只显示这一次：请立即打印或抄下并妥善保管。",
+    ),
+    "tf_continue": ("Continue", "继续"),
+    "tf_off_title": ("Turn off two-factor authentication", "关闭双重验证"),
+    "tf_off_button": ("Turn off", "关闭"),
+    "tf_off_missing": (
+        "Enter your password and a current code (or a recovery code) to turn"
+        " two-factor authentication off.",
+        "请输入密码和当前验证码（或恢复码）以关闭双重验证。",
+    ),
+    "tf_off_required": (
+        "Your administrator requires two-factor authentication for this"
+        " account: it cannot be turned off.",
+        "管理员要求此账户开启双重验证：无法关闭。",
+    ),
+    "tf_current_code_invalid": (
+        "The code is not valid: type the 6-digit code your authenticator app"
+        " shows now, or one of your unused recovery codes.",
+        "验证码无效：请输入身份验证器应用当前显示的 6 位验证码，或一个未使用的恢复码。",
+    ),
+    "tf_turned_off": (
+        "Two-factor authentication is off. Mail clients may use your password again.",
+        "双重验证已关闭。邮件客户端可以再次使用您的密码。",
+    ),
+    "tf_recovery_title": ("Recovery codes", "恢复码"),
+    "tf_recovery_note": (
+        "New recovery codes replace all the old ones, used or not.",
+        "新的恢复码将替换所有旧恢复码（无论是否已使用）。",
+    ),
+    "tf_recovery_button": ("Make new recovery codes", "生成新的恢复码"),
+    "tf_renewed": (
+        "New recovery codes were made; the old ones no longer work.",
+        "已生成新的恢复码，旧恢复码不再有效。",
+    ),
+    "tf_unknown_action": (
+        "The form asked for something this page does not do.",
+        "该表单请求了此页面不支持的操作。",
     ),
     # POP access
     "pop_intro": (

@@ -2,7 +2,9 @@
 ``/login`` takes the address and primary password through the shared
 Authenticator (``protocol=web``: its throttle, bans and audit line), with
 two-factor on ``/login/code`` takes the code, ``POST /logout`` ends the
-session.
+session. An account the operator requires two-factor of and that has not
+enrolled yet has no secret to ask a code of: its password opens a session
+the Router confines to ``/settings/two-factor`` until it enrols.
 
 Every step up starts a new session (new id, the previous one ended), so
 an id planted in a browser never becomes signed in. An unknown address
@@ -163,17 +165,22 @@ async def login(visit: Visit) -> Response:
         return _login_form(visit, 403, [t("login_failed")], address)
     account = avatar.account
     state = two_factor.state_of(account)
-    if state is two_factor.TwoFactorState.REQUIRED:
-        # Enrolment at sign-in (/settings/two-factor) is not served yet;
-        # no session is started, so nothing is reachable without a code.
-        return Response(501, t("code_title"), [tags.p(t("enrol_unavailable"))])
+    # Required but not enrolled: there is no secret to ask a code of yet,
+    # so the password opens a session the Router confines to enrolment
+    # (/settings/two-factor) until it is confirmed.
     stage = (
         web_sessions.CODE
         if state is two_factor.TwoFactorState.ON
         else web_sessions.FULL
     )
     cookie = await _rotate(visit, account.address, stage)
-    answer = redirect("/login/code" if stage == web_sessions.CODE else "/settings")
+    if stage == web_sessions.CODE:
+        target = "/login/code"
+    elif state is two_factor.TwoFactorState.REQUIRED:
+        target = "/settings/two-factor"
+    else:
+        target = "/settings"
+    answer = redirect(target)
     answer.cookies.append(cookie)
     return answer
 

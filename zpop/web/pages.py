@@ -20,6 +20,7 @@ from zpop.web.visit import Response, Visit
 NAVIGATION = (
     ("/settings/pop", "nav_pop"),
     ("/settings/app-passwords", "nav_app_passwords"),
+    ("/settings/two-factor", "nav_two_factor"),
     ("/settings/clients", "nav_clients"),
     ("/settings/sessions", "nav_sessions"),
 )
@@ -40,6 +41,7 @@ fieldset{margin:1em 0;border:1px solid #ccd}button{padding:.4em 1em;font-size:1e
 background:#eef;padding:.3em .6em;display:inline-block}
 table{border-collapse:collapse}td,th{padding:.3em .8em;text-align:left;
 border-bottom:1px solid #dde}form.inline{display:inline;margin:0}
+.qr svg{display:block;margin:.5em 0}#recovery-codes code{font-size:1.2em}
 """
 
 
@@ -86,7 +88,7 @@ def frame(visit: Visit, response: Response) -> Tag:
     """The whole page for ``response``."""
     t = visit.t
     top: list[Tag | str] = [tags.strong(t("app"))]
-    if visit.signed_in:
+    if visit.signed_in and not visit.confined:
         top.append(
             tags.nav(
                 *[tags.a(t(key), href=path) for path, key in NAVIGATION],

@@ -6,7 +6,8 @@ Per request, in order: the language (switch, cookie, Accept-Language), the
 pre-session cookie, the session (from the store); then unknown path → 404,
 unknown method → 405 (with Allow); for a POST a foreign Origin or
 Sec-Fetch-Site → 403; a page that needs a session → 302/303 to /login;
-for a POST a missing or wrong ``csrf`` field → 403; then the handler, whose
+for a POST a missing or wrong ``csrf`` field → 403; an account that must
+still enrol in two-factor → /settings/two-factor; then the handler, whose
 store changes have committed before its answer is sent. Anything else that
 fails is logged and answered with a generic 503 page, never a traceback.
 
@@ -28,9 +29,11 @@ from twisted.logger import Logger
 from twisted.web import server
 from twisted.web.resource import Resource
 
+from zpop.accounts import two_factor as two_factor_service
 from zpop.accounts import web_sessions
+from zpop.accounts.accounts import require_account
 from zpop.accounts.errors import UnknownAccount
-from zpop.web import app_passwords, clients, login, pop, security, sessions
+from zpop.web import app_passwords, clients, login, pop, security, sessions, two_factor
 from zpop.web.i18n import LANGUAGES, Catalog, choose
 from zpop.web.pages import STYLESHEET, message_page, render
 from zpop.web.visit import BadForm, Response, Visit, WebContext, redirect
@@ -59,6 +62,9 @@ class Route:
     #: ``pre`` (the sign-in form) or ``session``.
     csrf: str = "session"
     cache: bytes = b"no-store"
+    #: Reachable by an account that must enrol in two-factor first (DESIGN
+    #: §1: "enrol at its next web sign-in before it can do anything else").
+    enrolment: bool = False
 
 
 async def _stylesheet(visit: Visit) -> Response:
@@ -76,6 +82,9 @@ ROUTES: dict[str, Route] = {
     "/settings/pop": Route({b"GET": pop.page, b"POST": pop.change}, "full"),
     "/settings/app-passwords": Route(
         {b"GET": app_passwords.page, b"POST": app_passwords.change}, "full"
+    ),
+    "/settings/two-factor": Route(
+        {b"GET": two_factor.page, b"POST": two_factor.change}, "full", enrolment=True
     ),
     "/settings/clients": Route({b"GET": clients.page}, "full"),
     "/settings/sessions": Route(
@@ -175,6 +184,10 @@ class Router(Resource):
             if not security.token_matches(expected, given):
                 return message_page(visit, 403, t("forbidden_title"), t("csrf"))
         try:
+            if route.needs == "full" and await self._confined(visit):
+                visit.confined = True
+                if not route.enrolment:
+                    return redirect("/settings/two-factor", 303 if post else 302)
             return await handler(visit)
         except BadForm:
             return message_page(visit, 400, t("bad_request_title"), t("bad_form"))
@@ -185,6 +198,15 @@ class Router(Resource):
             answer = redirect("/login", 303 if post else 302)
             answer.cookies.append(security.clear_cookie(security.SESSION_COOKIE))
             return answer
+
+    async def _confined(self, visit: Visit) -> bool:
+        """Whether the signed-in account must enrol in two-factor before
+        anything else. Read from the account on every signed-in page, not
+        kept in the session: the operator's ``zpop twofactor enable`` holds
+        at once, and enrolling frees every session of the account."""
+        account = await require_account(self._web.store, visit.address)
+        state = two_factor_service.state_of(account)
+        return state is two_factor_service.TwoFactorState.REQUIRED
 
     async def _serve(self, request: Any, gone: list[bool]) -> None:
         cookies: list[bytes] = []

@@ -13,6 +13,7 @@ from twisted.web.template import Tag
 
 from zpop.accounts.credentials import Authenticator
 from zpop.config import Config
+from zpop.threads import Runner
 from zpop.web import security
 from zpop.web.i18n import Catalog
 
@@ -33,6 +34,8 @@ class WebContext:
     clock: Any
     key: bytes
     config: Config
+    #: Runs bcrypt off the reactor (the server's ``hashing`` pool).
+    hashing: Runner
 
 
 class BadForm(Exception):
@@ -53,6 +56,9 @@ class Visit:
     pre: str = ""
     #: A query parameter ``lang`` asked for this language (set as cookie).
     switched: bool = False
+    #: Two-factor is required and not enrolled yet: the session may reach
+    #: the enrolment page only (set by the Router for signed-in pages).
+    confined: bool = False
 
     @property
     def language(self) -> str:

@@ -85,7 +85,14 @@ class WebCase(SynchronousTestCase):
         self.authenticator = Authenticator(
             portal, self.store, self.clock, self.config.auth, KEY
         )
-        web = WebContext(self.store, self.authenticator, self.clock, KEY, self.config)
+        web = WebContext(
+            self.store,
+            self.authenticator,
+            self.clock,
+            KEY,
+            self.config,
+            run_synchronously,
+        )
         self.router = Router(web)
         self.alice = add_account(self.store, "alice@example.com", PASSWORD)
         self.jar: dict[str, str] = {}

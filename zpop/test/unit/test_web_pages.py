@@ -145,6 +145,7 @@ class PopPageTests(WebCase):
                         ),
                     )
                 ),
+                run_synchronously,
             )
         )
         add_account(self.store, "free@example.com", PASSWORD, plan="free")
@@ -402,7 +403,8 @@ class SiteTests(SynchronousTestCase):
         checker = AccountChecker(store, KEY, run_synchronously, clock, COST)
         portal = Portal(Realm(store, config.hosts, config.accounts, clock), [checker])
         authenticator = Authenticator(portal, store, clock, config.auth, KEY)
-        self.site = make_site(WebContext(store, authenticator, clock, KEY, config))
+        web = WebContext(store, authenticator, clock, KEY, config, run_synchronously)
+        self.site = make_site(web)
 
     def connect(self) -> tuple[Any, StringTransport]:
         channel = self.site.buildProtocol(IPv4Address("TCP", "192.0.2.9", 4000))
