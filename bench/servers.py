@@ -74,8 +74,9 @@ def password_for(user: str) -> str:
 
 def primary_password_for(user: str) -> str:
     """zpop's primary (bcrypt) password of a session user, for the cached-
-    login row."""
-    return "primary-pw-" + user.partition("@")[0]
+    login row. Never containing the local part (zpop's password rule): its
+    UTF-8 in hex."""
+    return "primary-pw-" + user.partition("@")[0].encode().hex()
 
 
 COLD_PASSWORD = "correct horse battery staple"

@@ -101,7 +101,9 @@ TOKEN_SUBJECT = re.compile(r"soak ([A-Za-z0-9-]+)")
 
 
 def password(address: str) -> str:
-    return "soak-pw-" + address.partition("@")[0]
+    # One per account, never containing its local part (the password rule,
+    # zpop.accounts.password_rules): the local part's UTF-8 in hex.
+    return "soak-pw-" + address.partition("@")[0].encode().hex()
 
 
 # -- records -------------------------------------------------------------------

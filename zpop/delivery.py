@@ -43,6 +43,7 @@ from zpop.config import SubmissionConfig
 from zpop.maildir import Entry
 from zpop.store import (
     FOLDERS,
+    Accepted,
     Account,
     IStore,
     Message,
@@ -51,6 +52,7 @@ from zpop.store import (
     QueuedMessage,
     StorageFull,
 )
+from zpop.wire.addresses import domain_of
 from zpop.wire.lines import to_crlf
 
 __all__ = ["StorageFull"]  # what SMTP tells a client as 452 4.3.1
@@ -558,3 +560,38 @@ class SMTPDelivery:
 
             d.addCallback(wake)
         return d
+
+
+@service
+async def send_system_mail(
+    store: IStore,
+    clock: Clock,
+    sender: str,
+    recipient: str,
+    body: bytes,
+    queue_lifetime: float,
+) -> Accepted:
+    """Send a message the server itself writes (a password-reset link):
+    into the Inbox of a hosted recipient, else onto the outbound queue,
+    as SMTP routes it. ``body`` is the whole message (any line ends).
+    Raises UnknownRecipient for a hosted domain without that address."""
+    now = clock.seconds()
+    body = normalize(body)
+    account = await store.get_account_for_recipient(recipient)
+    if account is not None:
+        local = [(account.id, NewMessage("Inbox", body, subject_of(body), now))]
+        accepted: Accepted = await store.accept_message(local, None)
+        return accepted
+    try:
+        await store.get_domain(domain_of(recipient))
+    except NotFound:
+        queued = QueuedMessage(
+            sender=sender,
+            recipients=(recipient,),
+            body=body,
+            created=now,
+            expires=now + queue_lifetime,
+        )
+        accepted = await store.accept_message([], queued)
+        return accepted
+    raise UnknownRecipient(recipient)

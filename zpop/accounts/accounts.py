@@ -10,16 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from zpop.accounts import Clock, passwords, service
+from zpop.accounts import Clock, password_rules, passwords, service
 from zpop.accounts.domains import require_hosted
-from zpop.accounts.errors import AddressTaken, InvalidInput, UnknownAccount
+from zpop.accounts.errors import AddressTaken, UnknownAccount
 from zpop.config import AccountsConfig
 from zpop.store import Account, AppPassword, IStore
 from zpop.threads import Runner
-from zpop.wire.addresses import CONTROL, domain_of
+from zpop.wire.addresses import domain_of
 
-#: Passwords shorter than this are refused: people choose these.
-MIN_PASSWORD_LENGTH = 8
+#: The rule itself lives in zpop.accounts.password_rules.
+MIN_PASSWORD_LENGTH = password_rules.MIN_PASSWORD_LENGTH
 
 
 @dataclass(frozen=True)
@@ -31,17 +31,10 @@ class AccountDetails:
     app_passwords: list[AppPassword]
 
 
-def check_password(password: str) -> str:
-    """A new primary password, or InvalidInput saying what is wrong with it."""
-    if CONTROL.search(password):
-        raise InvalidInput(
-            "the password contains a control character: mail clients cannot send it"
-        )
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(
-            f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters"
-        )
-    return password
+def check_password(password: str, address: str) -> str:
+    """A new primary password for ``address``, or InvalidInput (a
+    WeakPassword) saying what is wrong with it."""
+    return password_rules.check_new_password(password, address)
 
 
 @service
@@ -90,7 +83,9 @@ async def add_account(
     password_hash = None
     if password is not None:
         password_hash = await hashing(
-            passwords.hash_password, check_password(password()), config.bcrypt_cost
+            passwords.hash_password,
+            check_password(password(), address),
+            config.bcrypt_cost,
         )
     account: Account = await store.add_account(
         address, plan or config.default_plan, federated, password_hash, clock.seconds()
@@ -110,7 +105,9 @@ async def set_password(
     found)."""
     account = await require_account(store, address)
     password_hash = await hashing(
-        passwords.hash_password, check_password(password()), config.bcrypt_cost
+        passwords.hash_password,
+        check_password(password(), account.address),
+        config.bcrypt_cost,
     )
     changed: Account = await store.set_password(account.address, password_hash)
     return changed

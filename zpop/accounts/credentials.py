@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import hmac
 import ipaddress
+import secrets
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -398,6 +399,25 @@ class Authenticator:
         method = getattr(getattr(avatar, "identity", None), "method", "-")
         self._audit("succeeded", audit, method, "-")
         return result
+
+    async def note_attempt(self, protocol: str, client: str, username: str) -> None:
+        """Count a request that could be abused to probe or to flood (a
+        "forgot password" form) like a failed login of ``client``: refused
+        with LoginRefused while the client is banned, else counted towards
+        its ban, slowed down as failures are, and audited (outcome
+        ``requested``). Every request counts, even a repeat."""
+        account = username.strip().lower()
+        now = self._clock.seconds()
+        audit = {"protocol": protocol, "client": client, "account": account}
+        if not self.exempt(client):
+            until = await self._banned_until(client, now)
+            if until is not None:
+                self._audit("refused", audit, "-", "client banned")
+                raise LoginRefused(
+                    "SYS/TEMP", "Too many failed logins, try again later"
+                )
+        self._audit("requested", audit, "-", "password reset")
+        await self._slow_down(client, account, secrets.token_hex(16))
 
     async def _banned_until(self, client: str, now: float) -> float | None:
         known = self._bans.get(client)

@@ -1,6 +1,6 @@
 """POP access settings (DESIGN §1 "POP access settings"): enable with the
 Free-plan gate, disable, spam and deletion policy, and what the next POP
-session would offer of a message.
+session would offer of a message; and the IMAP access switch.
 
 Every change takes effect at the next login; the store bumps the
 account's generation, which forgets cached verifications.
@@ -75,6 +75,23 @@ async def set_pop_deletion(store: IStore, address: str, policy: str) -> Account:
     """What a POP client's delete does to the original: ``keep`` or ``delete``."""
     account = await require_account(store, address)
     changed: Account = await store.set_pop_deletion(account.address, policy)
+    return changed
+
+
+@service
+async def enable_imap(store: IStore, address: str) -> Account:
+    """Turn IMAP access on from the next IMAP login (DESIGN §1 "IMAP"; the
+    switch is stored and shown before zpop serves IMAP)."""
+    account = await require_account(store, address)
+    changed: Account = await store.set_imap(account.address, True)
+    return changed
+
+
+@service
+async def disable_imap(store: IStore, address: str) -> Account:
+    """Turn IMAP access off from the next IMAP login."""
+    account = await require_account(store, address)
+    changed: Account = await store.set_imap(account.address, False)
     return changed
 
 

@@ -131,3 +131,21 @@ async def revoke(store: IStore, address: str, session_id: int) -> None:
         raise UnknownWebSession(
             f"{account.address} has no web session {session_id}"
         ) from None
+
+
+@service
+async def revoke_others(
+    store: IStore, clock: Clock, address: str, keep: int | None
+) -> int:
+    """End every live session of the account but ``keep`` (the browser
+    that changed the password); how many were ended."""
+    ended = 0
+    for session in await list_sessions(store, clock, address):
+        if session.id == keep:
+            continue
+        try:
+            await store.revoke_web_session(session.address, session.id)
+        except NotFound:
+            continue  # it ended meanwhile
+        ended += 1
+    return ended

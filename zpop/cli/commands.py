@@ -11,10 +11,19 @@ from collections.abc import Callable
 
 from zpop import config as configmod
 from zpop import delivery, maildir
-from zpop.accounts import accounts, aliases, app_passwords, domains, passwords, settings
+from zpop.accounts import (
+    accounts,
+    aliases,
+    app_passwords,
+    domains,
+    password_resets,
+    passwords,
+    settings,
+)
 from zpop.accounts.two_factor import TwoFactorState, set_two_factor, state_of
 from zpop.cli.context import CommandError, Context, read_password, result_of
 from zpop.cli.render import (
+    imap_text,
     iso,
     password_state,
     pop_lines,
@@ -201,6 +210,7 @@ def cmd_account_passwd(ctx: Context, args: argparse.Namespace) -> None:
 
 def cmd_account_show(ctx: Context, args: argparse.Namespace) -> None:
     details = result_of(accounts.show_account(ctx.store, args.address))
+    recovery = result_of(password_resets.get_recovery_address(ctx.store, args.address))
     account = details.account
     address = account.address
     ctx.out(
@@ -211,9 +221,11 @@ def cmd_account_show(ctx: Context, args: argparse.Namespace) -> None:
         f"  Primary password:  {password_state(account)}",
         f"  Two-factor:        {two_factor_text(account)}",
         *pop_lines(account, ctx.config.accounts),
+        f"  IMAP access:       {imap_text(account)}",
         "  Aliases:           "
         f"{', '.join(details.aliases) if details.aliases else 'none'}",
         f"  App passwords:     {len(details.app_passwords)}",
+        f"  Recovery address:  {recovery or 'none'}",
         "",
         "Mail client settings",
         "  Incoming mail (POP3)",
@@ -274,6 +286,25 @@ def cmd_account_list(ctx: Context, args: argparse.Namespace) -> None:
     ctx.out(
         *table(("ADDRESS", "PLAN", "KIND", "PASSWORD", "2FA", "POP", "CREATED"), rows)
     )
+
+
+def cmd_account_reset_link(ctx: Context, args: argparse.Namespace) -> None:
+    # The link names the public host name ([server] hostname), the name
+    # the web listener's certificate is for.
+    key = passwords.load_or_create_key(ctx.data_dir)
+    base_url = f"https://{ctx.config.server.hostname}"
+    ctx.out(
+        result_of(
+            password_resets.make_reset_link(ctx.store, key, ctx, args.address, base_url)
+        )
+    )
+
+
+def cmd_account_recovery(ctx: Context, args: argparse.Namespace) -> None:
+    recovery = result_of(
+        password_resets.set_recovery_address(ctx.store, args.address, args.email)
+    )
+    ctx.out(f"reset links for {args.address} go to {recovery}")
 
 
 def cmd_account_delete(ctx: Context, args: argparse.Namespace) -> None:
@@ -347,6 +378,16 @@ def cmd_twofactor(ctx: Context, args: argparse.Namespace) -> None:
             "it has none yet: create one with "
             f"'zpop app-password create {address} --label TEXT'"
         )
+
+
+def cmd_imap(ctx: Context, args: argparse.Namespace) -> None:
+    change = settings.enable_imap if args.state == "enable" else settings.disable_imap
+    account = result_of(change(ctx.store, args.address))
+    ctx.out(
+        f"IMAP access is {imap_text(account)} for {account.address}: this takes"
+        " effect at the next IMAP login (zpop does not serve IMAP yet; the"
+        " setting is kept for when it does)"
+    )
 
 
 def cmd_app_password_create(ctx: Context, args: argparse.Namespace) -> None:
@@ -551,11 +592,14 @@ COMMANDS: dict[
     ("account", "show"): cmd_account_show,
     ("account", "list"): cmd_account_list,
     ("account", "delete"): cmd_account_delete,
+    ("account", "reset-link"): cmd_account_reset_link,
+    ("account", "recovery"): cmd_account_recovery,
     ("pop", "enable"): cmd_pop_enable,
     ("pop", "disable"): cmd_pop_disable,
     ("pop", "spam"): cmd_pop_spam,
     ("pop", "deletion"): cmd_pop_deletion,
     ("twofactor", None): cmd_twofactor,
+    ("imap", None): cmd_imap,
     ("app-password", "create"): cmd_app_password_create,
     ("app-password", "list"): cmd_app_password_list,
     ("app-password", "revoke"): cmd_app_password_revoke,

@@ -142,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     account.add_parser("list", help="list accounts")
     p = account.add_parser("delete", help="delete an account and all its mail")
     p.add_argument("address", type=ADDRESS, metavar="ADDRESS")
+    p = account.add_parser(
+        "reset-link", help='print a one-time "set your password" link (1 h)'
+    )
+    p.add_argument("address", type=ADDRESS, metavar="ADDRESS")
+    p = account.add_parser("recovery", help="the address reset links are sent to")
+    p.add_argument("address", type=ADDRESS, metavar="ADDRESS")
+    p.add_argument("email", metavar="EMAIL")
 
     pop = commands.add_parser("pop", help="POP access settings").add_subparsers(
         dest="action", metavar="ACTION", required=True
@@ -164,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("policy", choices=DELETION_POLICIES)
 
     p = commands.add_parser("twofactor", help="two-factor authentication")
+    p.add_argument("state", choices=("enable", "disable"))
+    p.add_argument("address", type=ADDRESS, metavar="ADDRESS")
+
+    p = commands.add_parser("imap", help="IMAP access (stored; IMAP is not served yet)")
     p.add_argument("state", choices=("enable", "disable"))
     p.add_argument("address", type=ADDRESS, metavar="ADDRESS")
 

@@ -88,6 +88,11 @@ def two_factor_text(account: Account) -> str:
     }[state_of(account)]
 
 
+def imap_text(account: Account) -> str:
+    """``account show``'s IMAP access state."""
+    return "on" if account.imap_enabled else "off"
+
+
 def password_state(account: Account) -> str:
     if account.password_hash is not None:
         return "set"

@@ -85,6 +85,10 @@ class IAccountStore(Interface):
         required (``two_factor`` and ``two_factor_required``), an enrolment
         is kept. Off: ``ITwoFactorStore.reset_two_factor``."""
 
+    def set_imap(address: str, enabled: bool) -> Deferred[Account]:
+        """Turn IMAP access on or off from the next IMAP login; fires with
+        the Account (its generation bumped); fails NotFound."""
+
     def enable_pop(address: str, mode: str, now: float) -> Deferred[Account]:
         """Enable POP in ``all`` or ``new`` mode; fires with the Account.
 
@@ -392,6 +396,35 @@ class ITwoFactorStore(Interface):
 #: States of an outbound recipient.
 
 
+class IPasswordResetStore(Interface):
+    """Forgot password (migration 012): each account's recovery address and
+    one-time reset links, kept as the keyed hash of their token
+    (zpop.accounts.password_resets). A link is live until ``expires`` and
+    spent once; its rows go with the account."""
+
+    def set_recovery_address(address: str, email: str | None) -> Deferred[None]:
+        """Set (None: clear) where the account's reset links are sent;
+        NotFound for an unknown account."""
+
+    def get_recovery_address(address: str) -> Deferred[str | None]:
+        """The account's recovery address or None; NotFound if no account."""
+
+    def add_password_reset(
+        address: str, digest: bytes, now: float, expires: float
+    ) -> Deferred[None]:
+        """Keep a new reset link of the account by its token's ``digest``
+        (unique); NotFound for an unknown account."""
+
+    def find_password_reset(digest: bytes, now: float) -> Deferred[str | None]:
+        """The address of the account whose live (unused, unexpired) link has
+        ``digest``, or None; spends nothing."""
+
+    def use_password_reset(digest: bytes, now: float) -> Deferred[str | None]:
+        """Spend the live link of ``digest`` at ``now`` (compare-and-set: of
+        two uses at once exactly one wins); the account's address, or None
+        if there was no such live link."""
+
+
 class IStore(
     IAccountStore,
     IMessageStore,
@@ -400,6 +433,7 @@ class IStore(
     IQueueStore,
     IWebSessionStore,
     ITwoFactorStore,
+    IPasswordResetStore,
 ):
     """Durable state of zpop. Every method returns a Deferred."""
 

@@ -20,7 +20,9 @@ from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from zpop.store.interface import IStore
+from zpop.store.memory_imap import MemoryImap
 from zpop.store.memory_queue import MemoryOutboundQueue, check_in, schema_error, settle
+from zpop.store.memory_resets import MemoryPasswordResets
 from zpop.store.memory_two_factor import MemoryTwoFactor
 from zpop.store.memory_web import MemoryWebSessions
 from zpop.store.records import (
@@ -141,7 +143,13 @@ class _Failure:
 
 
 @implementer(IStore)
-class MemoryStore(MemoryWebSessions, MemoryTwoFactor, MemoryOutboundQueue):
+class MemoryStore(
+    MemoryImap,
+    MemoryPasswordResets,
+    MemoryWebSessions,
+    MemoryTwoFactor,
+    MemoryOutboundQueue,
+):
     """IStore in memory, behaving as SQLiteStore does (zpop.store.sqlite).
 
     Ids and uids are never reused. A check SQLite's schema makes (CHECK,

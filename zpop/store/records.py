@@ -132,6 +132,9 @@ class Account:
     #: The account has a TOTP secret (two-factor "on"); the secret itself is
     #: never part of the record (``ITwoFactorStore.get_totp_secret``).
     totp_enrolled: bool = False
+    #: IMAP access on (DESIGN §1 "IMAP"; migration 011): on by default,
+    #: stored and shown before zpop serves IMAP.
+    imap_enabled: bool = True
 
 
 @dataclass(frozen=True)

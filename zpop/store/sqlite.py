@@ -26,6 +26,7 @@ from zpop.store.sqlite_accounts import SQLiteAccounts
 from zpop.store.sqlite_base import BODY_CHUNK, LAST_USE_RESOLUTION  # noqa: F401
 from zpop.store.sqlite_messages import SQLiteMessages
 from zpop.store.sqlite_queue import SQLiteQueue
+from zpop.store.sqlite_resets import SQLitePasswordResets
 from zpop.store.sqlite_throttle import SQLiteThrottle
 from zpop.store.sqlite_two_factor import SQLiteTwoFactor
 from zpop.store.sqlite_web import SQLiteWebSessions
@@ -39,5 +40,6 @@ class SQLiteStore(
     SQLiteQueue,
     SQLiteWebSessions,
     SQLiteTwoFactor,
+    SQLitePasswordResets,
 ):
     """IStore on one SQLite file, shared safely by the server and the CLI."""

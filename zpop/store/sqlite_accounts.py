@@ -161,6 +161,9 @@ class SQLiteAccounts(SQLiteBase):
             address, "two_factor = ?, two_factor_required = ?", on, on
         )
 
+    def set_imap(self, address: str, enabled: bool) -> Deferred:
+        return self._update_account(address, "imap_enabled = ?", int(enabled))
+
     def enable_pop(self, address: str, mode: str, now: float) -> Deferred:
         def thd() -> Account:
             with self._write(changes=True) as conn:

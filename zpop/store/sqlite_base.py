@@ -44,7 +44,8 @@ _ACCOUNT_COLUMNS = """
     a.federated, a.two_factor, a.pop_enabled, a.pop_mode, a.pop_enabled_at,
     a.pop_start_uid, a.pop_spam, a.pop_deletion, a.generation, a.uid_validity,
     a.two_factor_required,
-    EXISTS (SELECT 1 FROM totp_secrets t WHERE t.account_id = a.id)
+    EXISTS (SELECT 1 FROM totp_secrets t WHERE t.account_id = a.id),
+    a.imap_enabled
 """
 _ACCOUNT_FROM = "accounts a JOIN domains d ON d.id = a.domain_id"
 
@@ -76,6 +77,7 @@ def _account(row: tuple[Any, ...]) -> Account:
         uid_validity=row[16],
         two_factor_required=bool(row[17]),
         totp_enrolled=bool(row[18]),
+        imap_enabled=bool(row[19]),
     )
 
 

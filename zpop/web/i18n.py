@@ -26,6 +26,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav_two_factor": ("Two-factor authentication", "双重验证"),
     "nav_clients": ("Mail client settings", "邮件客户端设置"),
     "nav_sessions": ("Signed-in browsers", "已登录的浏览器"),
+    "nav_password": ("Password", "密码"),
+    "nav_imap": ("IMAP access", "IMAP 访问"),
     # errors
     "not_found_title": ("Page not found", "页面不存在"),
     "not_found": ("There is no page at this address.", "此地址没有页面。"),
@@ -56,6 +58,40 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "请求未能完成，未做任何更改。请稍后重试。",
     ),
     "back": ("Back to the settings", "返回设置"),
+    # forgot password (zpop.web.reset)
+    "forgot_link": ("Forgot password?", "忘记密码？"),
+    "forgot_title": ("Forgot password", "忘记密码"),
+    "forgot_intro": (
+        "Enter your email address. If the account has a recovery address, a"
+        " link to set a new password is sent there; it works once, within one"
+        " hour.",
+        "请输入您的邮箱地址。如果该账户设置了找回邮箱，我们会向其发送一个设置新密码的"
+        "链接；该链接只能使用一次，一小时内有效。",
+    ),
+    "forgot_button": ("Send the link", "发送链接"),
+    "forgot_missing": ("Enter your email address.", "请输入您的邮箱地址。"),
+    "forgot_sent": (
+        "If that address has an account with a recovery address, a link to set"
+        " a new password is on its way there. It works once, within one hour.",
+        "如果该地址的账户设置了找回邮箱，设置新密码的链接已发往该邮箱。"
+        "该链接只能使用一次，一小时内有效。",
+    ),
+    "reset_title": ("Set your password", "设置密码"),
+    "reset_intro": (
+        "Choose the new password for your account.",
+        "请为您的账户设置新密码。",
+    ),
+    "reset_button": ("Set password", "设置密码"),
+    "reset_missing": ("Enter the new password twice.", "请输入两次新密码。"),
+    "reset_invalid_title": ("Link not valid", "链接无效"),
+    "reset_invalid": (
+        "This link is invalid or has expired. Ask for a new one.",
+        "此链接无效或已过期。请重新申请。",
+    ),
+    "reset_done": (
+        "Your password is set. Sign in with it.",
+        "密码已设置。请用新密码登录。",
+    ),
     # sign-in
     "login_title": ("Sign in", "登录"),
     "address": ("Email address", "邮箱地址"),
@@ -357,6 +393,71 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "POP access is disabled: enable it on the POP access page first.",
         "POP 访问已禁用：请先在“POP 访问”页面启用。",
     ),
+    # /settings/password and /settings/imap
+    "pw_intro": (
+        "Change the password you sign in with here and in mail clients. The"
+        " new one needs at least {min} characters, must not contain your"
+        " address and must not be a common password. App-specific passwords"
+        " are not changed.",
+        "修改您在此处和邮件客户端中使用的登录密码。新密码至少需要 {min}"
+        " 个字符，不能包含您的邮箱地址，也不能是常见密码。"
+        "应用专用密码不会改变。",
+    ),
+    "pw_current": ("Current password", "当前密码"),
+    "pw_new": ("New password", "新密码"),
+    "pw_confirm": ("New password again", "再次输入新密码"),
+    "pw_change": ("Change password", "修改密码"),
+    "pw_missing": (
+        "Enter the current password and the new one twice.",
+        "请输入当前密码，并输入两次新密码。",
+    ),
+    "pw_mismatch": (
+        "The two new passwords are not the same.",
+        "两次输入的新密码不一致。",
+    ),
+    "pw_control": (
+        "The new password contains a control character: mail clients cannot"
+        " send it.",
+        "新密码包含控制字符：邮件客户端无法发送。",
+    ),
+    "pw_short": (
+        "The new password is too short: use at least {min} characters.",
+        "新密码太短：请至少使用 {min} 个字符。",
+    ),
+    "pw_address": (
+        "The new password contains your address or the name before the @:"
+        " choose one that does not.",
+        "新密码包含您的邮箱地址或 @ 前面的名称：请另选一个。",
+    ),
+    "pw_common": (
+        "The new password is one of the most common passwords: choose a less"
+        " guessable one.",
+        "新密码是最常见的密码之一：请选择一个更难猜到的密码。",
+    ),
+    "pw_wrong_current": (
+        "The current password is incorrect.",
+        "当前密码不正确。",
+    ),
+    "pw_changed": (
+        "Your password was changed. Every other browser signed in to this"
+        " account was signed out; this one stays signed in. Mail clients that"
+        " use the old password need the new one.",
+        "密码已修改。登录此账户的其他所有浏览器均已退出；当前浏览器保持登录。"
+        "使用旧密码的邮件客户端需要改用新密码。",
+    ),
+    "imap_intro": (
+        "Whether mail clients may read this account's mail over IMAP. A change"
+        " takes effect at the next IMAP sign-in. This server does not serve"
+        " IMAP yet: the setting is kept for when it does.",
+        "是否允许邮件客户端通过 IMAP 读取此账户的邮件。更改将在下次 IMAP"
+        " 登录时生效。此服务器尚未提供 IMAP：该设置会保存，供将来使用。",
+    ),
+    "imap_status": ("IMAP access", "IMAP 访问"),
+    "imap_on": ("On", "开启"),
+    "imap_off": ("Off", "关闭"),
+    "imap_state_on": ("on", "已开启"),
+    "imap_state_off": ("off", "已关闭"),
+    "imap_saved": ("IMAP access saved.", "IMAP 访问设置已保存。"),
 }
 
 

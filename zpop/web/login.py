@@ -77,6 +77,7 @@ def _login_form(
     status: int = 200,
     problems: list[str] | None = None,
     address: str = "",
+    notice: str | None = None,
 ) -> Response:
     t = visit.t
     body: list[Tag | str] = [
@@ -107,7 +108,10 @@ def _login_form(
             id="login",
         ),
         tags.p(t("login_note")),
+        tags.p(tags.a(t("forgot_link"), href="/login/forgot", id="forgot-link")),
     ]
+    if notice:
+        body.insert(0, tags.p(notice, class_="notice", role="status", id="notice"))
     return Response(status=status, title=t("login_title"), body=body)
 
 
@@ -115,7 +119,8 @@ async def login_page(visit: Visit) -> Response:
     """``GET /login``: the form, or on to the settings if signed in."""
     if visit.signed_in:
         return redirect("/settings", 302)
-    return _login_form(visit)
+    done = visit.request.args.get(b"reset") == [b"1"]
+    return _login_form(visit, notice=visit.t("reset_done") if done else None)
 
 
 async def _rotate(visit: Visit, address: str, stage: str) -> bytes:

@@ -19,8 +19,10 @@ from zpop.web.visit import Response, Visit
 #: The settings pages in the navigation: (path, message id).
 NAVIGATION = (
     ("/settings/pop", "nav_pop"),
+    ("/settings/imap", "nav_imap"),
     ("/settings/app-passwords", "nav_app_passwords"),
     ("/settings/two-factor", "nav_two_factor"),
+    ("/settings/password", "nav_password"),
     ("/settings/clients", "nav_clients"),
     ("/settings/sessions", "nav_sessions"),
 )

@@ -33,7 +33,18 @@ from zpop.accounts import two_factor as two_factor_service
 from zpop.accounts import web_sessions
 from zpop.accounts.accounts import require_account
 from zpop.accounts.errors import UnknownAccount
-from zpop.web import app_passwords, clients, login, pop, security, sessions, two_factor
+from zpop.web import (
+    app_passwords,
+    clients,
+    imap,
+    login,
+    pop,
+    reset,
+    security,
+    sessions,
+    two_factor,
+)
+from zpop.web import password as pw
 from zpop.web.i18n import LANGUAGES, Catalog, choose
 from zpop.web.pages import STYLESHEET, message_page, render
 from zpop.web.visit import BadForm, Response, Visit, WebContext, redirect
@@ -77,9 +88,13 @@ ROUTES: dict[str, Route] = {
     "/": Route({b"GET": login.root}),
     "/login": Route({b"GET": login.login_page, b"POST": login.login}, csrf="pre"),
     "/login/code": Route({b"GET": login.code_page, b"POST": login.code}, "code"),
+    "/login/forgot": Route(reset.FORGOT, csrf="pre"),
+    "/reset": Route(reset.RESET, csrf="pre"),
     "/logout": Route({b"POST": login.logout}, "session"),
     "/settings": Route({b"GET": login.settings_index}, "full"),
     "/settings/pop": Route({b"GET": pop.page, b"POST": pop.change}, "full"),
+    "/settings/imap": Route({b"GET": imap.page, b"POST": imap.change}, "full"),
+    "/settings/password": Route({b"GET": pw.page, b"POST": pw.change}, "full"),
     "/settings/app-passwords": Route(
         {b"GET": app_passwords.page, b"POST": app_passwords.change}, "full"
     ),

@@ -15,7 +15,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from zpop import admin, maildir
-from zpop.accounts import passwords
+from zpop.accounts import password_resets, passwords
 from zpop.cli import commands
 from zpop.store import DATABASE_NAME, SQLiteStore
 from zpop.store.sqlite import latest_version
@@ -292,7 +292,8 @@ class InitTests(AdminTestCase):
             self.usage("frobnicate"),
             "zpop: error: argument COMMAND: invalid choice: 'frobnicate' (choose "
             "from 'init', 'upgrade', 'domain', 'account', 'pop', 'twofactor', "
-            "'app-password', 'alias', 'deliver', 'import', 'messages', 'queue')",
+            "'imap', 'app-password', 'alias', 'deliver', 'import', 'messages', "
+            "'queue')",
         )
 
 
@@ -601,8 +602,10 @@ class AccountTests(AdminTestCase):
             "  POP spam:          exclude (POP offers the Inbox)\n"
             "  POP deletion:      keep (a message deleted by a POP client stays "
             "in its folder)\n"
+            "  IMAP access:       on\n"
             "  Aliases:           a@corp.example, al@example.org\n"
             "  App passwords:     1\n"
+            "  Recovery address:  none\n"
             "\n"
             "Mail client settings\n"
             "  Incoming mail (POP3)\n"
@@ -650,8 +653,10 @@ class AccountTests(AdminTestCase):
             "  POP spam:          include (POP offers the Inbox and Spam)\n"
             "  POP deletion:      delete (a message deleted by a POP client "
             "moves to Trash)\n"
+            "  IMAP access:       on\n"
             "  Aliases:           none\n"
             "  App passwords:     0\n"
+            "  Recovery address:  none\n"
             "\n"
             "Mail client settings\n"
             "  Incoming mail (POP3)\n"
@@ -915,6 +920,71 @@ class TwoFactorTests(AliceTestCase):
             "twofactor",
             "enable",
             "x@example.org",
+        )
+
+
+class ResetLinkTests(AliceTestCase):
+    """``account reset-link`` and ``account recovery`` (DESIGN §3)."""
+
+    def test_reset_link(self) -> None:
+        """Only the link is printed, on the [server] hostname; each is new,
+        and the store keeps its keyed hash, live for an hour."""
+        out = self.ok("account", "reset-link", "alice@example.org")
+        link = out.strip()
+        self.assertEqual(out, link + "\n")
+        self.assertTrue(link.startswith("https://example.com/reset?token="), link)
+        token = link.partition("=")[2]
+        key = passwords.load_or_create_key(self.data)
+        digest = password_resets.token_digest(key, token)
+        assert digest is not None
+        store = self.store()
+        found = admin.result_of(store.find_password_reset(digest, self.now))
+        self.assertEqual(found, "alice@example.org")
+        late = admin.result_of(store.find_password_reset(digest, self.now + 3600))
+        self.assertIsNone(late)
+        second = self.ok("account", "reset-link", "alice@example.org").strip()
+        self.assertNotEqual(second, link)
+
+    def test_reset_link_unknown(self) -> None:
+        self.fails(
+            "no account x@example.org: create it with 'zpop account add x@example.org'",
+            "account",
+            "reset-link",
+            "x@example.org",
+        )
+
+    def test_recovery(self) -> None:
+        """Set, replaced, shown by ``account show``; refused when not an
+        address or the account's own."""
+        self.assertEqual(
+            self.ok("account", "recovery", "alice@example.org", "Al@Home.Example"),
+            "reset links for alice@example.org go to al@home.example\n",
+        )
+        self.assertIn(
+            "  Recovery address:  al@home.example\n",
+            self.ok("account", "show", "alice@example.org"),
+        )
+        self.ok("account", "recovery", "alice@example.org", "al@work.example")
+        self.assertIn(
+            "  Recovery address:  al@work.example\n",
+            self.ok("account", "show", "alice@example.org"),
+        )
+        status, out, err = self.zpop(
+            "account", "recovery", "alice@example.org", "alice@example.org"
+        )
+        self.assertEqual((status, out), (1, ""))
+        self.assertIn("another mailbox than the account's own", err)
+        status, out, err = self.zpop(
+            "account", "recovery", "alice@example.org", "not-an-address"
+        )
+        self.assertEqual((status, out), (1, ""))
+        self.assertIn("not a full address", err)
+        self.fails(
+            "no account x@example.org: create it with 'zpop account add x@example.org'",
+            "account",
+            "recovery",
+            "x@example.org",
+            "al@home.example",
         )
 
 

@@ -264,3 +264,21 @@ class BrowserTests(TestCase):
         self.submit("form#turn-off", password=PASSWORD, code=codes[0])
         self.assertEqual(self.find("#two-factor-state").text, "Off")
         self.assertTrue(self.pop_login(PASSWORD).startswith(b"+OK"))
+
+    def test_password_change_in_a_browser(self) -> None:
+        """A user changes the password (a common one refused first); POP3S
+        then takes the new password and refuses the old one."""
+        self.server.zpop("pop", "enable", ADDRESS, "--mode", "all")
+        self.open("/login")
+        self.submit("form#login", address=ADDRESS, password=PASSWORD)
+        self.open("/settings/password")
+        fields = {"current_password": PASSWORD, "new_password": "password123"}
+        self.submit("form#change-password", **fields, confirm_password="password123")
+        self.assertIn("most common passwords", self.find("p.error").text)
+        new = "violet harbour 42"
+        fields = {"current_password": PASSWORD, "new_password": new}
+        self.submit("form#change-password", **fields, confirm_password=new)
+        self.assertEqual(self.path(), "/settings/password?changed=1")
+        self.assertIn("this one stays signed in", self.find("#pw-changed").text)
+        self.assertTrue(self.pop_login(new).startswith(b"+OK"))
+        self.assertEqual(self.pop_login(PASSWORD), b"-ERR [AUTH] Authentication failed")
