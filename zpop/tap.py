@@ -7,6 +7,7 @@ directory, database, TLS policy, thread pools and listeners::
     +-- store       closes the database once everything else has stopped
     +-- db          ThreadPoolService: SQLite calls
     +-- hashing     ThreadPoolService: bcrypt
+    +-- activity    sign-in activity, written in batches (zpop.accounts.activity)
     +-- pop3s ...   one listener per enabled endpoint, in LISTENERS order
                     (web: the HTTPS settings site, zpop.web)
     +-- outbound    the relay for remote recipients
@@ -39,6 +40,7 @@ from twisted.python import usage
 from zope.interface import implementer
 
 from zpop import config as zconfig
+from zpop.accounts.activity import ActivityRecorder
 from zpop.accounts.credentials import AccountChecker, Authenticator, CachedLogin, Share
 from zpop.accounts.passwords import load_or_create_key
 from zpop.accounts.realm import Realm
@@ -418,6 +420,9 @@ def build_service(
     db.setServiceParent(top)
     hashing = ThreadPoolService(reactor, "hashing", HASHING_THREADS, nice=10)
     hashing.setServiceParent(top)
+    # After the pools, so it stops before them: its last write still runs.
+    activity = ActivityRecorder(store, reactor)
+    activity.setServiceParent(top)
     pool: WorkerPool | None = None
 
     def share_with_workers(key: bytes, entry: CachedLogin) -> None:
@@ -452,7 +457,9 @@ def build_service(
         store=store,
         tls=tls,
         reactor=reactor,
-        authenticator=Authenticator(portal, store, reactor, cfg.auth, server_key),
+        authenticator=Authenticator(
+            portal, store, reactor, cfg.auth, server_key, activity.record
+        ),
         wake=wake,
         server_key=server_key,
         hashing=hashing,

@@ -32,7 +32,7 @@ from zope.interface import Interface, implementer
 
 from zpop.accounts import passwords
 from zpop.config import AuthConfig
-from zpop.store import Account, IStore
+from zpop.store import Account, IStore, LoginEvent
 from zpop.store.changes import Verified
 from zpop.threads import Runner
 from zpop.wire import addresses
@@ -64,6 +64,17 @@ class AppPasswordRequired(LoginRefused):
             "AUTH",
             "Application-specific password required (two-factor authentication is on)",
         )
+
+
+class WrongSecret(UnauthorizedLogin):
+    """Bad credentials for an account that exists (``address``): what the
+    checker raises instead of a bare UnauthorizedLogin so the Authenticator
+    can record the account's sign-in activity. Never told to the client,
+    which sees the same refusal either way."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self.address = address
 
 
 class FullAddressRequired(LoginRefused):
@@ -285,6 +296,8 @@ class AccountChecker:
             hashed = account.password_hash
         matched = await self._hashing(passwords.check_password, secret, hashed)
         if not matched or hashed is self._dummy_hash:
+            if account is not None:
+                raise WrongSecret(account.address)
             raise UnauthorizedLogin()
         assert account is not None
         if account.two_factor:
@@ -302,9 +315,18 @@ class AccountChecker:
             hashed = account.password_hash
         matched = await self._hashing(passwords.check_password, secret, hashed)
         if not matched or hashed is self._dummy_hash:
+            if account is not None:
+                raise WrongSecret(account.address)
             raise UnauthorizedLogin()
         assert account is not None
         return Identity(account.address, "primary")
+
+
+def avatar_address(avatar: Any, fallback: str) -> str:
+    """The account address of a logged-in avatar (its Identity), else
+    ``fallback``."""
+    identity = getattr(avatar, "identity", None)
+    return str(identity) if isinstance(identity, str) else fallback
 
 
 class Authenticator:
@@ -325,8 +347,12 @@ class Authenticator:
         clock: IReactorTime,
         config: AuthConfig,
         key: bytes,
+        activity: Callable[[LoginEvent], None] | None = None,
     ) -> None:
+        """``activity``: told each login outcome of a known account
+        (zpop.accounts.activity); it must return at once."""
         self._portal = portal
+        self._activity = activity
         self._key = key
         self._store = store
         self._clock = clock
@@ -390,15 +416,49 @@ class Authenticator:
             result = await self._portal.login(credentials, mind, interface)
         except LoginRefused as refusal:
             self._audit("refused", audit, "-", refusal.text)
+            # Every refusal but this one comes after the secret was
+            # verified, so the account exists.
+            if not isinstance(refusal, FullAddressRequired):
+                method = "primary" if isinstance(refusal, AppPasswordRequired) else "-"
+                self._note(audit, account, method, "refused", refusal.text)
             raise
-        except UnauthorizedLogin:
+        except UnauthorizedLogin as failure:
             self._audit("failed", audit, "-", "bad credentials")
+            if isinstance(failure, WrongSecret):
+                self._note(audit, failure.address, "-", "failed", "bad credentials")
             await self._slow_down(client, account, self._tag(username, password))
             raise UnauthorizedLogin()
         _, avatar, _ = result
         method = getattr(getattr(avatar, "identity", None), "method", "-")
         self._audit("succeeded", audit, method, "-")
+        address = avatar_address(avatar, account)
+        self._note(audit, address, method, "succeeded", "-")
         return result
+
+    def _note(
+        self,
+        fields: dict[str, str],
+        address: str,
+        method: str,
+        result: str,
+        reason: str,
+    ) -> None:
+        """Hand the outcome to the activity recorder, if any; never raises."""
+        if self._activity is None:
+            return
+        event = LoginEvent(
+            address,
+            self._clock.seconds(),
+            fields["protocol"],
+            fields["client"],
+            method,
+            result,
+            reason,
+        )
+        try:
+            self._activity(event)
+        except Exception:
+            log.failure("recording sign-in activity")
 
     async def note_attempt(self, protocol: str, client: str, username: str) -> None:
         """Count a request that could be abused to probe or to flood (a

@@ -425,6 +425,20 @@ class IPasswordResetStore(Interface):
         if there was no such live link."""
 
 
+class ILoginEventStore(Interface):
+    """Sign-in activity (migration 013): each account's last
+    LOGIN_EVENTS_KEPT logins (zpop.accounts.activity)."""
+
+    def record_login_events(events: Sequence[Any]) -> Deferred[None]:
+        """Keep ``events`` (LoginEvent) in one transaction, pruning each
+        account's events beyond the newest LOGIN_EVENTS_KEPT; events of
+        addresses with no account are dropped."""
+
+    def list_login_events(address: str, limit: int = 100) -> Deferred[list[Any]]:
+        """The account's newest ``limit`` LoginEvents, newest first; [] for
+        an unknown address."""
+
+
 class IStore(
     IAccountStore,
     IMessageStore,
@@ -434,6 +448,7 @@ class IStore(
     IWebSessionStore,
     ITwoFactorStore,
     IPasswordResetStore,
+    ILoginEventStore,
 ):
     """Durable state of zpop. Every method returns a Deferred."""
 

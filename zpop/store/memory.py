@@ -21,6 +21,7 @@ from zope.interface import implementer
 
 from zpop.store.interface import IStore
 from zpop.store.memory_imap import MemoryImap
+from zpop.store.memory_login_events import MemoryLoginEvents
 from zpop.store.memory_queue import MemoryOutboundQueue, check_in, schema_error, settle
 from zpop.store.memory_resets import MemoryPasswordResets
 from zpop.store.memory_two_factor import MemoryTwoFactor
@@ -144,6 +145,7 @@ class _Failure:
 
 @implementer(IStore)
 class MemoryStore(
+    MemoryLoginEvents,
     MemoryImap,
     MemoryPasswordResets,
     MemoryWebSessions,

@@ -154,6 +154,31 @@ class WebSessionStage(StrEnum):
     FULL = "full"
 
 
+#: Login event results (LoginEvent.result).
+LOGIN_RESULTS = ("succeeded", "failed", "refused")
+
+#: Login events kept per account (ILoginEventStore).
+LOGIN_EVENTS_KEPT = 100
+
+
+@dataclass(frozen=True)
+class LoginEvent:
+    """One login over any protocol, for the account's sign-in activity.
+
+    ``credential`` is how it proved itself, as the audit line's method
+    (``"primary"``, ``"app password <label>"``, ``"-"`` when no credential
+    matched); ``result`` one of LOGIN_RESULTS and ``reason`` the audit
+    line's reason (``"bad credentials"``, a refusal's text, ``"-"``)."""
+
+    address: str
+    at: float
+    protocol: str
+    client: str
+    credential: str
+    result: str
+    reason: str
+
+
 #: A web session's last-seen time is written at most this often, so page
 #: views do not each cost a durable write; idle expiry is that much early.
 WEB_SESSION_TOUCH = 60.0

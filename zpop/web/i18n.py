@@ -26,6 +26,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav_two_factor": ("Two-factor authentication", "双重验证"),
     "nav_clients": ("Mail client settings", "邮件客户端设置"),
     "nav_sessions": ("Signed-in browsers", "已登录的浏览器"),
+    "nav_activity": ("Sign-in activity", "登录活动"),
     "nav_password": ("Password", "密码"),
     "nav_imap": ("IMAP access", "IMAP 访问"),
     # errors
@@ -361,6 +362,26 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "There is no such session (it may have ended already).",
         "不存在该会话（可能已经结束）。",
     ),
+    # sign-in activity
+    "ac_intro": (
+        "Your last 100 logins over every protocol, newest first. If you do"
+        " not recognise one, change your password and revoke your"
+        " app-specific passwords.",
+        "您最近 100 次通过各种协议的登录，最新的在前。如有您不认识的登录，"
+        "请更改密码并撤销应用专用密码。",
+    ),
+    "ac_none": ("No logins yet.", "暂无登录记录。"),
+    "ac_time": ("Time (UTC)", "时间（UTC）"),
+    "ac_protocol": ("Protocol", "协议"),
+    "ac_client": ("Client address", "客户端地址"),
+    "ac_credential": ("Credential", "凭据"),
+    "ac_result": ("Result", "结果"),
+    "ac_primary": ("primary password", "主密码"),
+    "ac_app_password": ("app password “{label}”", "应用专用密码“{label}”"),
+    "ac_succeeded": ("succeeded", "成功"),
+    "ac_failed": ("failed", "失败"),
+    "ac_wrong_password": ("wrong password", "密码错误"),
+    "ac_refused": ("refused", "被拒绝"),
     # client settings
     "cl_intro": (
         "The settings to type into your mail client.",

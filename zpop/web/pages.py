@@ -25,6 +25,7 @@ NAVIGATION = (
     ("/settings/password", "nav_password"),
     ("/settings/clients", "nav_clients"),
     ("/settings/sessions", "nav_sessions"),
+    ("/settings/activity", "nav_activity"),
 )
 
 #: The one style sheet (CSP allows no inline style).

@@ -34,6 +34,7 @@ from zpop.accounts import web_sessions
 from zpop.accounts.accounts import require_account
 from zpop.accounts.errors import UnknownAccount
 from zpop.web import (
+    activity,
     app_passwords,
     clients,
     imap,
@@ -105,6 +106,7 @@ ROUTES: dict[str, Route] = {
     "/settings/sessions": Route(
         {b"GET": sessions.page, b"POST": sessions.change}, "full"
     ),
+    "/settings/activity": Route({b"GET": activity.page}, "full"),
     "/static/zpop.css": Route({b"GET": _stylesheet}, cache=b"max-age=3600"),
 }
 

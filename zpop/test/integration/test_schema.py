@@ -229,7 +229,7 @@ class VocabularyTests(SynchronousTestCase):
     def test_check_lists_are_the_enums(self) -> None:
         """The schema's CHECK lists hold exactly the values of the record
         vocabularies (Plan, PopMode, SpamPolicy, DeletionPolicy, Folder,
-        RecipientState), in order."""
+        RecipientState, login event results), in order."""
         directory = self.mktemp()
         os.makedirs(directory)
         path = os.path.join(directory, DATABASE_NAME)
@@ -252,5 +252,6 @@ class VocabularyTests(SynchronousTestCase):
                 "pop_deletion": records.DELETION_POLICIES,
                 "folder": records.FOLDERS,
                 "state": records.OUTBOUND_STATES,
+                "result": records.LOGIN_RESULTS,
             },
         )

@@ -300,6 +300,7 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                     ("store", "StoreService", None, None),
                     ("db", "ThreadPoolService", None, None),
                     ("hashing", "ThreadPoolService", None, None),
+                    ("activity", "ActivityRecorder", None, None),
                     (
                         "pop3s",
                         "StreamServerEndpointService",
@@ -358,6 +359,7 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                     "store",
                     "db",
                     "hashing",
+                    "activity",
                     "pop3s",
                     "smtps",
                     "submission",
