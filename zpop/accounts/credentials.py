@@ -291,15 +291,7 @@ class AccountChecker:
                         account.address, f"app password {used.label}", used.id, verified
                     )
                     return self._remember(key, identity, account)
-        hashed = self._dummy_hash
-        if account is not None and account.password_hash is not None:
-            hashed = account.password_hash
-        matched = await self._hashing(passwords.check_password, secret, hashed)
-        if not matched or hashed is self._dummy_hash:
-            if account is not None:
-                raise WrongSecret(account.address)
-            raise UnauthorizedLogin()
-        assert account is not None
+        account = await self._primary_matches(account, secret)
         if account.two_factor:
             raise AppPasswordRequired()
         identity = Identity(account.address, "primary", None, verified)
@@ -309,7 +301,16 @@ class AccountChecker:
         """The primary password alone (IPrimaryPassword): one bcrypt, known
         or not, and never the cache, which holds app-password and mail
         verifications under the same (address, secret) key."""
-        account: Account | None = await self._store.get_account(address)
+        account = await self._primary_matches(
+            await self._store.get_account(address), secret
+        )
+        return Identity(account.address, "primary")
+
+    async def _primary_matches(self, account: Account | None, secret: str) -> Account:
+        """``account`` if ``secret`` is its primary password. One bcrypt
+        either way (against a dummy hash for an unknown account or one
+        without a password), so the answer's time tells nothing; raises
+        WrongSecret for an existing account, else UnauthorizedLogin."""
         hashed = self._dummy_hash
         if account is not None and account.password_hash is not None:
             hashed = account.password_hash
@@ -319,7 +320,7 @@ class AccountChecker:
                 raise WrongSecret(account.address)
             raise UnauthorizedLogin()
         assert account is not None
-        return Identity(account.address, "primary")
+        return account
 
 
 def avatar_address(avatar: Any, fallback: str) -> str:

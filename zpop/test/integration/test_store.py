@@ -1492,6 +1492,31 @@ class _OtherThreads:
             pool.shutdown()
 
 
+def memory_store(case: SynchronousTestCase) -> MemoryStore:
+    """A MemoryStore closed at the end of ``case``: the first of the three
+    stores every conformance suite (this one and each area's) runs on."""
+    store = MemoryStore()
+    case.addCleanup(store.close)
+    return store
+
+
+def threaded_sqlite_store(case: SynchronousTestCase) -> SQLiteStore:
+    """A SQLiteStore on a fresh file, every call on another of three
+    threads, each with its own connection (as in the server)."""
+    threads = _OtherThreads(3)
+    case.addCleanup(threads.shutdown)
+    store = SQLiteStore(_fresh_database(case), threads)
+    case.addCleanup(store.close)
+    return store
+
+
+def sqlite_store(case: SynchronousTestCase) -> SQLiteStore:
+    """A SQLiteStore on a fresh file, called on the test's thread."""
+    store = SQLiteStore(_fresh_database(case), run_synchronously)
+    case.addCleanup(store.close)
+    return store
+
+
 class ThreadedSQLiteConformanceTests(StoreConformanceMixin, SynchronousTestCase):
     """The conformance suite on SQLiteStore with every call on another of
     three threads, each with its own connection."""

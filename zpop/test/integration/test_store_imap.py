@@ -20,9 +20,10 @@ from zpop.store.records import Account, NotFound
 from zpop.store.sqlite import SQLiteStore
 from zpop.test.integration.test_store import (
     NOW,
-    _fresh_database,
     _MixinBase,
-    _OtherThreads,
+    memory_store,
+    sqlite_store,
+    threaded_sqlite_store,
 )
 from zpop.threads import run_synchronously
 
@@ -110,20 +111,14 @@ class MemoryImapTests(ImapStoreMixin, SynchronousTestCase):
     """The IMAP switch conformance suite on MemoryStore."""
 
     def make_store(self) -> MemoryStore:
-        store = MemoryStore()
-        self.addCleanup(store.close)
-        return store
+        return memory_store(self)
 
 
 class ThreadedSQLiteImapTests(ImapStoreMixin, SynchronousTestCase):
     """The suite on SQLiteStore, every call on another of three threads."""
 
     def make_store(self) -> SQLiteStore:
-        threads = _OtherThreads(3)
-        self.addCleanup(threads.shutdown)
-        store = SQLiteStore(_fresh_database(self), threads)
-        self.addCleanup(store.close)
-        return store
+        return threaded_sqlite_store(self)
 
 
 class SQLiteImapTests(ImapStoreMixin, SynchronousTestCase):
@@ -131,9 +126,7 @@ class SQLiteImapTests(ImapStoreMixin, SynchronousTestCase):
     file shows."""
 
     def make_store(self) -> SQLiteStore:
-        store = SQLiteStore(_fresh_database(self), run_synchronously)
-        self.addCleanup(store.close)
-        return store
+        return sqlite_store(self)
 
     def test_other_store_sees_it(self) -> None:
         """Another store on the file (another process) reads the change."""

@@ -19,9 +19,10 @@ from zpop.store.records import LOGIN_EVENTS_KEPT, LoginEvent, StoreError
 from zpop.store.sqlite import SQLiteStore
 from zpop.test.integration.test_store import (
     NOW,
-    _fresh_database,
     _MixinBase,
-    _OtherThreads,
+    memory_store,
+    sqlite_store,
+    threaded_sqlite_store,
 )
 from zpop.threads import run_synchronously
 
@@ -172,9 +173,7 @@ class MemoryLoginEventTests(LoginEventStoreMixin, SynchronousTestCase):
     """The sign-in activity conformance suite on MemoryStore."""
 
     def make_store(self) -> MemoryStore:
-        store = MemoryStore()
-        self.addCleanup(store.close)
-        return store
+        return memory_store(self)
 
 
 class ThreadedSQLiteLoginEventTests(LoginEventStoreMixin, SynchronousTestCase):
@@ -182,20 +181,14 @@ class ThreadedSQLiteLoginEventTests(LoginEventStoreMixin, SynchronousTestCase):
     another of three threads, each with its own connection."""
 
     def make_store(self) -> SQLiteStore:
-        threads = _OtherThreads(3)
-        self.addCleanup(threads.shutdown)
-        store = SQLiteStore(_fresh_database(self), threads)
-        self.addCleanup(store.close)
-        return store
+        return threaded_sqlite_store(self)
 
 
 class SQLiteLoginEventTests(LoginEventStoreMixin, SynchronousTestCase):
     """The sign-in activity conformance suite on SQLiteStore, on this thread."""
 
     def make_store(self) -> SQLiteStore:
-        store = SQLiteStore(_fresh_database(self), run_synchronously)
-        self.addCleanup(store.close)
-        return store
+        return sqlite_store(self)
 
 
 class Migration013Tests(SynchronousTestCase):

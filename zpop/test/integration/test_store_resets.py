@@ -20,9 +20,10 @@ from zpop.store.records import NotFound, StoreError
 from zpop.store.sqlite import SQLiteStore
 from zpop.test.integration.test_store import (
     NOW,
-    _fresh_database,
     _MixinBase,
-    _OtherThreads,
+    memory_store,
+    sqlite_store,
+    threaded_sqlite_store,
 )
 from zpop.threads import run_synchronously
 
@@ -152,9 +153,7 @@ class MemoryResetTests(ResetStoreMixin, SynchronousTestCase):
     """The password-reset conformance suite on MemoryStore."""
 
     def make_store(self) -> MemoryStore:
-        store = MemoryStore()
-        self.addCleanup(store.close)
-        return store
+        return memory_store(self)
 
 
 class ThreadedSQLiteResetTests(ResetStoreMixin, SynchronousTestCase):
@@ -162,11 +161,7 @@ class ThreadedSQLiteResetTests(ResetStoreMixin, SynchronousTestCase):
     another of three threads, each with its own connection."""
 
     def make_store(self) -> SQLiteStore:
-        threads = _OtherThreads(3)
-        self.addCleanup(threads.shutdown)
-        store = SQLiteStore(_fresh_database(self), threads)
-        self.addCleanup(store.close)
-        return store
+        return threaded_sqlite_store(self)
 
 
 class SQLiteResetTests(ResetStoreMixin, SynchronousTestCase):
@@ -174,9 +169,7 @@ class SQLiteResetTests(ResetStoreMixin, SynchronousTestCase):
     thread, and single use between two stores on one file."""
 
     def make_store(self) -> SQLiteStore:
-        store = SQLiteStore(_fresh_database(self), run_synchronously)
-        self.addCleanup(store.close)
-        return store
+        return sqlite_store(self)
 
     def other(self) -> SQLiteStore:
         """A second store on the same file: another process's view."""

@@ -32,9 +32,10 @@ from zpop.store.records import (
 from zpop.store.sqlite import SQLiteStore
 from zpop.test.integration.test_store import (
     NOW,
-    _fresh_database,
     _MixinBase,
-    _OtherThreads,
+    memory_store,
+    sqlite_store,
+    threaded_sqlite_store,
 )
 from zpop.threads import run_synchronously
 
@@ -349,9 +350,7 @@ class MemoryTwoFactorTests(TwoFactorStoreMixin, SynchronousTestCase):
     """The two-factor conformance suite on MemoryStore."""
 
     def make_store(self) -> MemoryStore:
-        store = MemoryStore()
-        self.addCleanup(store.close)
-        return store
+        return memory_store(self)
 
 
 class ThreadedSQLiteTwoFactorTests(TwoFactorStoreMixin, SynchronousTestCase):
@@ -359,11 +358,7 @@ class ThreadedSQLiteTwoFactorTests(TwoFactorStoreMixin, SynchronousTestCase):
     another of three threads, each with its own connection."""
 
     def make_store(self) -> SQLiteStore:
-        threads = _OtherThreads(3)
-        self.addCleanup(threads.shutdown)
-        store = SQLiteStore(_fresh_database(self), threads)
-        self.addCleanup(store.close)
-        return store
+        return threaded_sqlite_store(self)
 
 
 class SQLiteTwoFactorTests(TwoFactorStoreMixin, SynchronousTestCase):
@@ -371,9 +366,7 @@ class SQLiteTwoFactorTests(TwoFactorStoreMixin, SynchronousTestCase):
     thread, and what only a shared file shows."""
 
     def make_store(self) -> SQLiteStore:
-        store = SQLiteStore(_fresh_database(self), run_synchronously)
-        self.addCleanup(store.close)
-        return store
+        return sqlite_store(self)
 
     def other(self) -> SQLiteStore:
         """A second store on the same file: another process's view."""
