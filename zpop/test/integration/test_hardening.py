@@ -213,9 +213,16 @@ class FullDiskTests(Served):
         self.assertEqual(checked, [("ok",)])
         self.assertIsNotNone(self.server.process)
         self.assertIsNone(self.server.process.poll())  # type: ignore[union-attr]
-        self.assertEqual(
-            len(re.findall(r"is full: free some space", self.server.log_text())), 2
-        )
+        full = [
+            line
+            for line in self.server.log_text().splitlines()
+            if "is full: free some space" in line
+        ]
+        # Sign-in activity is written a second later, best effort: when that
+        # write meets the full disk too, it says so in one line of its own.
+        activity = [line for line in full if "sign-in activity not recorded" in line]
+        self.assertEqual(len(full) - len(activity), 2)
+        self.assertLessEqual(len(activity), 1)
 
 
 class LineAbuseTests(Served):
