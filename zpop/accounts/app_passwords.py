@@ -13,16 +13,26 @@ from zpop.wire.addresses import CONTROL
 MAX_LABEL = 100
 
 
+class InvalidLabel(InvalidInput, ValueError):
+    """A label the rules refuse; ``reason`` names the rule broken
+    (``empty``, ``control``, ``long``) for a front end that words it in its
+    own language. A ValueError too, so argparse takes it as a type error."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 def parse_label(text: str) -> str:
-    """A label with its white space collapsed; raises ValueError saying what
-    is wrong (a label is shown in listings: no control characters)."""
+    """A label with its white space collapsed; raises InvalidLabel saying
+    what is wrong (a label is shown in listings: no control characters)."""
     label = " ".join(text.split())
     if not label:
-        raise ValueError("the label is empty")
+        raise InvalidLabel("empty", "the label is empty")
     if CONTROL.search(label):
-        raise ValueError("the label contains control characters")
+        raise InvalidLabel("control", "the label contains control characters")
     if len(label) > MAX_LABEL:
-        raise ValueError(f"the label is longer than {MAX_LABEL} characters")
+        raise InvalidLabel("long", f"the label is longer than {MAX_LABEL} characters")
     return label
 
 
@@ -33,10 +43,7 @@ async def create(
     """A new app-specific password for the account: the only time it is
     seen; only its keyed hash (under the server ``key``) is stored."""
     account = await require_account(store, address)
-    try:
-        label = parse_label(label)
-    except ValueError as e:
-        raise InvalidInput(str(e)) from None
+    label = parse_label(label)
     password = passwords.generate_app_password()
     digest = passwords.app_password_digest(key, account.id, password)
     assert digest is not None

@@ -283,9 +283,7 @@ class AccountChecker:
         if account is not None:
             digest = passwords.app_password_digest(self._key, account.id, secret)
             if digest is not None:
-                used = await self._store.use_app_password(
-                    account.id, digest, self._clock.seconds()
-                )
+                used = await self._store.find_app_password(account.id, digest)
                 if used is not None:
                     identity = Identity(
                         account.address, f"app password {used.label}", used.id, verified
@@ -430,10 +428,12 @@ class Authenticator:
             await self._slow_down(client, account, self._tag(username, password))
             raise UnauthorizedLogin()
         _, avatar, _ = result
-        method = getattr(getattr(avatar, "identity", None), "method", "-")
+        identity = getattr(avatar, "identity", None)
+        method = getattr(identity, "method", "-")
         self._audit("succeeded", audit, method, "-")
         address = avatar_address(avatar, account)
-        self._note(audit, address, method, "succeeded", "-")
+        used = getattr(identity, "app_password_id", None)
+        self._note(audit, address, method, "succeeded", "-", used)
         return result
 
     def _note(
@@ -443,8 +443,11 @@ class Authenticator:
         method: str,
         result: str,
         reason: str,
+        app_password_id: int | None = None,
     ) -> None:
-        """Hand the outcome to the activity recorder, if any; never raises."""
+        """Hand the outcome to the activity recorder, if any; never raises.
+        The recorder also writes the app password's last use: even a login
+        the credential cache answered is a use."""
         if self._activity is None:
             return
         event = LoginEvent(
@@ -455,6 +458,7 @@ class Authenticator:
             method,
             result,
             reason,
+            app_password_id,
         )
         try:
             self._activity(event)

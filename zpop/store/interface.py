@@ -117,11 +117,12 @@ class IAccountStore(Interface):
     def revoke_app_password(address: str, password_id: int) -> Deferred[None]:
         """Delete one app password; fails NotFound if it is not the account's."""
 
-    def use_app_password(
-        account_id: int, digest: bytes, now: float
+    def find_app_password(
+        account_id: int, digest: bytes
     ) -> Deferred[AppPassword | None]:
-        """Fires with the matching AppPassword (recording its use, to the
-        minute) or None."""
+        """Fires with the account's AppPassword of that digest, or None. A
+        look-up only: its use is recorded with the login's activity event
+        (ILoginEventStore.record_login_events)."""
 
     def app_password_exists(password_id: int) -> Deferred[bool]:
         """Fires True while the app password has not been revoked."""
@@ -426,13 +427,16 @@ class IPasswordResetStore(Interface):
 
 
 class ILoginEventStore(Interface):
-    """Sign-in activity (migration 013): each account's last
+    """Sign-in activity (migrations 013, 014): each account's last
     LOGIN_EVENTS_KEPT logins (zpop.accounts.activity)."""
 
     def record_login_events(events: Sequence[Any]) -> Deferred[None]:
         """Keep ``events`` (LoginEvent) in one transaction, pruning each
         account's events beyond the newest LOGIN_EVENTS_KEPT; events of
-        addresses with no account are dropped."""
+        addresses with no account are dropped. An event with an
+        ``app_password_id`` sets that password's last use (time and client)
+        unless a later one is already recorded; a revoked id is kept as
+        None."""
 
     def list_login_events(address: str, limit: int = 100) -> Deferred[list[Any]]:
         """The account's newest ``limit`` LoginEvents, newest first; [] for

@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from zpop.store.interface import IStore
+from zpop.store.memory_app_passwords import AppPasswordRow, MemoryAppPasswords
 from zpop.store.memory_imap import MemoryImap
 from zpop.store.memory_login_events import MemoryLoginEvents
 from zpop.store.memory_queue import MemoryOutboundQueue, check_in, schema_error, settle
@@ -36,7 +37,6 @@ from zpop.store.records import (
     Accepted,
     Account,
     AlreadyExists,
-    AppPassword,
     Domain,
     Message,
     NewMessage,
@@ -48,10 +48,6 @@ from zpop.store.records import (
     QueuedRecipient,
     StoreError,
 )
-
-#: App passwords' last-use times are kept to this many seconds
-#: (``zpop.store.sqlite.LAST_USE_RESOLUTION``).
-LAST_USE_RESOLUTION = 60.0
 
 
 class MemoryChangeCounter:
@@ -121,18 +117,12 @@ class _MessageRow:
 
 
 @dataclass(slots=True)
-class _AppPasswordRow:
-    record: AppPassword
-    digest: bytes
-
-
-@dataclass(slots=True)
 class _AccountRow:
     account: Account
     next_uid: int = 1
     #: id -> row, in uid order (uids only grow, so insertion order).
     messages: dict[int, _MessageRow] = field(default_factory=dict)
-    app_passwords: dict[int, _AppPasswordRow] = field(default_factory=dict)
+    app_passwords: dict[int, AppPasswordRow] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -145,6 +135,7 @@ class _Failure:
 
 @implementer(IStore)
 class MemoryStore(
+    MemoryAppPasswords,
     MemoryLoginEvents,
     MemoryImap,
     MemoryPasswordResets,
@@ -168,14 +159,13 @@ class MemoryStore(
         self._addresses: dict[str, int] = {}
         self._aliases: dict[str, int] = {}
         self._messages: dict[int, _MessageRow] = {}
-        self._app_passwords: dict[int, _AppPasswordRow] = {}
+        self._app_passwords: dict[int, AppPasswordRow] = {}
         self._digests: dict[bytes, int] = {}
         self._failures: list[_Failure] = []
         self._bans: dict[str, float] = {}
         self._domain_ids = itertools.count(1)
         self._account_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
-        self._app_password_ids = itertools.count(1)
 
     def close(self) -> None:
         """Drop every maildrop lock, as closing SQLiteStore does."""
@@ -333,9 +323,7 @@ class MemoryStore(
                 del self._aliases[alias]
             for message_id in row.messages:
                 del self._messages[message_id]
-            for password_id, password in row.app_passwords.items():
-                del self._app_passwords[password_id]
-                del self._digests[password.digest]
+            self._forget_app_passwords(row)
             for queued in self._queue.values():
                 if queued.account_id == account_id:
                     queued.account_id = None
@@ -400,70 +388,6 @@ class MemoryStore(
             return replace(account, pop=replace(account.pop, deletion=policy))
 
         return self._update_account(address, change)
-
-    # -- app-specific passwords -----------------------------------------------
-
-    def add_app_password(
-        self, address: str, label: str, digest: bytes, now: float
-    ) -> Deferred[AppPassword]:
-        def apply() -> AppPassword:
-            row = self._row(address)
-            digest_bytes = bytes(digest)
-            if digest_bytes in self._digests:
-                raise self._constraint("UNIQUE constraint failed: app_passwords.digest")
-            record = AppPassword(
-                id=next(self._app_password_ids),
-                account_id=row.account.id,
-                label=label,
-                created=now,
-                last_used=None,
-            )
-            stored = _AppPasswordRow(replace(record, created=float(now)), digest_bytes)
-            row.app_passwords[record.id] = stored
-            self._app_passwords[record.id] = stored
-            self._digests[digest_bytes] = record.id
-            row.account = replace(row.account, generation=row.account.generation + 1)
-            self._changes.bump()
-            return record
-
-        return settle(apply)
-
-    def list_app_passwords(self, address: str) -> Deferred[list[AppPassword]]:
-        return settle(
-            lambda: [p.record for p in self._row(address).app_passwords.values()]
-        )
-
-    def revoke_app_password(self, address: str, password_id: int) -> Deferred[None]:
-        def apply() -> None:
-            row = self._row(address)
-            password = row.app_passwords.pop(password_id, None)
-            if password is None:
-                raise NotFound(
-                    f"no app password {password_id} for {row.account.address}"
-                )
-            del self._app_passwords[password_id]
-            del self._digests[password.digest]
-            row.account = replace(row.account, generation=row.account.generation + 1)
-            self._changes.bump()
-
-        return settle(apply)
-
-    def use_app_password(
-        self, account_id: int, digest: bytes, now: float
-    ) -> Deferred[AppPassword | None]:
-        password_id = self._digests.get(bytes(digest))
-        if password_id is None:
-            return succeed(None)
-        password = self._app_passwords[password_id]
-        if password.record.account_id != account_id:
-            return succeed(None)
-        last = password.record.last_used
-        if last is None or now - last >= LAST_USE_RESOLUTION:
-            password.record = replace(password.record, last_used=float(now))
-        return succeed(password.record)
-
-    def app_password_exists(self, password_id: int) -> Deferred[bool]:
-        return succeed(password_id in self._app_passwords)
 
     # -- aliases --------------------------------------------------------------
 

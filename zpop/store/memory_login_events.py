@@ -1,7 +1,8 @@
 """The sign-in activity area of MemoryStore (ILoginEventStore), as
-SQLiteStore keeps it (``zpop.store.sqlite_login_events``, migration 013):
-each account's newest LOGIN_EVENTS_KEPT events, those of unknown addresses
-dropped, rows gone with their account."""
+SQLiteStore keeps it (``zpop.store.sqlite_login_events``, migrations 013,
+014): each account's newest LOGIN_EVENTS_KEPT events, those of unknown
+addresses dropped, rows gone with their account, and the last use of the
+app passwords they name."""
 
 from __future__ import annotations
 
@@ -21,12 +22,20 @@ class MemoryLoginEvents:
     #: MemoryStore's: address -> account id, account id -> row.
     _addresses: dict[str, int]
     _accounts: dict[int, Any]
+    #: MemoryAppPasswords': id -> row.
+    _app_passwords: dict[int, Any]
     path: str
 
     def __init__(self, path: str) -> None:
         super().__init__(path)  # type: ignore[call-arg]
         # account id -> events, oldest first
         self._login_events: dict[int, list[LoginEvent]] = {}
+
+    def _note_app_password_use(
+        self, account_id: int, password_id: int, at: float, client: str
+    ) -> int | None:
+        """MemoryAppPasswords': record the use; None once revoked."""
+        raise NotImplementedError
 
     def record_login_events(self, events: Sequence[LoginEvent]) -> Deferred[None]:
         def apply() -> None:
@@ -40,8 +49,19 @@ class MemoryLoginEvents:
                 account_id = self._addresses.get(event.address.lower())
                 if account_id is None:
                     continue
+                password_id = event.app_password_id
+                if password_id is not None:
+                    password_id = self._note_app_password_use(
+                        account_id, password_id, event.at, event.client
+                    )
                 kept = self._login_events.setdefault(account_id, [])
-                kept.append(replace(event, address=event.address.lower()))
+                kept.append(
+                    replace(
+                        event,
+                        address=event.address.lower(),
+                        app_password_id=password_id,
+                    )
+                )
                 del kept[:-LOGIN_EVENTS_KEPT]
 
         return settle(apply)
@@ -56,7 +76,16 @@ class MemoryLoginEvents:
             row = self._accounts[account_id]
             kept = self._login_events.get(account_id, [])
             return [
-                replace(e, address=str(row.account.address))
+                replace(
+                    e,
+                    address=str(row.account.address),
+                    # ON DELETE SET NULL, for passwords revoked since.
+                    app_password_id=(
+                        e.app_password_id
+                        if e.app_password_id in self._app_passwords
+                        else None
+                    ),
+                )
                 for e in reversed(kept[-limit:])
             ]
 

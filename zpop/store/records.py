@@ -144,6 +144,8 @@ class AppPassword:
     label: str
     created: float
     last_used: float | None
+    #: The client address of that last use.
+    last_used_from: str | None = None
 
 
 class WebSessionStage(StrEnum):
@@ -168,7 +170,10 @@ class LoginEvent:
     ``credential`` is how it proved itself, as the audit line's method
     (``"primary"``, ``"app password <label>"``, ``"-"`` when no credential
     matched); ``result`` one of LOGIN_RESULTS and ``reason`` the audit
-    line's reason (``"bad credentials"``, a refusal's text, ``"-"``)."""
+    line's reason (``"bad credentials"``, a refusal's text, ``"-"``).
+    ``app_password_id`` is the app password a successful login used (None
+    otherwise, and once that password is revoked): recording the event
+    records the password's last use too."""
 
     address: str
     at: float
@@ -177,6 +182,7 @@ class LoginEvent:
     credential: str
     result: str
     reason: str
+    app_password_id: int | None = None
 
 
 #: A web session's last-seen time is written at most this often, so page

@@ -23,7 +23,7 @@ from zpop.store.schema import (  # noqa: F401 (migrate and friends live here too
     migrations,
 )
 from zpop.store.sqlite_accounts import SQLiteAccounts
-from zpop.store.sqlite_base import BODY_CHUNK, LAST_USE_RESOLUTION  # noqa: F401
+from zpop.store.sqlite_base import BODY_CHUNK  # noqa: F401
 from zpop.store.sqlite_login_events import SQLiteLoginEvents
 from zpop.store.sqlite_messages import SQLiteMessages
 from zpop.store.sqlite_queue import SQLiteQueue

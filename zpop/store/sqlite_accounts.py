@@ -18,7 +18,7 @@ from zpop.store.records import (
 from zpop.store.sqlite_base import (
     _ACCOUNT_COLUMNS,
     _ACCOUNT_FROM,
-    LAST_USE_RESOLUTION,
+    APP_PASSWORD_COLUMNS,
     SQLiteBase,
     _account,
     _app_password,
@@ -227,8 +227,8 @@ class SQLiteAccounts(SQLiteBase):
             with self._read() as conn:
                 account = self._account_row(conn, address)
                 rows = conn.execute(
-                    "SELECT id, account_id, label, created, last_used"
-                    " FROM app_passwords WHERE account_id = ? ORDER BY id",
+                    f"SELECT {APP_PASSWORD_COLUMNS} FROM app_passwords"
+                    " WHERE account_id = ? ORDER BY id",
                     (account.id,),
                 ).fetchall()
             return [_app_password(r) for r in rows]
@@ -254,28 +254,15 @@ class SQLiteAccounts(SQLiteBase):
 
         return self._call(thd)
 
-    def use_app_password(self, account_id: int, digest: bytes, now: float) -> Deferred:
+    def find_app_password(self, account_id: int, digest: bytes) -> Deferred:
         def thd() -> AppPassword | None:
-            # Look first, write only on a match: a wrong guess never takes
-            # the database's write lock.
             with self._read() as conn:
                 row = conn.execute(
-                    "SELECT id, account_id, label, created, last_used"
-                    " FROM app_passwords WHERE account_id = ? AND digest = ?",
+                    f"SELECT {APP_PASSWORD_COLUMNS} FROM app_passwords"
+                    " WHERE account_id = ? AND digest = ?",
                     (account_id, digest),
                 ).fetchone()
-            if row is None:
-                return None
-            if row[4] is not None and now - row[4] < LAST_USE_RESOLUTION:
-                return _app_password(row)
-            with self._write() as conn:
-                cursor = conn.execute(
-                    "UPDATE app_passwords SET last_used = ? WHERE id = ?",
-                    (now, row[0]),
-                )
-                if cursor.rowcount != 1:
-                    return None  # revoked in between
-            return _app_password(row[:4] + (now,))
+            return None if row is None else _app_password(row)
 
         return self._call(thd)
 

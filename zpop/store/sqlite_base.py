@@ -32,9 +32,6 @@ from zpop.threads import Runner
 
 T = TypeVar("T")
 
-#: App passwords' last-use times are kept to this many seconds, so a client
-#: polling every few seconds does not cost a durable write each time.
-LAST_USE_RESOLUTION = 60.0
 #: Bodies are stored in pieces of this size (migration 005).
 BODY_CHUNK = 256 * 1024
 
@@ -99,9 +96,18 @@ def _domain(row: tuple[Any, ...]) -> Domain:
     return Domain(id=row[0], name=row[1], organization=bool(row[2]), created=row[3])
 
 
+#: The columns _app_password reads, in its order.
+APP_PASSWORD_COLUMNS = "id, account_id, label, created, last_used, last_used_from"
+
+
 def _app_password(row: tuple[Any, ...]) -> AppPassword:
     return AppPassword(
-        id=row[0], account_id=row[1], label=row[2], created=row[3], last_used=row[4]
+        id=row[0],
+        account_id=row[1],
+        label=row[2],
+        created=row[3],
+        last_used=row[4],
+        last_used_from=row[5],
     )
 
 

@@ -1,5 +1,6 @@
-"""The SQLite store's sign-in activity area (migration 013): each account's
-newest LOGIN_EVENTS_KEPT login events, written a batch per transaction."""
+"""The SQLite store's sign-in activity area (migrations 013, 014): each
+account's newest LOGIN_EVENTS_KEPT login events, written a batch per
+transaction with the last use of the app passwords they name."""
 
 from __future__ import annotations
 
@@ -32,10 +33,28 @@ class SQLiteLoginEvents(SQLiteBase):
                     account_id = ids[address]
                     if account_id is None:
                         continue
+                    password_id = event.app_password_id
+                    if password_id is not None:
+                        # Revoked since the login: nothing to refer to.
+                        used = conn.execute(
+                            "UPDATE app_passwords SET last_used = ?1,"
+                            " last_used_from = ?2 WHERE id = ?3 AND account_id = ?4"
+                            " AND (last_used IS NULL OR last_used <= ?1)",
+                            (event.at, event.client, password_id, account_id),
+                        )
+                        if (
+                            used.rowcount == 0
+                            and not conn.execute(
+                                "SELECT 1 FROM app_passwords"
+                                " WHERE id = ? AND account_id = ?",
+                                (password_id, account_id),
+                            ).fetchone()
+                        ):
+                            password_id = None
                     conn.execute(
                         "INSERT INTO login_events (account_id, at, protocol,"
-                        " client, credential, result, reason)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        " client, credential, result, reason, app_password_id)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             account_id,
                             event.at,
@@ -44,6 +63,7 @@ class SQLiteLoginEvents(SQLiteBase):
                             event.credential,
                             event.result,
                             event.reason,
+                            password_id,
                         ),
                     )
                 for account_id in {i for i in ids.values() if i is not None}:
@@ -61,7 +81,7 @@ class SQLiteLoginEvents(SQLiteBase):
             with self._read() as conn:
                 rows = conn.execute(
                     "SELECT a.address, e.at, e.protocol, e.client, e.credential,"
-                    " e.result, e.reason FROM login_events e"
+                    " e.result, e.reason, e.app_password_id FROM login_events e"
                     " JOIN accounts a ON a.id = e.account_id"
                     " WHERE a.address = ? ORDER BY e.id DESC LIMIT ?",
                     (address.lower(), max(limit, 0)),
@@ -75,6 +95,7 @@ class SQLiteLoginEvents(SQLiteBase):
                     str(r[4]),
                     str(r[5]),
                     str(r[6]),
+                    None if r[7] is None else int(r[7]),
                 )
                 for r in rows
             ]

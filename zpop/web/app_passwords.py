@@ -1,7 +1,8 @@
 """``/settings/app-passwords``: create (``label``; the password is shown
-once, in ``id="new-secret"``, in groups of four), list (created, last used)
-and revoke (``id``), through the services ``zpop app-password ...`` uses
-(``zpop.accounts.app_passwords``), which hold the label rules."""
+once, in ``id="new-secret"``, in groups of four), list (created, last used
+and from which client address) and revoke (``id``), through the services
+``zpop app-password ...`` uses (``zpop.accounts.app_passwords``), which
+hold the label rules."""
 
 from __future__ import annotations
 
@@ -10,23 +11,18 @@ from typing import Any
 from twisted.web.template import Tag, tags
 
 from zpop.accounts import app_passwords
-from zpop.accounts.errors import InvalidInput, UnknownAppPassword
+from zpop.accounts.app_passwords import InvalidLabel
+from zpop.accounts.errors import UnknownAppPassword
 from zpop.web.login import needs_reverify, reverify
 from zpop.web.pages import errors, form, when
 from zpop.web.visit import Response, Visit
 
-
-def _label_problem(visit: Visit, error: InvalidInput) -> str:
-    """The service's label refusal in the page's language."""
-    text = str(error)
-    t = visit.t
-    if text == "the label is empty":
-        return t("ap_label_empty")
-    if text == "the label contains control characters":
-        return t("ap_label_control")
-    if text.startswith("the label is longer than"):
-        return t("ap_label_long", max=app_passwords.MAX_LABEL)
-    return text
+#: A label rule broken (InvalidLabel.reason) -> its message id.
+LABEL_REASONS = {
+    "empty": "ap_label_empty",
+    "control": "ap_label_control",
+    "long": "ap_label_long",
+}
 
 
 def _table(visit: Visit, found: list[Any]) -> Tag | str:
@@ -38,6 +34,7 @@ def _table(visit: Visit, found: list[Any]) -> Tag | str:
             tags.td(p.label),
             tags.td(when(p.created)),
             tags.td(when(p.last_used) if p.last_used is not None else t("ap_never")),
+            tags.td(p.last_used_from or "", class_="used-from"),
             tags.td(
                 form(
                     visit,
@@ -51,7 +48,11 @@ def _table(visit: Visit, found: list[Any]) -> Tag | str:
         for p in found
     ]
     head = tags.tr(
-        tags.th(t("ap_label")), tags.th(t("ap_created")), tags.th(t("ap_last_used"))
+        tags.th(t("ap_label")),
+        tags.th(t("ap_created")),
+        tags.th(t("ap_last_used")),
+        tags.th(t("ap_used_from")),
+        tags.th(),
     )
     return tags.table(tags.thead(head), tags.tbody(*rows), id="app-passwords")
 
@@ -138,8 +139,9 @@ async def change(visit: Visit) -> Response:
             secret = await app_passwords.create(
                 web.store, web.clock, web.key, visit.address, label
             )
-        except InvalidInput as e:
-            return await _page(visit, 400, [_label_problem(visit, e)], label=label)
+        except InvalidLabel as e:
+            problem = t(LABEL_REASONS[e.reason], max=app_passwords.MAX_LABEL)
+            return await _page(visit, 400, [problem], label=label)
         return await _page(visit, new=(" ".join(label.split()), secret))
     assert ident is not None
     if not (ident.isascii() and ident.isdigit() and len(ident) <= 18):

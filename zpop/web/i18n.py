@@ -324,6 +324,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "ap_created": ("Created", "创建时间"),
     "ap_last_used": ("Last used", "上次使用"),
     "ap_never": ("never", "从未使用"),
+    "ap_used_from": ("From (client address)", "来源（客户端地址）"),
     "ap_revoke": ("Revoke", "撤销"),
     "ap_revoked": (
         "The app-specific password “{label}” was revoked.",

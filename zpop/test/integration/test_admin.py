@@ -1001,7 +1001,7 @@ class AppPasswordTests(AliceTestCase):
         key = passwords.load_or_create_key(self.data)
         digest = passwords.app_password_digest(key, account.id, password.upper())
         assert digest is not None
-        used = admin.result_of(self.store().use_app_password(account.id, digest, NOW))
+        used = admin.result_of(self.store().find_app_password(account.id, digest))
         self.assertEqual((used.label, used.account_id), ("a", account.id))
 
     def test_list_and_revoke(self) -> None:

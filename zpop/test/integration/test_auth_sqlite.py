@@ -38,7 +38,7 @@ class AuthenticatorSQLiteTests(_AuthenticatorCase, SynchronousTestCase):
         calls = self.count_lookups()
         self.successResultOf(self.login(secret))
         self.assertEqual(
-            calls, ["client_banned_until", "get_account", "use_app_password"]
+            calls, ["client_banned_until", "get_account", "find_app_password"]
         )
         del calls[:]
         self.successResultOf(self.login(secret))

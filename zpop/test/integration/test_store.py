@@ -323,7 +323,7 @@ class StoreConformanceMixin(_MixinBase):
         self.assertEqual(self.ok(self.store.list_messages(bob.id)), [])
         for message in stored:
             self.fails(self.store.read_body(message.id, 0, 10), NotFound)
-        self.assertIsNone(self.ok(self.store.use_app_password(bob.id, b"d" * 32, NOW)))
+        self.assertIsNone(self.ok(self.store.find_app_password(bob.id, b"d" * 32)))
         self.assertIsNone(
             self.ok(self.store.get_account_for_recipient("sales@example.com"))
         )
@@ -422,7 +422,7 @@ class StoreConformanceMixin(_MixinBase):
         self.ok(self.store.finish_pop_session(bob.id, "a", [message.id], False))
         self.assertTrue(self.lock(bob, "b"))
         self.ok(self.store.finish_pop_session(bob.id, "b", [], False))
-        self.ok(self.store.use_app_password(bob.id, secret_digest, NOW))
+        self.ok(self.store.find_app_password(bob.id, secret_digest))
         self.ok(self.store.note_login_failure("192.0.2.1", bob.address, "t", NOW, 600))
         self.assertEqual(self.store.changes(), before)
         self.ok(self.store.ban_client("192.0.2.1", NOW + 900))
@@ -562,7 +562,7 @@ class StoreConformanceMixin(_MixinBase):
         self.assertEqual(
             self.ok(self.store.list_app_passwords("bob@example.com")), [laptop]
         )
-        self.assertIsNone(self.ok(self.store.use_app_password(bob.id, b"p" * 32, NOW)))
+        self.assertIsNone(self.ok(self.store.find_app_password(bob.id, b"p" * 32)))
 
     def test_revoke_app_password_of_another_account(self) -> None:
         """Revoking another account's app password fails NotFound and keeps it."""
@@ -599,44 +599,28 @@ class StoreConformanceMixin(_MixinBase):
         self.fails(self.store.revoke_app_password("bob@example.com", 4242), NotFound)
         self.assertEqual(self.ok(self.store.list_app_passwords("bob@example.com")), [])
 
-    def test_use_app_password(self) -> None:
-        """A matching digest fires with the record and records its last use."""
+    def test_find_app_password(self) -> None:
+        """A matching digest fires with the record, and records nothing."""
         bob = self.account()
         added = self.ok(
             self.store.add_app_password("bob@example.com", "phone", b"p" * 32, NOW)
         )
-        used = self.ok(self.store.use_app_password(bob.id, b"p" * 32, NOW + 30))
-        self.assertEqual(used, AppPassword(added.id, bob.id, "phone", NOW, NOW + 30))
+        found = self.ok(self.store.find_app_password(bob.id, b"p" * 32))
+        self.assertEqual(found, AppPassword(added.id, bob.id, "phone", NOW, None))
         self.assertEqual(
-            self.ok(self.store.list_app_passwords("bob@example.com")), [used]
+            self.ok(self.store.list_app_passwords("bob@example.com")), [found]
         )
 
-    def test_use_app_password_to_the_minute(self) -> None:
-        """Uses within a minute of the recorded one leave it as it is."""
-        bob = self.account()
-        added = self.ok(
-            self.store.add_app_password("bob@example.com", "phone", b"p" * 32, NOW)
-        )
-        self.ok(self.store.use_app_password(bob.id, b"p" * 32, NOW + 30))
-        again = self.ok(self.store.use_app_password(bob.id, b"p" * 32, NOW + 89))
-        self.assertEqual(again.last_used, NOW + 30)
-        later = self.ok(self.store.use_app_password(bob.id, b"p" * 32, NOW + 90))
-        self.assertEqual(
-            self.ok(self.store.list_app_passwords("bob@example.com")),
-            [AppPassword(added.id, bob.id, "phone", NOW, NOW + 90)],
-        )
-        self.assertEqual(later.last_used, NOW + 90)
-
-    def test_use_app_password_wrong(self) -> None:
-        """A wrong digest, or another account's, fires None and records nothing."""
+    def test_find_app_password_wrong(self) -> None:
+        """A wrong digest, or another account's, fires None."""
         bob = self.account("bob@example.com")
         self.account("ann@example.com")
         added = self.ok(
             self.store.add_app_password("bob@example.com", "phone", b"p" * 32, NOW)
         )
         self.ok(self.store.add_app_password("ann@example.com", "pad", b"a" * 32, NOW))
-        self.assertIsNone(self.ok(self.store.use_app_password(bob.id, b"x" * 32, NOW)))
-        self.assertIsNone(self.ok(self.store.use_app_password(bob.id, b"a" * 32, NOW)))
+        self.assertIsNone(self.ok(self.store.find_app_password(bob.id, b"x" * 32)))
+        self.assertIsNone(self.ok(self.store.find_app_password(bob.id, b"a" * 32)))
         self.assertEqual(
             self.ok(self.store.list_app_passwords("bob@example.com")), [added]
         )

@@ -1,7 +1,7 @@
-"""The sign-in activity area of the Store API (ILoginEventStore, migration
-013): a conformance suite run on MemoryStore, on SQLiteStore synchronously
-and on SQLiteStore with its SQL on other threads; then the upgrade of a
-version 12 database."""
+"""The sign-in activity area of the Store API (ILoginEventStore, migrations
+013 and 014): a conformance suite run on MemoryStore, on SQLiteStore
+synchronously and on SQLiteStore with its SQL on other threads; then the
+upgrades of version 12 and 13 databases."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from zope.interface.verify import verifyObject
 from zpop.store import schema
 from zpop.store.interface import ILoginEventStore, IStore
 from zpop.store.memory import MemoryStore
-from zpop.store.records import LOGIN_EVENTS_KEPT, LoginEvent, StoreError
+from zpop.store.records import LOGIN_EVENTS_KEPT, AppPassword, LoginEvent, StoreError
 from zpop.store.sqlite import SQLiteStore
 from zpop.test.integration.test_store import (
     NOW,
@@ -168,6 +168,75 @@ class LoginEventStoreMixin(_MixinBase):
         self.ok(self.store.record_login_events([event(2, CAROL)]))
         self.assertEqual(self.listed(), [])
 
+    def app_password(self, address: str = BOB, label: str = "phone") -> AppPassword:
+        digest = label.encode().ljust(32, b"-") + address.encode()
+        added: AppPassword = self.ok(
+            self.store.add_app_password(address, label, digest, NOW)
+        )
+        return added
+
+    def test_app_password_use(self) -> None:
+        """An event naming an app password records its last use, time and
+        client, and lists with the password's id."""
+        phone = self.app_password()
+        used = event(5, app_password_id=phone.id, client="198.51.100.7")
+        self.ok(self.store.record_login_events([used]))
+        self.assertEqual(self.listed(), [used])
+        self.assertEqual(
+            self.ok(self.store.list_app_passwords(BOB)),
+            [
+                AppPassword(
+                    phone.id, phone.account_id, "phone", NOW, NOW + 5, "198.51.100.7"
+                )
+            ],
+        )
+
+    def test_app_password_latest_use_wins(self) -> None:
+        """The newest use is kept, whatever the order events arrive in,
+        within one batch or across batches."""
+        phone = self.app_password()
+        self.ok(
+            self.store.record_login_events(
+                [
+                    event(9, app_password_id=phone.id, client="192.0.2.9"),
+                    event(3, app_password_id=phone.id, client="192.0.2.3"),
+                ]
+            )
+        )
+        self.ok(
+            self.store.record_login_events(
+                [event(4, app_password_id=phone.id, client="192.0.2.4")]
+            )
+        )
+        [listed] = self.ok(self.store.list_app_passwords(BOB))
+        self.assertEqual(
+            (listed.last_used, listed.last_used_from), (NOW + 9, "192.0.2.9")
+        )
+        self.assertEqual(len(self.listed()), 3)
+
+    def test_revoked_app_password(self) -> None:
+        """An event naming a password revoked since is still kept, without
+        the id; a revoke after the event clears the event's id too."""
+        gone = self.app_password(label="gone")
+        kept = self.app_password(label="kept")
+        self.ok(self.store.revoke_app_password(BOB, gone.id))
+        self.ok(
+            self.store.record_login_events(
+                [event(1, app_password_id=gone.id), event(2, app_password_id=kept.id)]
+            )
+        )
+        self.assertEqual(self.listed(), [event(2, app_password_id=kept.id), event(1)])
+        self.ok(self.store.revoke_app_password(BOB, kept.id))
+        self.assertEqual(self.listed(), [event(2), event(1)])
+
+    def test_other_accounts_app_password(self) -> None:
+        """An event cannot mark another account's app password as used."""
+        carols = self.app_password(CAROL, "pad")
+        self.ok(self.store.record_login_events([event(1, app_password_id=carols.id)]))
+        self.assertEqual(self.listed(), [event(1)])
+        [listed] = self.ok(self.store.list_app_passwords(CAROL))
+        self.assertEqual((listed.last_used, listed.last_used_from), (None, None))
+
 
 class MemoryLoginEventTests(LoginEventStoreMixin, SynchronousTestCase):
     """The sign-in activity conformance suite on MemoryStore."""
@@ -206,8 +275,38 @@ class Migration013Tests(SynchronousTestCase):
         self.successResultOf(old.add_account(BOB, "paid", False, None, NOW))
         old.close()
         schema.migrate(path)
-        self.assertEqual(schema.check(path), 13)
+        self.assertEqual(schema.check(path), schema.latest_version())
         store = SQLiteStore(path, run_synchronously)
         self.addCleanup(store.close)
         self.successResultOf(store.record_login_events([event(1)]))
         self.assertEqual(self.successResultOf(store.list_login_events(BOB)), [event(1)])
+
+
+class Migration014Tests(SynchronousTestCase):
+    """Migration 014 on a database made by the previous zpop (version 13)."""
+
+    def test_version_13_upgrades(self) -> None:
+        """App passwords and login events of a version 13 database survive,
+        with no recorded client; the next use records one."""
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, "zpop.sqlite")
+        schema.migrate(path, to_version=13)
+        old = SQLiteStore(path, run_synchronously)
+        self.successResultOf(old.add_domain("example.com", False, NOW))
+        self.successResultOf(old.add_account(BOB, "paid", False, None, NOW))
+        phone = self.successResultOf(old.add_app_password(BOB, "phone", b"p" * 32, NOW))
+        old.close()
+        schema.migrate(path)
+        self.assertEqual(schema.check(path), 14)
+        store = SQLiteStore(path, run_synchronously)
+        self.addCleanup(store.close)
+        self.assertEqual(
+            self.successResultOf(store.list_app_passwords(BOB)),
+            [AppPassword(phone.id, phone.account_id, "phone", NOW, None, None)],
+        )
+        self.successResultOf(
+            store.record_login_events([event(1, app_password_id=phone.id)])
+        )
+        [used] = self.successResultOf(store.list_app_passwords(BOB))
+        self.assertEqual(used.last_used_from, "192.0.2.1")

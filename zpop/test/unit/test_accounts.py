@@ -328,7 +328,7 @@ class AppPasswordTests(ServiceTestCase):
         digest = passwords.app_password_digest(KEY, account.id, secret)
         assert digest is not None
         self.assertIsNotNone(
-            result(self.store.use_app_password(account.id, digest, 1.0))
+            result(self.store.find_app_password(account.id, digest))
         )
         label = result(app_passwords.revoke(self.store, "alice@example.com", found.id))
         self.assertEqual(label, "my phone")

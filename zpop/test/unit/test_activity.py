@@ -206,6 +206,34 @@ class AuthenticatorActivityTests(_AuthenticatorCase, SynchronousTestCase):
         )
         self.assertEqual({e.address for e in found}, {ALICE})
 
+    def test_app_password_last_use(self) -> None:
+        """An app-password login records the password's last use and client
+        with its activity, also when the credential cache answered it; the
+        primary password and failures leave it alone."""
+        secret = add_app_password(self.store, self.alice, "Thunderbird")
+        self.successResultOf(self.login(secret, client="192.0.2.2"))
+        self.clock.advance(1)
+        [used] = result(self.store.list_app_passwords(ALICE))
+        self.assertEqual(
+            (used.last_used, used.last_used_from),
+            (self.clock.seconds() - 1, "192.0.2.2"),
+        )
+        self.clock.advance(59)
+        calls: list[Any] = []
+        self.patch(self.store, "find_app_password", lambda *a: calls.append(a) or None)
+        self.successResultOf(self.login(secret, client="198.51.100.3"))
+        self.assertEqual(calls, [], "answered from the cache")
+        at = self.clock.seconds()
+        self.successResultOf(self.login("primary-secret", client="203.0.113.9"))
+        self.clock.advance(1)
+        [used] = result(self.store.list_app_passwords(ALICE))
+        self.assertEqual((used.last_used, used.last_used_from), (at, "198.51.100.3"))
+        [latest, cached, first] = result(self.store.list_login_events(ALICE))
+        self.assertEqual(
+            [e.app_password_id for e in (latest, cached, first)],
+            [None, used.id, used.id],
+        )
+
     def test_unknown_account_not_recorded(self) -> None:
         """Logins to addresses with no account never reach the recorder, nor
         do logins with a bare user name."""

@@ -21,7 +21,7 @@ from zpop.accounts import web_sessions
 from zpop.accounts.credentials import AccountChecker, Authenticator
 from zpop.accounts.realm import Realm
 from zpop.config import AccountsConfig, AuthConfig, Config
-from zpop.store import DELETION_POLICIES, POP_MODES, SPAM_POLICIES, IStore
+from zpop.store import DELETION_POLICIES, POP_MODES, SPAM_POLICIES, IStore, LoginEvent
 from zpop.test.stores import (
     COST,
     KEY,
@@ -181,6 +181,36 @@ class AppPasswordPageTests(WebCase):
         listing = self.request("GET", "/settings/app-passwords").body
         self.assertEqual((secret in listing, "phone" in listing), (False, True))
         self.assertEqual(answer.header("cache-control"), "no-store")
+
+    def test_last_use_and_where_from(self) -> None:
+        """The list shows each password's last use and the client address
+        it came from, or "never"."""
+        add_app_password(self.store, self.alice, "phone")
+        add_app_password(self.store, self.alice, "laptop")
+        phone, _ = result(self.store.list_app_passwords("alice@example.com"))
+        used = LoginEvent(
+            "alice@example.com",
+            self.clock.seconds(),
+            "pop3",
+            "2001:db8::7",
+            "app password phone",
+            "succeeded",
+            "-",
+            phone.id,
+        )
+        result(self.store.record_login_events([used]))
+        body = self.request("GET", "/settings/app-passwords").body
+        table = body[body.index('id="app-passwords"') :]
+        self.assertIn("<th>From (client address)</th>", table)
+        rows = re.findall(
+            r"<tr><td>(\w+)</td><td>[^<]*</td><td>([^<]*)</td>"
+            r'<td class="used-from">([^<]*)</td>',
+            table,
+        )
+        self.assertEqual(
+            rows,
+            [("phone", "2023-11-14 22:13 UTC", "2001:db8::7"), ("laptop", "never", "")],
+        )
 
     def test_verify_it_is_you(self) -> None:
         """Ten minutes after sign-in, creating an app password needs the
