@@ -82,6 +82,12 @@ class FullAddressRequired(LoginRefused):
         super().__init__("AUTH", "Log in with your full email address")
 
 
+#: The audit method and activity credential of a sign-in's second step,
+#: and the reason a wrong code is recorded with.
+SECOND_FACTOR = "two-factor code"
+WRONG_CODE = "bad two-factor code"
+
+
 class Identity(str):
     """An avatar ID: the account's address, and how the login proved itself.
 
@@ -464,6 +470,23 @@ class Authenticator:
             self._activity(event)
         except Exception:
             log.failure("recording sign-in activity")
+
+    async def second_factor(
+        self, protocol: str, client: str, address: str, code: str, accepted: bool
+    ) -> None:
+        """Audit and record the second step of a sign-in whose password was
+        right (the web's two-factor code). A wrong ``code`` counts as a
+        failed login of ``client`` and of the account, towards the delay
+        and the ban: a stolen password must not buy unthrottled guesses."""
+        audit = {"protocol": protocol, "client": client, "account": address}
+        if accepted:
+            self._audit("succeeded", audit, SECOND_FACTOR, "-")
+            self._note(audit, address, SECOND_FACTOR, "succeeded", "-")
+            return
+        self._audit("failed", audit, SECOND_FACTOR, WRONG_CODE)
+        self._note(audit, address, SECOND_FACTOR, "failed", WRONG_CODE)
+        tag = self._tag(address.encode("utf-8"), b"code\0" + code.encode("utf-8"))
+        await self._slow_down(client, address, tag)
 
     async def note_attempt(self, protocol: str, client: str, username: str) -> None:
         """Count a request that could be abused to probe or to flood (a

@@ -10,6 +10,7 @@ from typing import Any
 from twisted.web.template import Tag, tags
 
 from zpop.accounts import activity
+from zpop.accounts.credentials import SECOND_FACTOR, WRONG_CODE
 from zpop.web.pages import when
 from zpop.web.visit import Response, Visit
 
@@ -30,6 +31,8 @@ _PROTOCOLS = {"pop3": "POP3", "smtp": "SMTP", "imap": "IMAP", "web": "Web"}
 def _credential(visit: Visit, method: str) -> str:
     if method == "primary":
         return visit.t("ac_primary")
+    if method == SECOND_FACTOR:
+        return visit.t("ac_second_factor")
     if method.startswith(_APP_PASSWORD):
         return visit.t("ac_app_password", label=method[len(_APP_PASSWORD) :])
     return "-"
@@ -38,7 +41,8 @@ def _credential(visit: Visit, method: str) -> str:
 def _result(visit: Visit, result: str, reason: str) -> str:
     shown = visit.t(_RESULTS[result]) if result in _RESULTS else result
     if result == "failed":
-        return f"{shown}: {visit.t('ac_wrong_password')}"
+        wrong = "ac_wrong_code" if reason == WRONG_CODE else "ac_wrong_password"
+        return f"{shown}: {visit.t(wrong)}"
     if result == "refused" and reason not in ("", "-"):
         return f"{shown}: {reason}"
     return shown

@@ -379,9 +379,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "ac_result": ("Result", "结果"),
     "ac_primary": ("primary password", "主密码"),
     "ac_app_password": ("app password “{label}”", "应用专用密码“{label}”"),
+    "ac_second_factor": ("two-factor code", "两步验证码"),
     "ac_succeeded": ("succeeded", "成功"),
     "ac_failed": ("failed", "失败"),
     "ac_wrong_password": ("wrong password", "密码错误"),
+    "ac_wrong_code": ("wrong code", "验证码错误"),
     "ac_refused": ("refused", "被拒绝"),
     # client settings
     "cl_intro": (

@@ -236,10 +236,11 @@ async def code(visit: Visit) -> Response:
         )
     except SecondFactorUnreadable:
         return Response(503, t("code_title"), [tags.p(t("code_unreadable"))])
+    await web.authenticator.second_factor("web", visit.client, address, typed, good)
     if not good:
-        # One guess per password sign-in: the next try goes through the
-        # Authenticator again (its throttle and bans), so six digits cannot
-        # be walked through on one session.
+        # One guess per password sign-in, and each wrong one counted as a
+        # failed login: the next try goes through the Authenticator again
+        # (its throttle and bans), so six digits cannot be walked through.
         await web_sessions.end(web.store, web.key, visit.session_id or "")
         visit.session = visit.session_id = None
         answer = _login_form(visit, 403, [t("code_wrong")])

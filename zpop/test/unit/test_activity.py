@@ -14,7 +14,12 @@ from twisted.mail.pop3 import IMailbox
 from twisted.trial.unittest import SynchronousTestCase
 
 from zpop.accounts.activity import FLUSH_BATCH, ActivityRecorder
-from zpop.accounts.credentials import Authenticator, LoginRefused
+from zpop.accounts.credentials import (
+    SECOND_FACTOR,
+    WRONG_CODE,
+    Authenticator,
+    LoginRefused,
+)
 from zpop.accounts.realm import Realm
 from zpop.config import Config
 from zpop.store import LoginEvent, StoreError
@@ -295,6 +300,27 @@ class ActivityPageTests(WebCase):
             "<td>SMTP</td><td>192.0.2.1</td><td>app password “phone”</td>", table
         )
         self.assertLess(table.index("Web"), table.index("SMTP"))
+
+    def test_two_factor_code_step(self) -> None:
+        """The code step of a sign-in shows as such, a wrong code as one."""
+        result(
+            self.store.record_login_events(
+                [
+                    event(0, protocol="web", credential=SECOND_FACTOR),
+                    event(
+                        60,
+                        protocol="web",
+                        credential=SECOND_FACTOR,
+                        result="failed",
+                        reason=WRONG_CODE,
+                    ),
+                ]
+            )
+        )
+        body = self.request("GET", "/settings/activity").body
+        table = body[body.index('id="activity"') :]
+        self.assertIn("<td>two-factor code</td><td>failed: wrong code</td>", table)
+        self.assertIn("<td>two-factor code</td><td>succeeded</td>", table)
 
     def test_script_label_inert(self) -> None:
         """An app password label holding <script> is shown as text."""

@@ -19,9 +19,15 @@ from twisted.web.http_headers import Headers
 from twisted.web.test.requesthelper import DummyRequest
 
 from zpop.accounts import totp, two_factor, web_sessions
-from zpop.accounts.credentials import AccountChecker, Authenticator
+from zpop.accounts.credentials import (
+    SECOND_FACTOR,
+    WRONG_CODE,
+    AccountChecker,
+    Authenticator,
+)
 from zpop.accounts.realm import Realm
 from zpop.config import AccountsConfig, AuthConfig, Config, ServerConfig
+from zpop.store import LoginEvent
 from zpop.test.stores import (
     COST,
     KEY,
@@ -613,6 +619,47 @@ class SignInTests(WebCase):
             (403, True, False),
         )
         self.assertEqual(self.request("GET", "/login/code").status, 302)
+
+    def test_two_factor_codes_throttled_and_recorded(self) -> None:
+        """Each wrong code counts as a failed login of the client: with the
+        right password every time, the fifth wrong code earns the ban and
+        the next sign-in gets 429. Each code step is sign-in activity."""
+        events: list[LoginEvent] = []
+        self.patch(self.authenticator, "_activity", events.append)
+        secret = totp.new_secret()
+        result(
+            two_factor.confirm_enrolment(
+                self.store,
+                KEY,
+                self.clock,
+                "alice@example.com",
+                secret,
+                totp.code_at(secret, totp.step_at(self.clock.seconds())),
+            )
+        )
+        self.clock.advance(30)
+        self.sign_in()
+        code = totp.code_at(secret, totp.step_at(self.clock.seconds()))
+        self.assertEqual(self.post("/login/code", {"code": code}).status, 303)
+        self.post("/logout", {})
+        for guess in range(5):
+            self.assertEqual(self.sign_in().location, "/login/code")
+            wrong = self.post("/login/code", {"code": f"{guess:06d}"})
+            self.assertEqual(wrong.status, 403)
+        self.assertEqual(self.sign_in().status, 429)
+        steps = [
+            (e.credential, e.result, e.reason)
+            for e in events
+            if e.credential == SECOND_FACTOR
+        ]
+        self.assertEqual(
+            steps,
+            [(SECOND_FACTOR, "succeeded", "-")]
+            + [(SECOND_FACTOR, "failed", WRONG_CODE)] * 5,
+        )
+        self.assertEqual(
+            {(e.protocol, e.client) for e in events}, {("web", "192.0.2.7")}
+        )
 
 
 class LanguageTests(WebCase):
