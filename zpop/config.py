@@ -267,6 +267,9 @@ class HostsConfig:
     pop_personal: str = knob("", _parse_host)
     pop_organization: str = knob("", _parse_host)
     smtp: str = knob("", _parse_host)
+    #: The web settings' host name, in links mailed to users; empty: the
+    #: base host name.
+    web: str = knob("", _parse_host)
 
     def pop_for(self, organization: bool) -> str:
         """The POP host name an account of this domain kind is told to use."""
@@ -278,6 +281,7 @@ class HostsConfig:
             pop_personal=self.pop_personal or f"pop.{hostname}",
             pop_organization=self.pop_organization or f"poppro.{hostname}",
             smtp=self.smtp or f"smtp.{hostname}",
+            web=self.web or hostname,
         )
 
     def explicit_for(self, hostname: str) -> HostsConfig:
@@ -396,6 +400,18 @@ SECTIONS: dict[str, type] = {
 }
 
 
+def endpoint_port(description: str) -> int | None:
+    """The port a ``tcp:`` or ``tcp6:`` listener description binds (its
+    first positional argument or ``port=``); None for anything else."""
+    kind, _, rest = description.partition(":")
+    if kind not in ("tcp", "tcp6") or not rest:
+        return None
+    args = rest.split(":")
+    named = [a.partition("=")[2] for a in args if a.startswith("port=")]
+    text = named[0] if named else args[0]
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything zpop needs to know at start-up, and nothing it can learn:
@@ -420,6 +436,16 @@ class Config:
         """Every name clients may use for this server, for the certificate."""
         names = [*dataclasses.astuple(self.hosts), self.server.hostname]
         return tuple(dict.fromkeys(n.lower() for n in names))
+
+    @property
+    def web_url(self) -> str:
+        """The web settings' address for links (a reset link, a client's
+        help page): the ``[hosts] web`` name, with the web listener's port
+        unless it is 443. Never taken from a request's Host header, which
+        the visitor chooses."""
+        port = endpoint_port(self.listeners.get("web", ""))
+        suffix = "" if port in (None, 443) else f":{port}"
+        return f"https://{self.hosts.web}{suffix}"
 
     def replace(self, **sections: Any) -> Config:
         """A copy with some sections replaced; host names that were derived

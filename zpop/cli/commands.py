@@ -289,13 +289,12 @@ def cmd_account_list(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def cmd_account_reset_link(ctx: Context, args: argparse.Namespace) -> None:
-    # The link names the public host name ([server] hostname), the name
-    # the web listener's certificate is for.
     key = passwords.load_or_create_key(ctx.data_dir)
-    base_url = f"https://{ctx.config.server.hostname}"
     ctx.out(
         result_of(
-            password_resets.make_reset_link(ctx.store, key, ctx, args.address, base_url)
+            password_resets.make_reset_link(
+                ctx.store, key, ctx, args.address, ctx.config.web_url
+            )
         )
     )
 

@@ -28,10 +28,6 @@ from zpop.web.visit import Response, Visit, redirect
 TOKEN, NEW, CONFIRM = "token", "new_password", "confirm_password"
 
 
-def base_url(visit: Visit) -> str:
-    """Where links point: the configured public host name, never the
-    request's Host header (which a visitor chooses)."""
-    return f"https://{visit.web.config.server.hostname}"
 
 
 def _forgot_form(
@@ -84,7 +80,7 @@ async def forgot(visit: Visit) -> Response:
         web.config.server.hostname,
         web.config.outbound.lifetime,
         address,
-        base_url(visit),
+        visit.web.config.web_url,
     )
     body: list[Tag | str] = [
         tags.p(t("forgot_sent"), class_="notice", role="status", id="forgot-sent"),

@@ -926,13 +926,22 @@ class TwoFactorTests(AliceTestCase):
 class ResetLinkTests(AliceTestCase):
     """``account reset-link`` and ``account recovery`` (DESIGN §3)."""
 
+    def test_reset_link_on_the_web_host(self) -> None:
+        """With ``[hosts] web`` and the web listener on 443, the link names
+        that host and no port."""
+        with open(os.path.join(self.data, "zpop.ini"), "a") as f:
+            f.write("[hosts]\nweb = mail.example.com\n[listeners]\nweb = tcp:443\n")
+        link = self.ok("account", "reset-link", "alice@example.org").strip()
+        self.assertTrue(link.startswith("https://mail.example.com/reset?token="), link)
+
     def test_reset_link(self) -> None:
-        """Only the link is printed, on the [server] hostname; each is new,
-        and the store keeps its keyed hash, live for an hour."""
+        """Only the link is printed, on the [server] hostname and the web
+        listener's port; each is new, and the store keeps its keyed hash,
+        live for an hour."""
         out = self.ok("account", "reset-link", "alice@example.org")
         link = out.strip()
         self.assertEqual(out, link + "\n")
-        self.assertTrue(link.startswith("https://example.com/reset?token="), link)
+        self.assertTrue(link.startswith("https://example.com:8443/reset?token="), link)
         token = link.partition("=")[2]
         key = passwords.load_or_create_key(self.data)
         digest = password_resets.token_digest(key, token)

@@ -3,6 +3,7 @@ name the file, section and key an operator must fix."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 
@@ -108,6 +109,7 @@ class DefaultsTests(ConfigTestCase):
                     pop_personal="pop.localhost",
                     pop_organization="poppro.localhost",
                     smtp="smtp.localhost",
+                    web="localhost",
                 ),
                 {
                     "pop3s": "tcp:8995",
@@ -189,6 +191,26 @@ class DefaultsTests(ConfigTestCase):
             config.host_names,
             ("mail.example.com", "pro.example.com", "smtp.mail.example.com"),
         )
+
+    def test_web_url(self) -> None:
+        """Links name ``[hosts] web`` (default: the hostname) and the web
+        listener's port, none for 443 or a listener zpop cannot read a port
+        from."""
+        base = Config(server=ServerConfig(hostname="example.com"))
+        cases = {
+            "tcp:8443": "https://example.com:8443",
+            "tcp:443": "https://example.com",
+            "tcp:port=9443:interface=127.0.0.1": "https://example.com:9443",
+            "tcp6:8443:interface=\\:\\:1": "https://example.com:8443",
+            "unix:/run/zpop/web.sock": "https://example.com",
+            "": "https://example.com",
+        }
+        for listener, url in cases.items():
+            config = dataclasses.replace(base, listeners={"web": listener})
+            self.assertEqual(config.web_url, url, listener)
+        named = base.replace(hosts=HostsConfig(web="mail.example.com"))
+        self.assertEqual(named.web_url, "https://mail.example.com:8443")
+        self.assertIn("mail.example.com", named.host_names)
 
     def test_pop_host_for(self) -> None:
         """Organization accounts are told the organization POP host, others not."""
