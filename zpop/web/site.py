@@ -71,7 +71,9 @@ class Route:
     #: ``none``, ``session`` (any stage), ``code`` (second factor due) or
     #: ``full`` (signed in).
     needs: str = "none"
-    #: ``pre`` (the sign-in form) or ``session``.
+    #: ``pre`` (the sign-in form), ``session``, or ``none`` for the
+    #: machine-read documents that hold nothing of an account's (mail
+    #: clients' autoconfiguration posts no form and sends no cookie).
     csrf: str = "session"
     cache: bytes = b"no-store"
     #: Reachable by an account that must enrol in two-factor first (DESIGN
@@ -188,7 +190,7 @@ class Router(Resource):
             or (route.needs == "session" and stage is None)
         ):
             return redirect("/login", 303 if post else 302)
-        if post:
+        if post and route.csrf != "none":
             expected = (
                 visit.csrf()
                 if route.csrf == "session"
