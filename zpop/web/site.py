@@ -80,6 +80,10 @@ class Route:
     #: §1: "enrol at its next web sign-in before it can do anything else").
     enrolment: bool = False
 
+    def __post_init__(self) -> None:
+        if self.csrf == "none" and self.needs != "none":
+            raise ValueError("a route without CSRF tokens cannot need a session")
+
 
 async def _stylesheet(visit: Visit) -> Response:
     return Response(
