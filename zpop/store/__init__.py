@@ -4,6 +4,7 @@ in-memory one (MemoryStore) for tests."""
 from zpop.store.interface import IStore
 from zpop.store.memory import MemoryStore
 from zpop.store.records import (
+    API_SCOPES,
     DELETION_POLICIES,
     FOLDERS,
     PLANS,
@@ -12,6 +13,7 @@ from zpop.store.records import (
     Accepted,
     Account,
     AlreadyExists,
+    ApiToken,
     AppPassword,
     Domain,
     LoginEvent,
@@ -37,6 +39,7 @@ from zpop.store.sqlite import SQLiteStore
 DATABASE_NAME = "zpop.sqlite"
 
 __all__ = [
+    "API_SCOPES",
     "DATABASE_NAME",
     "Accepted",
     "DELETION_POLICIES",
@@ -46,6 +49,7 @@ __all__ = [
     "SPAM_POLICIES",
     "Account",
     "AlreadyExists",
+    "ApiToken",
     "AppPassword",
     "Domain",
     "IStore",

@@ -443,6 +443,29 @@ class ILoginEventStore(Interface):
         an unknown address."""
 
 
+class IApiTokenStore(Interface):
+    """Settings API tokens (migration 015; zpop.accounts.api_tokens)."""
+
+    def add_api_token(
+        address: str | None, scope: str, label: str, digest: bytes, now: float
+    ) -> Deferred[Any]:
+        """Store a new token's keyed digest for the account (None: an admin
+        token); fires with the ApiToken; NotFound for an unknown account."""
+
+    def find_api_token(digest: bytes) -> Deferred[Any]:
+        """Fires with the ApiToken of that digest, or None."""
+
+    def list_api_tokens(address: str | None = None) -> Deferred[list[Any]]:
+        """The account's ApiTokens (every token, admin ones too, for None),
+        oldest first; NotFound for an unknown account."""
+
+    def revoke_api_token(token_id: int) -> Deferred[Any]:
+        """Delete a token; fires with the ApiToken it was; NotFound if none."""
+
+    def touch_api_token(token_id: int, now: float) -> Deferred[None]:
+        """Record a use of the token at ``now`` (nothing if it is gone)."""
+
+
 class IStore(
     IAccountStore,
     IMessageStore,
@@ -453,6 +476,7 @@ class IStore(
     ITwoFactorStore,
     IPasswordResetStore,
     ILoginEventStore,
+    IApiTokenStore,
 ):
     """Durable state of zpop. Every method returns a Deferred."""
 

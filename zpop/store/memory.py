@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from zpop.store.interface import IStore
+from zpop.store.memory_api_tokens import MemoryApiTokens
 from zpop.store.memory_app_passwords import AppPasswordRow, MemoryAppPasswords
 from zpop.store.memory_imap import MemoryImap
 from zpop.store.memory_login_events import MemoryLoginEvents
@@ -135,6 +136,7 @@ class _Failure:
 
 @implementer(IStore)
 class MemoryStore(
+    MemoryApiTokens,
     MemoryAppPasswords,
     MemoryLoginEvents,
     MemoryImap,

@@ -185,6 +185,28 @@ class LoginEvent:
     app_password_id: int | None = None
 
 
+#: What an API token may do: ``read`` only GETs, ``write`` everything its
+#: owner (an account, or the operator for an admin token) may.
+API_SCOPES = ("read", "write")
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """A settings API token: ``address`` is its account's, None for an
+    admin token. Only its keyed hash is stored."""
+
+    id: int
+    address: str | None
+    scope: str
+    label: str
+    created: float
+    last_used: float | None
+
+    @property
+    def admin(self) -> bool:
+        return self.address is None
+
+
 #: A web session's last-seen time is written at most this often, so page
 #: views do not each cost a durable write; idle expiry is that much early.
 WEB_SESSION_TOUCH = 60.0

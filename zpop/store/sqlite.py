@@ -23,6 +23,7 @@ from zpop.store.schema import (  # noqa: F401 (migrate and friends live here too
     migrations,
 )
 from zpop.store.sqlite_accounts import SQLiteAccounts
+from zpop.store.sqlite_api_tokens import SQLiteApiTokens
 from zpop.store.sqlite_base import BODY_CHUNK  # noqa: F401
 from zpop.store.sqlite_login_events import SQLiteLoginEvents
 from zpop.store.sqlite_messages import SQLiteMessages
@@ -43,5 +44,6 @@ class SQLiteStore(
     SQLiteTwoFactor,
     SQLitePasswordResets,
     SQLiteLoginEvents,
+    SQLiteApiTokens,
 ):
     """IStore on one SQLite file, shared safely by the server and the CLI."""
