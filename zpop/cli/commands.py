@@ -21,6 +21,7 @@ from zpop.accounts import (
     settings,
 )
 from zpop.accounts.two_factor import TwoFactorState, set_two_factor, state_of
+from zpop.cli import api_tokens
 from zpop.cli.context import CommandError, Context, read_password, result_of
 from zpop.cli.render import (
     imap_text,
@@ -609,4 +610,5 @@ COMMANDS: dict[
     ("queue", "list"): cmd_queue_list,
     ("queue", "retry"): cmd_queue_retry,
     ("queue", "delete"): cmd_queue_delete,
+    **api_tokens.COMMANDS,
 }

@@ -13,7 +13,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from zpop.accounts.app_passwords import parse_label
-from zpop.store import DELETION_POLICIES, FOLDERS, PLANS, POP_MODES, SPAM_POLICIES
+from zpop.store import (
+    API_SCOPES,
+    DELETION_POLICIES,
+    FOLDERS,
+    PLANS,
+    POP_MODES,
+    SPAM_POLICIES,
+)
 from zpop.wire.addresses import parse_address, parse_domain
 
 T = TypeVar("T")
@@ -188,6 +195,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("address", type=ADDRESS, metavar="ADDRESS")
     p = app.add_parser("revoke", help="revoke one")
     p.add_argument("address", type=ADDRESS, metavar="ADDRESS")
+    p.add_argument("id", type=POSITIVE_INT, metavar="ID")
+
+    token = commands.add_parser(
+        "api-token", help="settings API tokens"
+    ).add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = token.add_parser(
+        "create",
+        help="create one for ADDRESS, or an admin token; prints only the token",
+    )
+    owner = p.add_mutually_exclusive_group(required=True)
+    owner.add_argument("address", type=ADDRESS, metavar="ADDRESS", nargs="?")
+    owner.add_argument("--admin", action="store_true", help="an operator's token")
+    p.add_argument("--scope", choices=API_SCOPES, default="read")
+    p.add_argument("--label", type=LABEL, required=True, metavar="TEXT")
+    p = token.add_parser("list", help="list the tokens (of ADDRESS, or all)")
+    p.add_argument("address", type=ADDRESS, metavar="ADDRESS", nargs="?")
+    p = token.add_parser("revoke", help="revoke one")
     p.add_argument("id", type=POSITIVE_INT, metavar="ID")
 
     alias = commands.add_parser("alias", help="send-as aliases").add_subparsers(
