@@ -36,6 +36,7 @@ import pop3load  # noqa: E402
 import proc  # noqa: E402
 import servers  # noqa: E402
 import smtpload  # noqa: E402
+import webload  # noqa: E402
 from servers import DOMAIN  # noqa: E402
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -451,6 +452,7 @@ def rows() -> list[Row]:
             anchor_row="logins_noop_p99",
         ),
     ]
+    out += web_rows()
     for mode, name in (
         ("submission", "587 STARTTLS+AUTH"),
         ("smtps", "465 TLS+AUTH"),
@@ -465,6 +467,68 @@ def rows() -> list[Row]:
                         "msgs/s",
                     )
                 )
+    return out
+
+
+def web_rows() -> list[Row]:
+    """The web settings rows (issue 13 point 7): zpop only, no anchor has
+    web settings. Each runs beside a paced POP3S load (webload.POP_RATE)."""
+    out = [
+        Row(
+            "web_base_noop_p99",
+            f"web rows' POP3S background alone ({webload.POP_RATE:.0f} "
+            "sessions/s): NOOP p99 (zpop only)",
+            "ms",
+            False,
+        ),
+        Row("web_base_pop", "  POP3S background sessions/s", "sessions/s"),
+        Row(
+            "web_base_pop_cpu",
+            "  server CPU per background session",
+            "ms",
+            False,
+            "{:.2f}",
+        ),
+        Row(
+            "web_base_others",
+            "  cores other processes kept busy meanwhile (machine noise)",
+            "cores",
+            False,
+            "{:.2f}",
+        ),
+    ]
+    for row, label, unit, requests in (
+        ("web_signin", "web sign-in, cold bcrypt", "sign-ins/s", "GET+POST /login"),
+        (
+            "web_2fa",
+            "web sign-in with two-factor (TOTP)",
+            "sign-ins/s",
+            "GET+POST /login, GET+POST /login/code",
+        ),
+        ("web_settings", "web settings change (POST /settings/pop)", "changes/s", ""),
+    ):
+        out.append(Row(row, f"{label}, beside the POP3S load (zpop only)", unit))
+        if requests:
+            out.append(Row(row + "_req", f"  HTTP requests/s ({requests})", "req/s"))
+        out += [
+            Row(row + "_p50", "  latency p50", "ms", False, "{:.0f}"),
+            Row(row + "_p99", "  latency p99", "ms", False, "{:.0f}"),
+            Row(
+                row + "_cpu",
+                "  server CPU each (POP3S background subtracted)",
+                "ms",
+                False,
+            ),
+            Row(row + "_noop_p99", "  concurrent POP NOOP p99", "ms", False),
+            Row(row + "_pop", "  POP3S background sessions/s meanwhile", "sessions/s"),
+            Row(
+                row + "_others",
+                "  cores other processes kept busy meanwhile (machine noise)",
+                "cores",
+                False,
+                "{:.2f}",
+            ),
+        ]
     return out
 
 
@@ -824,7 +888,7 @@ def main() -> None:
         default="",
         help="re-measure only these row groups (comma-separated first words of "
         "the progress labels: sessions, bulk, 100k, idle, cold, warm, "
-        "app-password, SMTP) and merge them into the values an earlier run "
+        "app-password, web, SMTP) and merge them into the values an earlier run "
         "saved in bench/results.json (no big idle run, no profiles)",
     )
     args = parser.parse_args()
@@ -892,6 +956,7 @@ def main() -> None:
         for s in (dovecot, zpop):
             bench.big(s)
         pops = [zpop, dovecot, twmail]
+        web = webload.WebBench(zpop, certs.ca, args.duration, args.warmup, bench.notes)
         plan: list[tuple[str, list[Server], Callable[[Server], dict[str, float]]]] = [
             (f"sessions c={c}", pops, (lambda s, c=c: bench.sessions(s, c)))
             for c in (1, 10, 50)
@@ -911,6 +976,8 @@ def main() -> None:
                 [znocache],
                 lambda s: bench.logins(s, "logins_app"),
             ),
+            # No anchor has web settings.
+            ("web sign-in and settings change", [zpop], lambda s: web.measure()),
         ]
         if not args.no_smtp:
             plan.append(

@@ -33,6 +33,8 @@ PORTS = {
     "zpop_smtps": 17465,
     "zpop_submission": 17587,
     "zpop_mx": 17025,
+    "zpop_web": 17443,
+    "zpop_metrics": 17180,
     "zpop_nocache_pop3s": 18995,
     "dovecot_pop3s": 27995,
     "twmail_pop3s": 37995,
@@ -348,6 +350,8 @@ class Zpop:
             "submission": PORTS["zpop_submission"],
             "mx": PORTS["zpop_mx"],
         }
+        #: The HTTPS web settings (the cache-off instance serves none).
+        self.web_port = PORTS["zpop_web"]
 
     @property
     def pid(self) -> int:
@@ -522,8 +526,17 @@ class Zpop:
             options += [
                 f"--{n}=tcp:{p}:interface=127.0.0.1" for n, p in self.smtp_ports.items()
             ]
+            options.append(f"--web=tcp:{self.web_port}:interface=127.0.0.1")
         else:
-            options += ["--smtps=", "--submission=", "--mx="]
+            # Not the default *:8443 either: one web listener is enough.
+            options += ["--smtps=", "--submission=", "--mx=", "--web="]
+        from zpop.config import LISTENERS
+
+        if "metrics" in LISTENERS:
+            # Not the default port 9180, which both instances would want.
+            port = PORTS["zpop_metrics"]
+            on = f"tcp:{port}:interface=127.0.0.1"
+            options.append(f"--metrics={on if self.cache else ''}")
         args = [twistd, "-n", "--pidfile=", "zpop", *options]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(

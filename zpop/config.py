@@ -444,7 +444,8 @@ class Config:
         unless it is 443. Never taken from a request's Host header, which
         the visitor chooses."""
         port = endpoint_port(self.listeners.get("web", ""))
-        suffix = "" if port in (None, 443) else f":{port}"
+        suffix = "" if port in (None, 0, 443) else f":{port}"
+        # Port 0 (any free port, in tests) names no port a link could use.
         return f"https://{self.hosts.web}{suffix}"
 
     def replace(self, **sections: Any) -> Config:

@@ -12,9 +12,12 @@ import datetime
 
 from zpop.accounts import Clock, service
 from zpop.accounts.accounts import require_account
-from zpop.accounts.errors import NotAllowed
+from zpop.accounts.errors import InvalidInput, NotAllowed
 from zpop.accounts.maildrop import pop_folders
 from zpop.config import AccountsConfig
+from zpop.store import DELETION_POLICIES as DELETION_POLICIES
+from zpop.store import POP_MODES as POP_MODES
+from zpop.store import SPAM_POLICIES as SPAM_POLICIES
 from zpop.store import Account, IStore, Message
 
 
@@ -76,6 +79,51 @@ async def set_pop_deletion(store: IStore, address: str, policy: str) -> Account:
     account = await require_account(store, address)
     changed: Account = await store.set_pop_deletion(account.address, policy)
     return changed
+
+
+#: "Leave this setting as it is" for change_pop (None means "disabled").
+UNCHANGED = "unchanged"
+
+
+def _check_choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InvalidInput(f"the {what} must be one of {', '.join(allowed)}")
+
+
+@service
+async def change_pop(
+    store: IStore,
+    config: AccountsConfig,
+    clock: Clock,
+    address: str,
+    mode: str | None = UNCHANGED,
+    spam: str = UNCHANGED,
+    deletion: str = UNCHANGED,
+) -> Account:
+    """Apply a POP settings form or API change: ``mode`` ``all``/``new``
+    enables, None disables; each setting changes only if it differs, so
+    saving the spam policy does not move a "from now on" moment (POP is
+    re-enabled only when its state or mode changes). Values outside the
+    vocabularies are InvalidInput, enabling on a blocked Free plan
+    NotAllowed, both before anything changes."""
+    account = await require_account(store, address)
+    if mode not in (None, UNCHANGED):
+        _check_choice("POP mode", mode, POP_MODES)
+    if spam != UNCHANGED:
+        _check_choice("spam policy", spam, SPAM_POLICIES)
+    if deletion != UNCHANGED:
+        _check_choice("deletion policy", deletion, DELETION_POLICIES)
+    address = account.address
+    if mode is None:
+        if account.pop.enabled:
+            account = await disable_pop(store, address)
+    elif mode != UNCHANGED and (not account.pop.enabled or account.pop.mode != mode):
+        account = await enable_pop(store, config, clock, address, mode)
+    if spam != UNCHANGED and spam != account.pop.spam:
+        account = await set_pop_spam(store, address, spam)
+    if deletion != UNCHANGED and deletion != account.pop.deletion:
+        account = await set_pop_deletion(store, address, deletion)
+    return account
 
 
 @service

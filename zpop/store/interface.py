@@ -85,6 +85,10 @@ class IAccountStore(Interface):
         required (``two_factor`` and ``two_factor_required``), an enrolment
         is kept. Off: ``ITwoFactorStore.reset_two_factor``."""
 
+    def set_plan(address: str, plan: str) -> Deferred[Account]:
+        """Move the account to ``plan`` (one of PLANS); fires with the
+        Account (its generation bumped); fails NotFound."""
+
     def set_imap(address: str, enabled: bool) -> Deferred[Account]:
         """Turn IMAP access on or off from the next IMAP login; fires with
         the Account (its generation bumped); fails NotFound."""

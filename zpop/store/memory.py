@@ -377,6 +377,13 @@ class MemoryStore(
             address, lambda a: replace(a, pop=replace(a.pop, enabled=False))
         )
 
+    def set_plan(self, address: str, plan: str) -> Deferred[Account]:
+        def change(account: Account) -> Account:
+            self._check("plan", plan, PLANS)
+            return replace(account, plan=plan)
+
+        return self._update_account(address, change)
+
     def set_pop_spam(self, address: str, policy: str) -> Deferred[Account]:
         def change(account: Account) -> Account:
             self._check("pop_spam", policy, SPAM_POLICIES)

@@ -161,6 +161,9 @@ class SQLiteAccounts(SQLiteBase):
             address, "two_factor = ?, two_factor_required = ?", on, on
         )
 
+    def set_plan(self, address: str, plan: str) -> Deferred:
+        return self._update_account(address, "plan = ?", plan)
+
     def set_imap(self, address: str, enabled: bool) -> Deferred:
         return self._update_account(address, "imap_enabled = ?", int(enabled))
 

@@ -257,6 +257,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "pop_status": ("POP status", "POP 状态"),
     "pop_state_disabled": ("Disabled", "已禁用"),
+    "pop_state_blocked": (
+        "Enabled, but not available on the Free plan: mail clients are refused",
+        "已启用，但免费版不提供 POP：邮件客户端会被拒绝",
+    ),
     "pop_state_all": ("Enabled for all mail", "已为所有邮件启用"),
     "pop_state_new": (
         "Enabled for mail received from now on",

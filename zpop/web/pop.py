@@ -48,6 +48,9 @@ def _state(visit: Visit, account: Any) -> str:
     pop = account.pop
     if not pop.enabled:
         return t("pop_state_disabled")
+    if settings.blocked_since(account, visit.web.config.accounts) is not None:
+        # Switched on before the Free-plan cut-off applied: logins refuse.
+        return t("pop_state_blocked")
     if pop.mode == "new":
         since = t("pop_from", time=when(pop.enabled_at))
         return f"{t('pop_state_new')} ({since})"
@@ -82,7 +85,12 @@ def _page(
             attributes = {"type": "radio", "name": name, "value": value}
             if chosen[name] == value:
                 attributes["checked"] = "checked"
-            if blocked is not None and name == "pop" and value != "disabled":
+            # The current choice stays, so the other settings can be saved.
+            if (
+                blocked is not None
+                and name == "pop"
+                and value not in ("disabled", chosen[name])
+            ):
                 attributes["disabled"] = "disabled"
             options.append(tags.label(tags.input(**attributes), " ", t(key)))
         fieldsets.append(tags.fieldset(tags.legend(t(FIELD_NAMES[name])), *options))
@@ -123,39 +131,29 @@ def _read(visit: Visit) -> tuple[dict[str, str], list[str]]:
 
 
 async def change(visit: Visit) -> Response:
-    """``POST /settings/pop`` (``pop``, ``spam``, ``deletion``): each
-    setting that differs is changed with its service, then See Other.
-
-    POP is (re-)enabled only when its state or mode changes, so saving the
-    form for the spam policy does not move a "from now on" moment."""
+    """``POST /settings/pop`` (``pop``, ``spam``, ``deletion``), through
+    ``settings.change_pop`` as the API's PATCH; then See Other."""
     web = visit.web
     store = web.store
     account = await require_account(store, visit.address)
     values, problems = _read(visit)
     if problems:
         return _page(visit, account, 400, problems)
-    blocked = settings.blocked_since(account, web.config.accounts)
     wanted = values["pop"]
-    if wanted != "disabled" and blocked is not None:
-        problem = visit.t("pop_blocked", date=blocked.isoformat())
-        return _page(visit, account, 400, [problem])
-    address = account.address
-    if wanted == "disabled":
-        if account.pop.enabled:
-            await settings.disable_pop(store, address)
-    elif not account.pop.enabled or account.pop.mode != wanted:
-        try:
-            await settings.enable_pop(
-                store, web.config.accounts, web.clock, address, wanted
-            )
-        except NotAllowed:
-            # The plan changed since the page was read: the service's rule.
-            account = await require_account(store, address)
-            blocked = settings.blocked_since(account, web.config.accounts)
-            date = blocked.isoformat() if blocked else "-"
-            return _page(visit, account, 400, [visit.t("pop_blocked", date=date)])
-    if values["spam"] != account.pop.spam:
-        await settings.set_pop_spam(store, address, values["spam"])
-    if values["deletion"] != account.pop.deletion:
-        await settings.set_pop_deletion(store, address, values["deletion"])
+    try:
+        await settings.change_pop(
+            store,
+            web.config.accounts,
+            web.clock,
+            account.address,
+            None if wanted == "disabled" else wanted,
+            values["spam"],
+            values["deletion"],
+        )
+    except NotAllowed:
+        # The Free-plan rule: enabling (or changing the mode) is refused.
+        account = await require_account(store, account.address)
+        blocked = settings.blocked_since(account, web.config.accounts)
+        date = blocked.isoformat() if blocked else "-"
+        return _page(visit, account, 400, [visit.t("pop_blocked", date=date)])
     return redirect("/settings/pop?saved=1")

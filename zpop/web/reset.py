@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from twisted.logger import Logger
 from twisted.web.template import Tag, tags
 
 from zpop.accounts import password_resets, password_rules
@@ -23,6 +24,8 @@ from zpop.accounts.password_rules import WeakPassword
 from zpop.web.pages import errors, form, message_page
 from zpop.web.password import REASONS
 from zpop.web.visit import Response, Visit, redirect
+
+log = Logger()
 
 #: The set-password form's fields.
 TOKEN, NEW, CONFIRM = "token", "new_password", "confirm_password"
@@ -73,7 +76,9 @@ async def forgot(visit: Visit) -> Response:
         await web.authenticator.note_attempt("web", visit.client, address)
     except LoginRefused:
         return _forgot_form(visit, 429, [t("login_banned")])
-    await password_resets.request_reset(
+    # Not awaited: whether a mail goes out (the address exists and has a
+    # recovery address) must not show in the answer's time either.
+    sending = password_resets.request_reset(
         web.store,
         web.key,
         web.clock,
@@ -82,6 +87,7 @@ async def forgot(visit: Visit) -> Response:
         address,
         visit.web.config.web_url,
     )
+    sending.addErrback(lambda f: log.failure("web: sending a reset link", f))
     body: list[Tag | str] = [
         tags.p(t("forgot_sent"), class_="notice", role="status", id="forgot-sent"),
         tags.p(tags.a(t("login_title"), href="/login")),

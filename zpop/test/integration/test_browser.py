@@ -11,6 +11,7 @@ would be. ``ZPOP_SCREENS=DIR`` saves a screenshot of each page in DIR (how
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import hmac
 import os
@@ -20,6 +21,7 @@ import struct
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -27,9 +29,15 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from zpop.test.harness import HOSTNAME, start_server
 from zpop.test.tools import require_tool
+from zpop.web.i18n import Catalog
 
 ADDRESS = f"alice@{HOSTNAME}"
 PASSWORD = "correct horse battery"
+#: The Free-plan cut-off: today (UTC), so an account created by a test is
+#: created "on or after" it, on the very day, and so has no POP.
+CUTOFF = datetime.datetime.now(datetime.UTC).date().isoformat()
+#: The pages' English texts, from their one catalog.
+T = Catalog("en")
 #: Long enough for a page load on a busy 2-core machine, bounded.
 WAIT = 20.0
 
@@ -77,7 +85,10 @@ class BrowserTests(TestCase):
                 raise AssertionError(message) from None
             raise SkipTest(message) from None
         self.server = start_server(
-            self, listeners={"pop3": "", "submission": "", "mx": "", "smtps": ""}
+            self,
+            listeners={"pop3": "", "submission": "", "mx": "", "smtps": ""},
+            # Only Free-plan accounts feel it; every other one is paid.
+            settings={"accounts": {"free_pop_cutoff": CUTOFF}},
         )
         self.server.zpop("domain", "add", HOSTNAME)
         self.server.add_account(ADDRESS, PASSWORD)
@@ -147,16 +158,19 @@ class BrowserTests(TestCase):
             os.makedirs(self.screens, exist_ok=True)
             self.driver.save_screenshot(os.path.join(self.screens, f"{name}.png"))
 
-    def pop_login(self, password: str) -> bytes:
-        """The reply to PASS on POP3S with ``password``."""
-        client = poplib.POP3_SSL(
+    def pop3s(self) -> poplib.POP3_SSL:
+        return poplib.POP3_SSL(
             "127.0.0.1",
             self.server.ports["pop3s"],
             context=self.server.ssl_context(),
             timeout=30,
         )
+
+    def pop_login(self, password: str, address: str = ADDRESS) -> bytes:
+        """The reply to PASS on POP3S with ``password``."""
+        client = self.pop3s()
         try:
-            client.user(ADDRESS)
+            client.user(address)
             try:
                 reply: bytes = client.pass_(password)
             except poplib.error_proto as e:
@@ -164,6 +178,30 @@ class BrowserTests(TestCase):
             return reply
         finally:
             client.close()
+
+    def pop_messages(self, address: str, password: str) -> list[bytes]:
+        """Every message POP3S offers ``address``, as RETR sends it."""
+        client = self.pop3s()
+        try:
+            client.user(address)
+            client.pass_(password)
+            count, _ = client.stat()
+            found = [b"\r\n".join(client.retr(n + 1)[1]) for n in range(count)]
+            client.quit()
+            return found
+        finally:
+            client.close()
+
+    def sign_in(self, address: str, password: str) -> None:
+        self.open("/login")
+        self.submit("form#login", address=address, password=password)
+
+    def activity_rows(self) -> list[list[str]]:
+        """The cells of the rows of the activity table, as shown."""
+        return [
+            [cell.text for cell in row.find_elements("css selector", "td")]
+            for row in self.driver.find_elements("css selector", "#activity tbody tr")
+        ]
 
     # -- the seed's flows --------------------------------------------------
 
@@ -282,3 +320,172 @@ class BrowserTests(TestCase):
         self.assertIn("this one stays signed in", self.find("#pw-changed").text)
         self.assertTrue(self.pop_login(new).startswith(b"+OK"))
         self.assertEqual(self.pop_login(PASSWORD), b"-ERR [AUTH] Authentication failed")
+
+    def test_free_plan_in_a_browser(self) -> None:
+        """A Free-plan account created on or after the cut-off (today) sees
+        why POP is unavailable; a forged "enable" post is refused with the
+        same reason and changes nothing, and POP3S refuses the login by the
+        same rule."""
+        free = f"frank@{HOSTNAME}"
+        self.server.zpop(
+            "account",
+            "add",
+            free,
+            "--plan",
+            "free",
+            "--password-stdin",
+            stdin=PASSWORD.encode() + b"\n",
+        )
+        before = self.server.zpop("account", "show", free)
+        self.assertIn("POP access:        disabled", before)
+        self.assertIn(
+            "POP availability:  not on the Free plan for accounts created on "
+            f"or after {CUTOFF}\n",
+            before,
+        )
+        reason = T("pop_blocked", date=CUTOFF)
+        self.sign_in(free, PASSWORD)
+        self.assertEqual(self.path(), "/settings/pop")
+        self.assertEqual(self.find("#pop-blocked").text, reason)
+        self.assertTrue(self.find("input[name=pop][value=disabled]").is_selected())
+        for mode in ("all", "new"):
+            self.assertFalse(self.find(f"input[name=pop][value={mode}]").is_enabled())
+        self.shot("pop-free")
+
+        # What a user who edits the page (or a script) would post: the
+        # radio enabled again and chosen, with the form's real CSRF token.
+        self.driver.execute_script(
+            "arguments[0].disabled = false;", self.find("input[name=pop][value=all]")
+        )
+        self.choose("pop", "all")
+        self.submit("form#pop-settings")
+        self.assertEqual(self.path(), "/settings/pop")
+        self.assertEqual(
+            [e.text for e in self.driver.find_elements("css selector", "p.error")],
+            [reason],
+        )
+        self.assertEqual(self.find("#pop-blocked").text, reason)
+        self.assertTrue(self.find("input[name=pop][value=disabled]").is_selected())
+        self.assertEqual(self.server.zpop("account", "show", free), before)
+        # The POP server's answer is the same rule's.
+        self.assertEqual(
+            self.pop_login(PASSWORD, free),
+            b"-ERR [AUTH] POP access is not available on the Free plan",
+        )
+        # Told only after the secret was verified.
+        self.assertEqual(
+            self.pop_login("not the password", free),
+            b"-ERR [AUTH] Authentication failed",
+        )
+
+    def test_activity_in_a_browser(self) -> None:
+        """A wrong password over POP3S and a web sign-in are listed on the
+        sign-in activity page, newest first (written within about a second
+        by the buffered recorder: the page is reloaded until they are)."""
+        self.assertEqual(
+            self.pop_login("not the password"), b"-ERR [AUTH] Authentication failed"
+        )
+        self.sign_in(ADDRESS, PASSWORD)
+        self.assertEqual(self.path(), "/settings/pop")
+        self.open("/settings/activity")
+        found: list[list[str]] = []
+
+        def listed() -> bool:
+            found[:] = self.activity_rows()
+            if len(found) >= 2:
+                return True
+            time.sleep(0.2)
+            self.driver.refresh()
+            return False
+
+        wait_until(listed, "both logins on the activity page")
+        self.assertEqual(
+            [cells[1:] for cells in found],
+            [
+                ["Web", "127.0.0.1", T("ac_primary"), T("ac_succeeded")],
+                [
+                    "POP3",
+                    "127.0.0.1",
+                    "-",
+                    f"{T('ac_failed')}: {T('ac_wrong_password')}",
+                ],
+            ],
+        )
+        for cells in found:
+            self.assertRegex(cells[0], r"^\d{4}-\d\d-\d\d \d\d:\d\d UTC$")
+        self.shot("activity")
+
+    def test_forgot_password_in_a_browser(self) -> None:
+        """Forgot password by mail: the form answers the same for an unknown
+        address, the link arrives in the recovery account's mailbox (read
+        over POP3S), a common password is refused there, a good one set, and
+        then the web and POP3S take the new password and refuse the old."""
+        recovery, recovery_password = f"bob@{HOSTNAME}", "amber kettle night 7"
+        self.server.add_account(recovery, recovery_password)
+        self.server.zpop("pop", "enable", recovery, "--mode", "all")
+        self.server.zpop("account", "recovery", ADDRESS, recovery)
+
+        self.open("/login")
+        self.find("a#forgot-link").click()
+        wait_until(lambda: self.path() == "/login/forgot", "the forgot page")
+        self.submit("form#forgot", address=f"nobody@{HOSTNAME}")
+        unknown = self.find("main").text
+        self.open("/login/forgot")
+        self.submit("form#forgot", address=ADDRESS)
+        self.assertEqual(self.find("#forgot-sent").text, T("forgot_sent"))
+        self.assertEqual(self.find("main").text, unknown)
+        self.shot("forgot-sent")
+
+        mail: list[bytes] = []
+
+        def arrived() -> bool:
+            mail[:] = self.pop_messages(recovery, recovery_password)
+            if not mail:
+                time.sleep(0.2)
+            return bool(mail)
+
+        wait_until(arrived, "the reset mail in the recovery mailbox")
+        self.assertEqual(len(mail), 1)
+        text = mail[0].decode("utf-8")
+        self.assertIn(f"\r\nSubject: Set your password for {ADDRESS}\r\n", text)
+        self.assertIn(f"\r\nTo: <{recovery}>\r\n", text)
+        links = re.findall(r"https://\S+", text)
+        self.assertEqual(len(links), 1, text)
+        link = urlsplit(links[0])
+        # The configured public name, never the request's Host; opened on
+        # the test server's port under that name, which the browser
+        # resolves to the server (the port the link names is checked last).
+        self.assertEqual(
+            (link.scheme, link.hostname, link.path), ("https", HOSTNAME, "/reset")
+        )
+        self.assertRegex(link.query, r"^token=[a-z2-9]{32}$")
+        target = f"{link.path}?{link.query}"
+
+        self.open(target)
+        self.assertEqual(self.find("h1").text, T("reset_title"))
+        common = {"new_password": "password123", "confirm_password": "password123"}
+        self.submit("form#reset", **common)
+        self.assertEqual(self.find("p.error").text, T("pw_common"))
+        self.shot("reset")
+        new = "violet harbour 42"
+        self.submit("form#reset", new_password=new, confirm_password=new)
+        self.assertEqual(self.path(), "/login?reset=1")
+        self.assertEqual(self.find("#notice").text, T("reset_done"))
+        # Once only.
+        self.open(target)
+        self.assertEqual(self.find("h1").text, T("reset_invalid_title"))
+        self.assertIn(T("reset_invalid"), self.find("main").text)
+
+        self.sign_in(ADDRESS, PASSWORD)
+        self.assertEqual(self.path(), "/login")
+        self.assertEqual(self.find("p.error").text, T("login_failed"))
+        self.sign_in(ADDRESS, new)
+        self.assertEqual(self.path(), "/settings/pop")
+        self.choose("pop", "all")
+        self.submit("form#pop-settings")
+        self.assertEqual(self.path(), "/settings/pop?saved=1")
+        self.assertTrue(self.pop_login(new).startswith(b"+OK"))
+        self.assertEqual(self.pop_login(PASSWORD), b"-ERR [AUTH] Authentication failed")
+        # A link that names a port names the one the server listens on (no
+        # port: 443, where production listens).
+        self.assertIn(link.port, (None, self.server.ports["web"]), links[0])

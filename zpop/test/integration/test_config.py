@@ -202,6 +202,7 @@ class DefaultsTests(ConfigTestCase):
             "tcp:443": "https://example.com",
             "tcp:port=9443:interface=127.0.0.1": "https://example.com:9443",
             "tcp6:8443:interface=\\:\\:1": "https://example.com:8443",
+            "tcp:0": "https://example.com",
             "unix:/run/zpop/web.sock": "https://example.com",
             "": "https://example.com",
         }

@@ -164,6 +164,42 @@ class PopPageTests(WebCase):
         account = self.account("free@example.com")
         self.assertEqual((account.pop.enabled, account.pop.spam), (False, "exclude"))
 
+    def test_free_plan_enabled_before_the_cut_off(self) -> None:
+        """An account whose POP was on before the cut-off applied is told
+        logins are refused, keeps its choice selectable and can still save
+        the other settings, but not switch to another mode."""
+        import datetime
+
+        result(self.store.enable_pop("alice@example.com", "all", 5.0))
+        result(self.store.set_plan("alice@example.com", "free"))
+        cutoff = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+        self.router = Router(
+            WebContext(
+                self.store,
+                self.authenticator,
+                self.clock,
+                KEY,
+                self.config.replace(
+                    accounts=AccountsConfig(bcrypt_cost=COST, free_pop_cutoff=cutoff)
+                ),
+                run_synchronously,
+            )
+        )
+        page = self.request("GET", "/settings/pop").body
+        self.assertIn("not available on the Free plan: mail clients are refused", page)
+        self.assertRegex(
+            page, r'<input type="radio" name="pop" value="all" checked="checked"\s*/?>'
+        )
+        self.assertRegex(page, r'value="new" disabled="disabled"')
+        saved = self.change(pop="all", spam="include", deletion="delete")
+        self.assertEqual(saved.status, 303)
+        moved = self.change(pop="new", spam="include", deletion="delete")
+        self.assertEqual(moved.status, 400)
+        pop = self.account("alice@example.com").pop
+        self.assertEqual(
+            (pop.mode, pop.spam, pop.deletion), ("all", "include", "delete")
+        )
+
 
 class AppPasswordPageTests(WebCase):
     def setUp(self) -> None:
