@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from zpop.accounts import Clock, password_rules, passwords, service
 from zpop.accounts.domains import require_hosted
-from zpop.accounts.errors import AddressTaken, UnknownAccount
+from zpop.accounts.errors import AddressTaken, InvalidInput, UnknownAccount
 from zpop.config import AccountsConfig
+from zpop.store import PLANS as PLANS
 from zpop.store import Account, AppPassword, IStore
 from zpop.threads import Runner
 from zpop.wire.addresses import domain_of
@@ -110,6 +111,23 @@ async def set_password(
         config.bcrypt_cost,
     )
     changed: Account = await store.set_password(account.address, password_hash)
+    return changed
+
+
+def parse_plan(text: str) -> str:
+    """One of PLANS, else InvalidInput naming them."""
+    if text not in PLANS:
+        raise InvalidInput(f"the plan must be one of {', '.join(PLANS)}")
+    return text
+
+
+@service
+async def set_plan(store: IStore, address: str, plan: str) -> Account:
+    """Move the account to another plan (the Free-plan POP gate applies
+    from the next enable; POP already on stays on, as the seed's plans do)."""
+    plan = parse_plan(plan)
+    account = await require_account(store, address)
+    changed: Account = await store.set_plan(account.address, plan)
     return changed
 
 

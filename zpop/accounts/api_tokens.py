@@ -21,7 +21,8 @@ from zpop.accounts.accounts import require_account
 from zpop.accounts.app_passwords import parse_label
 from zpop.accounts.errors import AccountError, InvalidInput
 from zpop.accounts.passwords import APP_PASSWORD_ALPHABET
-from zpop.store import API_SCOPES, ApiToken, IStore, NotFound
+from zpop.store import API_SCOPES as API_SCOPES
+from zpop.store import ApiToken, IStore, NotFound
 
 PREFIX = "zpop_"
 LENGTH = 32

@@ -39,16 +39,19 @@ def parse_label(text: str) -> str:
 @service
 async def create(
     store: IStore, clock: Clock, key: bytes, address: str, label: str
-) -> str:
-    """A new app-specific password for the account: the only time it is
-    seen; only its keyed hash (under the server ``key``) is stored."""
+) -> tuple[AppPassword, str]:
+    """A new app-specific password for the account, and its text: the only
+    time it is seen; only its keyed hash (under the server ``key``) is
+    stored."""
     account = await require_account(store, address)
     label = parse_label(label)
     password = passwords.generate_app_password()
     digest = passwords.app_password_digest(key, account.id, password)
     assert digest is not None
-    await store.add_app_password(account.address, label, digest, clock.seconds())
-    return password
+    record: AppPassword = await store.add_app_password(
+        account.address, label, digest, clock.seconds()
+    )
+    return record, password
 
 
 @service

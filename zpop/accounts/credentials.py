@@ -493,6 +493,30 @@ class Authenticator:
         "forgot password" form) like a failed login of ``client``: refused
         with LoginRefused while the client is banned, else counted towards
         its ban, slowed down as failures are, and audited (outcome
+    async def bearer(
+        self,
+        protocol: str,
+        client: str,
+        token: str,
+        verify: Callable[[str], Deferred[Any]],
+    ) -> Any:
+        """A bearer token's record as ``verify`` finds it (None: no such
+        token), under the login rules: LoginRefused while ``client`` is
+        banned; an unknown token audited, counted towards the ban and
+        slowed down like a wrong password, then UnauthorizedLogin."""
+        now = self._clock.seconds()
+        audit = {"protocol": protocol, "client": client, "account": "-"}
+        if not self.exempt(client) and await self._banned_until(client, now):
+            self._audit("refused", audit, "-", "client banned")
+            raise LoginRefused("SYS/TEMP", "Too many failed logins, try again later")
+        found = await verify(token)
+        if found is None:
+            self._audit("failed", audit, "-", "bad token")
+            tag = self._tag(b"bearer", token.encode("utf-8", "surrogatepass"))
+            await self._slow_down(client, "-", tag)
+            raise UnauthorizedLogin()
+        return found
+
         ``requested``). Every request counts, even a repeat."""
         account = username.strip().lower()
         now = self._clock.seconds()

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zpop.accounts import Clock, service
-from zpop.accounts.errors import NotHosted
-from zpop.store import Domain, IStore, NotFound
+from zpop.accounts.errors import DomainHosted, NotHosted
+from zpop.store import AlreadyExists, Domain, IStore, NotFound
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,12 @@ def kind(organization: bool) -> str:
 async def add_domain(
     store: IStore, clock: Clock, name: str, organization: bool
 ) -> Domain:
-    """Host a domain (``name`` as :func:`addresses.parse_domain` gives it)."""
-    domain: Domain = await store.add_domain(name, organization, clock.seconds())
+    """Host a domain (``name`` as :func:`addresses.parse_domain` gives it);
+    DomainHosted if it is already."""
+    try:
+        domain: Domain = await store.add_domain(name, organization, clock.seconds())
+    except AlreadyExists as e:
+        raise DomainHosted(str(e)) from None
     return domain
 
 

@@ -46,6 +46,10 @@ class AddressTaken(AccountError):
     """The address already belongs to an account or is an alias."""
 
 
+class DomainHosted(AccountError):
+    """The domain is hosted already."""
+
+
 class UnknownAppPassword(AccountError):
     """The account has no app-specific password with that ID."""
 

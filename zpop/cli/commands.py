@@ -15,13 +15,15 @@ from zpop.accounts import (
     accounts,
     aliases,
     app_passwords,
+    client_settings,
+    dns_records,
     domains,
     password_resets,
     passwords,
     settings,
 )
 from zpop.accounts.two_factor import TwoFactorState, set_two_factor, state_of
-from zpop.cli import api_tokens
+from zpop.cli.api_tokens import COMMANDS as API_TOKEN_COMMANDS
 from zpop.cli.context import CommandError, Context, read_password, result_of
 from zpop.cli.render import (
     imap_text,
@@ -44,9 +46,9 @@ IMPORT_BATCH_BYTES = delivery.IMPORT_BATCH_BYTES
 
 # Ports given to people for their mail client (DESIGN §1: implicit TLS 995,
 # submission 465 and 587), whatever port the listener binds behind them.
-POP3S_PORT = 995
-SMTPS_PORT = 465
-SUBMISSION_PORT = 587
+POP3S_PORT = client_settings.POP3S_PORT
+SMTPS_PORT = client_settings.SMTPS_PORT
+SUBMISSION_PORT = client_settings.SUBMISSION_PORT
 
 
 def _say_upgraded(ctx: Context, database: str, upgraded: schema.Upgraded) -> None:
@@ -154,6 +156,23 @@ def cmd_domain_list(ctx: Context, args: argparse.Namespace) -> None:
         for s in found
     ]
     ctx.out(*table(("DOMAIN", "KIND", "POP HOST", "ACCOUNTS", "CREATED"), rows))
+
+
+def cmd_domain_dns(ctx: Context, args: argparse.Namespace) -> None:
+    """The domain's records as zone-file lines, the operator's notes as
+    comments (DESIGN §1 "Client autoconfiguration")."""
+    found = result_of(dns_records.domain_records(ctx.store, ctx.config, args.domain))
+    ctx.out(
+        f"; DNS records for {found.domain} ({domains.kind(found.organization)} domain)",
+        *(record.zone_line() for record in found.records),
+    )
+    if found.report_authorization is not None:
+        ctx.out(
+            f"; in the zone of {found.report_zone}: lets it receive this"
+            " domain's DMARC reports",
+            found.report_authorization.zone_line(),
+        )
+    ctx.out(*(f"; {note}" for note in found.notes))
 
 
 def cmd_account_add(ctx: Context, args: argparse.Namespace) -> None:
@@ -396,11 +415,10 @@ def cmd_app_password_create(ctx: Context, args: argparse.Namespace) -> None:
         key = passwords.load_or_create_key(ctx.data_dir)
     except ValueError as e:
         raise CommandError(str(e))
-    ctx.out(
-        result_of(
-            app_passwords.create(ctx.store, ctx, key, account.address, args.label)
-        )
+    _, password = result_of(
+        app_passwords.create(ctx.store, ctx, key, account.address, args.label)
     )
+    ctx.out(password)
 
 
 def cmd_app_password_list(ctx: Context, args: argparse.Namespace) -> None:
@@ -587,6 +605,7 @@ COMMANDS: dict[
     ("upgrade", None): cmd_upgrade,
     ("domain", "add"): cmd_domain_add,
     ("domain", "list"): cmd_domain_list,
+    ("domain", "dns"): cmd_domain_dns,
     ("account", "add"): cmd_account_add,
     ("account", "passwd"): cmd_account_passwd,
     ("account", "show"): cmd_account_show,
@@ -610,5 +629,5 @@ COMMANDS: dict[
     ("queue", "list"): cmd_queue_list,
     ("queue", "retry"): cmd_queue_retry,
     ("queue", "delete"): cmd_queue_delete,
-    **api_tokens.COMMANDS,
+    **API_TOKEN_COMMANDS,
 }

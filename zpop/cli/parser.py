@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a customer's own domain (default: the provider's personal domain)",
     )
     domain.add_parser("list", help="list hosted domains")
+    p = domain.add_parser(
+        "dns",
+        help="print the DNS records a domain needs, as zone-file lines (MX, SPF,"
+        " DMARC, SRV, autoconfig, MTA-STS, TLS-RPT)",
+    )
+    p.add_argument("domain", type=DOMAIN, metavar="DOMAIN")
 
     account = commands.add_parser("account", help="accounts").add_subparsers(
         dest="action", metavar="ACTION", required=True

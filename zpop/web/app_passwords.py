@@ -136,7 +136,7 @@ async def change(visit: Visit) -> Response:
                 status, problem = refused
                 return await _page(visit, status, [problem], label=label)
         try:
-            secret = await app_passwords.create(
+            _, secret = await app_passwords.create(
                 web.store, web.clock, web.key, visit.address, label
             )
         except InvalidLabel as e:

@@ -5,15 +5,14 @@ with STARTTLS, the full address as user name, and which password."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.web.template import Tag, tags
 
 from zpop.accounts.accounts import require_account
+from zpop.accounts.client_settings import POP3S_PORT, SMTPS_PORT, SUBMISSION_PORT
+from zpop.web.i18n import Catalog
 from zpop.web.visit import Response, Visit
-
-#: The ports people are told (DESIGN §1), whatever the listeners bind.
-POP3S_PORT = 995
-SMTPS_PORT = 465
-SUBMISSION_PORT = 587
 
 
 def _rows(*rows: tuple[str, str, str]) -> Tag:
@@ -25,17 +24,22 @@ def _rows(*rows: tuple[str, str, str]) -> Tag:
     )
 
 
+def password_hint(t: Catalog, account: Any) -> str:
+    """Which password a mail client of ``account`` needs (the page and the
+    Apple profile say it alike)."""
+    if account.two_factor:
+        return t("cl_pw_two_factor")
+    if account.password_hash is None:
+        return t("cl_pw_none")
+    return t("cl_pw_primary")
+
+
 async def page(visit: Visit) -> Response:
     """``GET /settings/clients``."""
     t = visit.t
     account = await require_account(visit.web.store, visit.address)
     hosts = visit.web.config.hosts
-    if account.two_factor:
-        password = t("cl_pw_two_factor")
-    elif account.password_hash is None:
-        password = t("cl_pw_none")
-    else:
-        password = t("cl_pw_primary")
+    password = password_hint(t, account)
     body: list[Tag | str] = [tags.p(t("cl_intro"))]
     body.append(tags.h2(t("cl_incoming")))
     body.append(
@@ -63,4 +67,8 @@ async def page(visit: Visit) -> Response:
             (t("cl_password"), password, "smtp-password"),
         )
     )
+    profile = tags.a(
+        t("cl_apple_profile"), href="/settings/apple-profile", id="apple-profile"
+    )
+    body.append(tags.p(profile))
     return Response(title=t("nav_clients"), body=body)

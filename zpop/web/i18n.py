@@ -29,6 +29,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav_activity": ("Sign-in activity", "登录活动"),
     "nav_password": ("Password", "密码"),
     "nav_imap": ("IMAP access", "IMAP 访问"),
+    "nav_api_tokens": ("API tokens", "API 令牌"),
     # errors
     "not_found_title": ("Page not found", "页面不存在"),
     "not_found": ("There is no page at this address.", "此地址没有页面。"),
@@ -299,6 +300,27 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "“{field}” must be one of the offered choices.",
         "“{field}”必须是给出的选项之一。",
     ),
+    # settings API tokens
+    "at_intro": (
+        "Scripts change these settings through the settings API"
+        " (/api/v1, described at /api/v1/openapi.json) with a token. A token"
+        " never reads mail. Each is shown only once; revoke the ones you no"
+        " longer use.",
+        "脚本可使用令牌通过设置 API（/api/v1，说明见 /api/v1/openapi.json）"
+        "更改这些设置。令牌不能读取邮件。每个令牌只显示一次；"
+        "请撤销不再使用的令牌。",
+    ),
+    "at_scope": ("Scope", "权限"),
+    "at_scope_read": ("read: look at the settings only", "只读：仅查看设置"),
+    "at_scope_write": ("write: change them too", "读写：也可以更改设置"),
+    "at_new": (
+        "The new API token “{label}”. It is shown only once: copy it now.",
+        "新的 API 令牌“{label}”。它只显示这一次：请立即复制。",
+    ),
+    "at_none": ("No API tokens yet.", "还没有 API 令牌。"),
+    "at_revoked": ("The API token “{label}” was revoked.", "API 令牌“{label}”已撤销。"),
+    "at_unknown": ("There is no such API token.", "不存在该 API 令牌。"),
+    "at_bad_scope": ("Choose read or write.", "请选择只读或读写。"),
     # app-specific passwords
     "ap_intro": (
         "Mail clients (POP and SMTP) sign in with these when two-factor"
@@ -421,6 +443,27 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "POP access is disabled: enable it on the POP access page first.",
         "POP 访问已禁用：请先在“POP 访问”页面启用。",
     ),
+    "cl_apple_profile": (
+        "Download a profile that sets up Mail on iPhone, iPad or Mac",
+        "下载描述文件，在 iPhone、iPad 或 Mac 的“邮件”中自动设置",
+    ),
+    # /settings/apple-profile and the autoconfiguration documents
+    "ap_title": ("Mail for {address}", "{address} 的邮箱"),
+    "ap_description": (
+        "Sets up {address} in Mail. When asked for the password, enter: {password}",
+        "在“邮件”中设置 {address}。要求输入密码时，请输入：{password}",
+    ),
+    "ap_unavailable_title": ("No mail access to set up", "没有可设置的邮件访问"),
+    "ap_unavailable": (
+        "POP access is off for this account, so a mail client could not sign in."
+        " Enable it on the POP access page first.",
+        "该账户的 POP 访问已关闭，邮件客户端无法登录。请先在“POP 访问”页面启用。",
+    ),
+    "auto_enable": (
+        "Enable POP access in your mail settings before a POP client connects.",
+        "在 POP 客户端连接之前，请先在邮箱设置中启用 POP 访问。",
+    ),
+    "auto_documentation": ("POP access settings", "POP 访问设置"),
     # /settings/password and /settings/imap
     "pw_intro": (
         "Change the password you sign in with here and in mail clients. The"

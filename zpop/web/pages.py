@@ -21,6 +21,7 @@ NAVIGATION = (
     ("/settings/pop", "nav_pop"),
     ("/settings/imap", "nav_imap"),
     ("/settings/app-passwords", "nav_app_passwords"),
+    ("/settings/api-tokens", "nav_api_tokens"),
     ("/settings/two-factor", "nav_two_factor"),
     ("/settings/password", "nav_password"),
     ("/settings/clients", "nav_clients"),

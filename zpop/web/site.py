@@ -35,7 +35,9 @@ from zpop.accounts.accounts import require_account
 from zpop.accounts.errors import UnknownAccount
 from zpop.web import (
     activity,
+    api_tokens,
     app_passwords,
+    autoconfig,
     clients,
     imap,
     login,
@@ -46,6 +48,8 @@ from zpop.web import (
     two_factor,
 )
 from zpop.web import password as pw
+from zpop.web.api.resource import PREFIX as API_PREFIX
+from zpop.web.api.resource import Api, make_api
 from zpop.web.i18n import LANGUAGES, Catalog, choose
 from zpop.web.pages import STYLESHEET, message_page, render
 from zpop.web.visit import BadForm, Response, Visit, WebContext, redirect
@@ -105,15 +109,27 @@ ROUTES: dict[str, Route] = {
     "/settings/app-passwords": Route(
         {b"GET": app_passwords.page, b"POST": app_passwords.change}, "full"
     ),
+    "/settings/api-tokens": Route(
+        {b"GET": api_tokens.page, b"POST": api_tokens.change}, "full"
+    ),
     "/settings/two-factor": Route(
         {b"GET": two_factor.page, b"POST": two_factor.change}, "full", enrolment=True
     ),
     "/settings/clients": Route({b"GET": clients.page}, "full"),
+    "/settings/apple-profile": Route({b"GET": autoconfig.apple_profile}, "full"),
     "/settings/sessions": Route(
         {b"GET": sessions.page, b"POST": sessions.change}, "full"
     ),
     "/settings/activity": Route({b"GET": activity.page}, "full"),
     "/static/zpop.css": Route({b"GET": _stylesheet}, cache=b"max-age=3600"),
+    # Mail clients' autoconfiguration and the MTA-STS policy (zpop.web.autoconfig).
+    "/.well-known/autoconfig/mail/config-v1.1.xml": Route(
+        {b"GET": autoconfig.thunderbird}, csrf="none"
+    ),
+    "/mail/config-v1.1.xml": Route({b"GET": autoconfig.thunderbird}, csrf="none"),
+    "/autodiscover/autodiscover.xml": Route({b"POST": autoconfig.outlook}, csrf="none"),
+    "/Autodiscover/Autodiscover.xml": Route({b"POST": autoconfig.outlook}, csrf="none"),
+    "/.well-known/mta-sts.txt": Route({b"GET": autoconfig.mta_sts}, csrf="none"),
 }
 
 
@@ -129,12 +145,24 @@ class Router(Resource):
 
     isLeaf = True  # noqa: N815 - twisted.web API
 
-    def __init__(self, web: WebContext, routes: dict[str, Route] = ROUTES) -> None:
+    def __init__(
+        self,
+        web: WebContext,
+        routes: dict[str, Route] = ROUTES,
+        api: Api | None = None,
+    ) -> None:
         super().__init__()
         self._web = web
         self._routes = routes
+        self._api = make_api(web) if api is None else api
 
     def render(self, request: Any) -> Any:
+        path = _path(request)
+        if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+            # The API answers itself: JSON, a token, no cookie or CSRF.
+            d = Deferred.fromCoroutine(self._api.render(request, path))
+            d.addErrback(lambda f: log.failure("api: answering a request", f))
+            return server.NOT_DONE_YET
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
         d = Deferred.fromCoroutine(self._serve(request, gone))

@@ -15,7 +15,8 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from zpop import admin, maildir
-from zpop.accounts import password_resets, passwords
+from zpop import config as configmod
+from zpop.accounts import dns_records, password_resets, passwords
 from zpop.cli import commands
 from zpop.store import DATABASE_NAME, SQLiteStore
 from zpop.store.sqlite import latest_version
@@ -292,8 +293,8 @@ class InitTests(AdminTestCase):
             self.usage("frobnicate"),
             "zpop: error: argument COMMAND: invalid choice: 'frobnicate' (choose "
             "from 'init', 'upgrade', 'domain', 'account', 'pop', 'twofactor', "
-            "'imap', 'app-password', 'alias', 'deliver', 'import', 'messages', "
-            "'queue')",
+            "'imap', 'app-password', 'api-token', 'alias', 'deliver', 'import', "
+            "'messages', 'queue')",
         )
 
 
@@ -348,6 +349,89 @@ class DomainTests(AdminTestCase):
         """domain add without a name is a usage error."""
         self.assertEqual(
             self.usage("domain", "add"),
+            "zpop: error: the following arguments are required: DOMAIN",
+        )
+
+
+class DomainDnsTests(AdminTestCase):
+    """``zpop domain dns DOMAIN`` (DESIGN §1 "Client autoconfiguration")."""
+
+    config = CONFIG + "[listeners]\nweb = tcp:443\n[hosts]\nweb = mail.example.com\n"
+
+    def policy_id(self) -> str:
+        policy = dns_records.mta_sts_policy(configmod.load(self.ini))
+        return dns_records.mta_sts_id(policy)
+
+    @property
+    def ini(self) -> str:
+        return os.path.join(self.data, "zpop.ini")
+
+    def test_personal_domain(self) -> None:
+        """A personal domain's zone lines, whole: MX, SPF, DMARC, the RFC 6186
+        SRV records on the personal POP host, autoconfig, autodiscover,
+        MTA-STS and TLS-RPT, then the DKIM hook and what else to set up."""
+        self.ok("domain", "add", "example.com")
+        self.assertEqual(
+            self.ok("domain", "dns", "Example.COM"),
+            "; DNS records for example.com (personal domain)\n"
+            "example.com. 3600 IN MX 10 smtp.example.com.\n"
+            'example.com. 3600 IN TXT "v=spf1 mx -all"\n'
+            '_dmarc.example.com. 3600 IN TXT "v=DMARC1; p=none;'
+            ' rua=mailto:postmaster@example.com"\n'
+            "_pop3s._tcp.example.com. 3600 IN SRV 0 1 995 pop.example.com.\n"
+            "_submissions._tcp.example.com. 3600 IN SRV 0 1 465 smtp.example.com.\n"
+            "_submission._tcp.example.com. 3600 IN SRV 10 1 587 smtp.example.com.\n"
+            "autoconfig.example.com. 3600 IN CNAME mail.example.com.\n"
+            "autodiscover.example.com. 3600 IN CNAME mail.example.com.\n"
+            "_autodiscover._tcp.example.com. 3600 IN SRV 0 1 443 mail.example.com.\n"
+            "mta-sts.example.com. 3600 IN CNAME mail.example.com.\n"
+            f'_mta-sts.example.com. 3600 IN TXT "v=STSv1; id={self.policy_id()}"\n'
+            '_smtp._tls.example.com. 3600 IN TXT "v=TLSRPTv1;'
+            ' rua=mailto:postmaster@example.com"\n'
+            "; DKIM: no keys yet (zpop domain dkim example.com)\n"
+            "; pop.example.com, smtp.example.com, mail.example.com need A/AAAA"
+            " records of this server and names in its certificate, as do"
+            " autoconfig.example.com, autodiscover.example.com and"
+            " mta-sts.example.com for HTTPS\n",
+        )
+
+    def test_organization_domain(self) -> None:
+        """An organization domain's POP3S SRV names the organization host;
+        its DMARC reports go to the postmaster's zone, which authorises them."""
+        self.ok("domain", "add", "corp.example", "--organization")
+        lines = self.ok("domain", "dns", "corp.example").splitlines()
+        authorization = (
+            'corp.example._report._dmarc.example.com. 3600 IN TXT "v=DMARC1"'
+        )
+        at = lines.index(authorization)
+        self.assertEqual(
+            ([line for line in lines if "_pop3s" in line], lines[at - 1 : at + 1]),
+            (
+                ["_pop3s._tcp.corp.example. 3600 IN SRV 0 1 995 poppro.example.com."],
+                [
+                    "; in the zone of example.com: lets it receive this domain's"
+                    " DMARC reports",
+                    authorization,
+                ],
+            ),
+        )
+
+    def test_errors(self) -> None:
+        """An unhosted domain fails as every domain command does; a malformed
+        or missing one is a usage error."""
+        self.fails(
+            "example.org is not a hosted domain: add it with"
+            " 'zpop domain add example.org'",
+            "domain",
+            "dns",
+            "example.org",
+        )
+        self.assertEqual(
+            self.usage("domain", "dns", "nodot"),
+            "zpop: error: argument DOMAIN: 'nodot' is not a domain: it has no dot",
+        )
+        self.assertEqual(
+            self.usage("domain", "dns"),
             "zpop: error: the following arguments are required: DOMAIN",
         )
 

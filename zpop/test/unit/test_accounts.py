@@ -313,7 +313,7 @@ class AppPasswordTests(ServiceTestCase):
         """A created password is stored as its keyed hash, listed by label,
         and revoked by ID."""
         account = self.add()
-        secret = result(
+        record, secret = result(
             app_passwords.create(
                 self.store, self.clock, KEY, "alice@example.com", "  my   phone "
             )
@@ -325,6 +325,7 @@ class AppPasswordTests(ServiceTestCase):
         self.assertEqual(
             (found.label, found.created), ("my phone", self.clock.seconds())
         )
+        self.assertEqual(found, record)
         digest = passwords.app_password_digest(KEY, account.id, secret)
         assert digest is not None
         self.assertIsNotNone(

@@ -1,0 +1,180 @@
+"""The JSON Schemas of the API's bodies (OpenAPI 3.1 takes JSON Schema
+2020-12 as it is), named once and referred to by the operations and the
+document's ``components``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zpop.accounts.accounts import PLANS
+from zpop.accounts.api_tokens import API_SCOPES
+from zpop.accounts.settings import DELETION_POLICIES, POP_MODES, SPAM_POLICIES
+
+Schema = dict[str, Any]
+
+TIME: Schema = {"type": "string", "format": "date-time"}
+TIME_OR_NULL: Schema = {"type": ["string", "null"], "format": "date-time"}
+ADDRESS: Schema = {"type": "string", "format": "email", "maxLength": 254}
+LABEL: Schema = {"type": "string", "minLength": 1, "maxLength": 100}
+TWO_FACTOR_STATES = ("off", "required", "on")
+
+
+def obj(properties: dict[str, Schema], required: list[str] | None = None) -> Schema:
+    """A closed object (no other properties) with ``required`` fields (all
+    by default: an answer always carries every field)."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        "additionalProperties": False,
+    }
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def page_of(name: str) -> Schema:
+    return obj(
+        {
+            "items": {"type": "array", "items": ref(name)},
+            "next_cursor": {"type": ["string", "null"]},
+        }
+    )
+
+
+POP_FIELDS: dict[str, Schema] = {
+    "enabled": {"type": "boolean"},
+    "mode": {"enum": [*POP_MODES, None]},
+    "since": TIME_OR_NULL,
+    "spam": {"enum": list(SPAM_POLICIES)},
+    "deletion": {"enum": list(DELETION_POLICIES)},
+}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": obj(
+        {"error": obj({"code": {"type": "string"}, "message": {"type": "string"}})}
+    ),
+    "PopSettings": obj(POP_FIELDS),
+    "PopChange": obj(
+        {k: v for k, v in POP_FIELDS.items() if k != "since"}, required=[]
+    ),
+    "ImapSettings": obj({"enabled": {"type": "boolean"}}),
+    "TwoFactor": obj({"state": {"enum": list(TWO_FACTOR_STATES)}}),
+    "Me": obj(
+        {
+            "address": ADDRESS,
+            "domain": {"type": "string"},
+            "organization": {"type": "boolean"},
+            "plan": {"enum": list(PLANS)},
+            "federated": {"type": "boolean"},
+            "password": {"type": "boolean"},
+            "two_factor": {"enum": list(TWO_FACTOR_STATES)},
+            "created": TIME,
+        }
+    ),
+    "AppPassword": obj(
+        {
+            "id": {"type": "integer"},
+            "label": {"type": "string"},
+            "created": TIME,
+            "last_used": TIME_OR_NULL,
+            "last_used_from": {"type": ["string", "null"]},
+        }
+    ),
+    "NewAppPassword": obj(
+        {
+            "id": {"type": "integer"},
+            "label": {"type": "string"},
+            "created": TIME,
+            "password": {"type": "string"},
+        }
+    ),
+    "LabelRequest": obj({"label": LABEL}),
+    "LoginEvent": obj(
+        {
+            "at": TIME,
+            "protocol": {"type": "string"},
+            "client": {"type": "string"},
+            "credential": {"type": "string"},
+            "result": {"enum": ["succeeded", "failed", "refused"]},
+            "reason": {"type": "string"},
+        }
+    ),
+    "Domain": obj(
+        {
+            "name": {"type": "string"},
+            "organization": {"type": "boolean"},
+            "created": TIME,
+            "accounts": {"type": "integer", "minimum": 0},
+        }
+    ),
+    "NewDomain": obj(
+        {"name": {"type": "string"}, "organization": {"type": "boolean"}},
+        required=["name"],
+    ),
+    "Account": obj(
+        {
+            "address": ADDRESS,
+            "domain": {"type": "string"},
+            "organization": {"type": "boolean"},
+            "plan": {"enum": list(PLANS)},
+            "federated": {"type": "boolean"},
+            "password": {"type": "boolean"},
+            "two_factor": {"enum": list(TWO_FACTOR_STATES)},
+            "created": TIME,
+            "pop": ref("PopSettings"),
+            "imap": ref("ImapSettings"),
+            "aliases": {"type": "array", "items": {"type": "string"}},
+            "app_passwords": {"type": "integer", "minimum": 0},
+        }
+    ),
+    "NewAccount": obj(
+        {
+            "address": ADDRESS,
+            "plan": {"enum": list(PLANS)},
+            "federated": {"type": "boolean"},
+            "password": {"type": "string", "minLength": 1, "maxLength": 1024},
+        },
+        required=["address"],
+    ),
+    "AccountChange": obj({"plan": {"enum": list(PLANS)}}, required=[]),
+    "TwoFactorChange": obj({"state": {"enum": ["required", "off"]}}),
+    "Alias": obj({"alias": ADDRESS}),
+    "ResetLink": obj({"link": {"type": "string"}, "expires": TIME}),
+    "QueuedRecipient": obj(
+        {
+            "recipient": {"type": "string"},
+            "state": {"type": "string"},
+            "attempts": {"type": "integer", "minimum": 0},
+            "next_attempt": TIME,
+            "last_error": {"type": ["string", "null"]},
+        }
+    ),
+    "QueuedMessage": obj(
+        {
+            "id": {"type": "integer"},
+            "sender": {"type": "string"},
+            "account": {"type": ["string", "null"]},
+            "size": {"type": "integer", "minimum": 0},
+            "created": TIME,
+            "expires": TIME,
+            "recipients": {"type": "array", "items": ref("QueuedRecipient")},
+        }
+    ),
+    "Retried": obj(
+        {
+            "due": {"type": "integer", "minimum": 0},
+            "released": {"type": "integer", "minimum": 0},
+        }
+    ),
+    "Deleted": obj({"recipients": {"type": "integer", "minimum": 0}}),
+    "ApiTokenScope": {"enum": list(API_SCOPES)},
+}
+
+
+def required_fields(schema: Schema) -> list[str]:
+    """The fields a request body schema (or the one it refers to) requires."""
+    if "$ref" in schema:
+        schema = SCHEMAS[schema["$ref"].rsplit("/", 1)[1]]
+    return list(schema.get("required", []))
