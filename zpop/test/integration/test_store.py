@@ -368,6 +368,7 @@ class StoreConformanceMixin(_MixinBase):
             self.store.disable_pop("eve@example.com"),
             self.store.set_pop_spam("eve@example.com", "include"),
             self.store.set_pop_deletion("eve@example.com", "delete"),
+            self.store.set_plan("eve@example.com", "free"),
             self.store.add_app_password("eve@example.com", "x", b"e" * 32, NOW),
             self.store.list_app_passwords("eve@example.com"),
             self.store.revoke_app_password("eve@example.com", 1),
@@ -406,6 +407,7 @@ class StoreConformanceMixin(_MixinBase):
         changed(self.ok(self.store.disable_pop(address)))
         changed(self.ok(self.store.set_pop_spam(address, "include")))
         changed(self.ok(self.store.set_pop_deletion(address, "delete")))
+        changed(self.ok(self.store.set_plan(address, "free")))
         app = self.ok(self.store.add_app_password(address, "phone", b"a" * 32, NOW))
         changed(app)
         changed(self.ok(self.store.revoke_app_password(address, app.id)))
@@ -540,6 +542,16 @@ class StoreConformanceMixin(_MixinBase):
             account = self.ok(self.store.set_pop_deletion("bob@example.com", policy))
             self.assertEqual(account.pop.deletion, policy)
             self.assertEqual(self.get().pop.deletion, policy)
+
+    def test_set_plan(self) -> None:
+        """Each plan is stored and read back; another is refused by the
+        schema and changes nothing."""
+        self.account()
+        for plan in ("free", "paid"):
+            account = self.ok(self.store.set_plan("bob@example.com", plan))
+            self.assertEqual((account.plan, self.get().plan), (plan, plan))
+        self.fails(self.store.set_plan("bob@example.com", "gold"), StoreError)
+        self.assertEqual(self.get().plan, "paid")
 
     # -- app-specific passwords -------------------------------------------
 
