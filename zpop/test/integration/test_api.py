@@ -93,6 +93,16 @@ class ApiServerTests(TestCase):
             self.assertTrue(pop.pass_(PASSWORD).startswith(b"+OK"))
         finally:
             pop.quit()
+        # No token reads mail: POP3S refuses one as a password.
+        pop = poplib.POP3_SSL(
+            "127.0.0.1", self.server.ports["pop3s"], context=self.context, timeout=30
+        )
+        try:
+            pop.user(ADDRESS)
+            with self.assertRaises(poplib.error_proto):
+                pop.pass_(write)
+        finally:
+            pop.close()
         self.assertEqual(self.call("GET", "/settings/pop", read)[1], body)
         self.assertEqual(self.call("GET", "/me", None)[0], 401)
         self.assertIn(
