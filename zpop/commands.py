@@ -13,11 +13,14 @@ fails.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from time import perf_counter
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
+
+from zpop import metrics
 
 #: Bytes a client may pipeline while a command is pending before zpop stops
 #: reading from its socket (back-pressure instead of an unbounded buffer).
@@ -69,6 +72,8 @@ class CommandRunner:
     """
 
     refusal: type[Exception]
+    #: The protocol's name in the command latency metrics (zpop.metrics).
+    metrics_protocol: str
     transport: Any
     clock: IReactorTime
     _abort_call: IDelayedCall | None = None
@@ -107,19 +112,30 @@ class CommandRunner:
             self._abort_call.cancel()
 
     def _run(self, handler: Callable[..., Any], *args: Any) -> None:
-        """Call a handler; answer a refusal; wait for what it returns."""
+        """Call a handler; answer a refusal; wait for what it returns.
+        The time to its reply goes to the latency histogram."""
+        started = perf_counter()
         try:
             result = handler(*args)
             if isinstance(result, Coroutine):
                 result = start(result)
         except self.refusal as refusal:
             self._refuse(refusal)
+            metrics.command(self.metrics_protocol, perf_counter() - started)
             return
         except Exception:
             self._render_failure(Failure())
             return
         if isinstance(result, Deferred):
+            # Before _wait_for's callbacks, which go on to the next command.
+            result.addBoth(self._timed, started)
             self._wait_for(result)
+        else:
+            metrics.command(self.metrics_protocol, perf_counter() - started)
+
+    def _timed(self, result: object, started: float) -> object:
+        metrics.command(self.metrics_protocol, perf_counter() - started)
+        return result
 
     def _wait_for(self, d: Deferred) -> None:
         self._waiting = True

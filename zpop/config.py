@@ -29,6 +29,8 @@ LISTENERS: dict[str, str] = {
     "submission": "tcp:8587",
     "mx": "tcp:8025",
     "web": "tcp:8443",
+    # Prometheus scrapes, plain HTTP: loopback only unless configured.
+    "metrics": "tcp:9180:interface=127.0.0.1",
 }
 
 CONFIG_NAME = "zpop.ini"
@@ -443,9 +445,9 @@ class Config:
         help page): the ``[hosts] web`` name, with the web listener's port
         unless it is 443. Never taken from a request's Host header, which
         the visitor chooses."""
+        # Port 0 (any free port, in tests) names no port a link could use.
         port = endpoint_port(self.listeners.get("web", ""))
         suffix = "" if port in (None, 0, 443) else f":{port}"
-        # Port 0 (any free port, in tests) names no port a link could use.
         return f"https://{self.hosts.web}{suffix}"
 
     def replace(self, **sections: Any) -> Config:

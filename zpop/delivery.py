@@ -38,6 +38,7 @@ from typing import IO, Any
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
+from zpop import metrics
 from zpop.accounts import Clock, service
 from zpop.config import SubmissionConfig
 from zpop.maildir import Entry
@@ -551,6 +552,13 @@ class SMTPDelivery:
                 ),
             )
         d = self._store.accept_message(local, queued)
+        copies = len(seen)
+
+        def count(accepted: Any) -> Any:
+            metrics.delivered(folder, copies, queued is not None)
+            return accepted
+
+        d.addCallback(count)
         if queued is not None and self._on_queued is not None:
             on_queued = self._on_queued
 

@@ -15,6 +15,8 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import WrappingFactory
 
+from zpop import metrics
+
 log = Logger()
 
 #: What each protocol says to a refused connection.
@@ -45,18 +47,26 @@ class ConnectionLimiter(WrappingFactory):
     """Wraps a listener's protocol factory and counts its live connections.
 
     Put it inside implicit TLS, so the refusal is readable by the client.
+    ``listener`` names the listener in the connection metrics (zpop.metrics).
     """
 
     noisy = False
 
     def __init__(
-        self, wrapped: IProtocolFactory, per_client: int, total: int, refusal: bytes
+        self,
+        wrapped: IProtocolFactory,
+        per_client: int,
+        total: int,
+        refusal: bytes,
+        listener: str = "-",
     ) -> None:
         super().__init__(wrapped)
         self.per_client = per_client
         self.total = total
         self._refusal = refusal
         self._by_host: Counter[str] = Counter()
+        self.listener = listener
+        metrics.current().prepare_listener(listener)
 
     def buildProtocol(self, addr: Any) -> Any:
         host = _host(addr)
@@ -68,15 +78,18 @@ class ConnectionLimiter(WrappingFactory):
                 from_client=self._by_host[host],
                 total=len(self.protocols),
             )
+            metrics.connection_refused(self.listener)
             return _Refuse(self._refusal)
         return super().buildProtocol(addr)
 
     def registerProtocol(self, p: Any) -> None:
         super().registerProtocol(p)
         self._by_host[_host(p.transport.getPeer())] += 1
+        metrics.connection_opened(self.listener)
 
     def unregisterProtocol(self, p: Any) -> None:
         super().unregisterProtocol(p)
+        metrics.connection_closed(self.listener)
         host = _host(p.transport.getPeer())
         self._by_host[host] -= 1
         if self._by_host[host] <= 0:

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from twisted.mail import pop3
 from twisted.python.failure import Failure
 
-from zpop import sasl, tls
+from zpop import metrics, sasl, tls
 from zpop.accounts.credentials import LoginRefused
 from zpop.accounts.maildrop import StorageFull
 from zpop.accounts.realm import Session
@@ -126,6 +126,7 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
     #: The context factory for STLS, or None where STLS is not offered.
     stls_context: Any = None
     implicit_tls = False
+    metrics_protocol = "pop3"
 
     def connectionMade(self) -> None:
         # Upstream greets with an APOP timestamp, which invites a login whose
@@ -176,6 +177,8 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
         if self._onLogout is not None:
             self._onLogout()
             self._onLogout = None
+        if self.mbox is not None:
+            metrics.session_ended(self._listener())
         if self._tls_version is None and self._tls_active:
             # A session that never logged in still ran over TLS.
             self._tls_version = tls.tls_version(self.transport)
@@ -196,6 +199,9 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
     def timeoutConnection(self) -> None:
         self._ended = "timeout"
         self._close(b"-ERR [SYS/TEMP] Idle for too long, closing the connection")
+
+    def _listener(self) -> str:
+        return "pop3s" if self.implicit_tls else "pop3"
 
     def successResponse(self, message: Any = "") -> None:
         if isinstance(message, str):
@@ -457,6 +463,7 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
             return None
         self.mbox = maildrop
         self._onLogout = logout
+        metrics.session_started(self._listener())
         if self._login_deadline.active():
             self._login_deadline.cancel()
         self._account = user.decode("utf-8", "replace").lower()
@@ -564,6 +571,7 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
         if lines is None:
             self._retrieved += 1
             self._retrieved_bytes += sent
+            metrics.retrieved(sent)
 
     def do_RETR(self, argument: bytes) -> Any:
         return self._send(argument, None)

@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from twisted.mail import smtp
 from twisted.python.failure import Failure
 
-from zpop import sasl, tls
+from zpop import metrics, sasl, tls
 from zpop.accounts.credentials import AppPasswordRequired, LoginRefused
 from zpop.accounts.realm import ISubmitter, Session
 from zpop.commands import CommandRunner
@@ -89,6 +89,7 @@ class SMTPServer(CommandRunner, sasl.Exchanges, MailTransaction, smtp.ESMTP):
     tls_context: Any = None
     # Upstream declares it None at class level; zpop sets it at login.
     _onLogout: Any
+    metrics_protocol = "smtp"
 
     # -- connection ---------------------------------------------------------
 
@@ -141,6 +142,8 @@ class SMTPServer(CommandRunner, sasl.Exchanges, MailTransaction, smtp.ESMTP):
         if self._onLogout is not None:
             self._onLogout()
             self._onLogout = None
+        if self.authenticated:
+            metrics.session_ended(self.role.name)
         log.info(
             "smtp session {role} client={client} account={account} tls={tls}"
             " accepted={accepted} ended={ended}",
@@ -491,6 +494,7 @@ class SMTPServer(CommandRunner, sasl.Exchanges, MailTransaction, smtp.ESMTP):
         self.authenticated = True
         self._submitter = submitter
         self._onLogout = logout
+        metrics.session_started(self.role.name)
         self._account = submitter.account.address
         if self._login_deadline is not None and self._login_deadline.active():
             self._login_deadline.cancel()

@@ -19,6 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.mail import smtp
 
+from zpop import metrics
 from zpop.config import Config
 from zpop.delivery import (
     Envelope,
@@ -344,6 +345,7 @@ class MailTransaction:
             )
             raise Reply(451, "4.3.0", "Temporary storage failure, try again later")
         self._accepted += 1
+        metrics.accepted(self.role.name)
         log.info(
             "accepted {queue_id} role={role} client={client} account={account}"
             " from=<{sender}> local={local} remote={remote} size={size}"

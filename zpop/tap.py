@@ -9,7 +9,9 @@ directory, database, TLS policy, thread pools and listeners::
     +-- hashing     ThreadPoolService: bcrypt
     +-- activity    sign-in activity, written in batches (zpop.accounts.activity)
     +-- pop3s ...   one listener per enabled endpoint, in LISTENERS order
-                    (web: the HTTPS settings site, zpop.web)
+                    (web: the HTTPS settings site, zpop.web;
+                    metrics: Prometheus scrapes, zpop.metrics, main
+                    process only, after its one-thread pool ``metrics-scrape``)
     +-- outbound    the relay for remote recipients
     +-- workers     with [server] workers > 1: the other processes
 
@@ -22,6 +24,7 @@ leases through the database pool.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -40,6 +43,7 @@ from twisted.python import usage
 from zope.interface import implementer
 
 from zpop import config as zconfig
+from zpop import metrics
 from zpop.accounts.activity import ActivityRecorder
 from zpop.accounts.credentials import AccountChecker, Authenticator, CachedLogin, Share
 from zpop.accounts.passwords import load_or_create_key
@@ -49,6 +53,7 @@ from zpop.config import LISTENERS, Config, ConfigError
 from zpop.delivery import SMTPDelivery
 from zpop.limits import REFUSALS, ConnectionLimiter
 from zpop.outbound import OutboundService
+from zpop.outbound.queue import summary as queue_summary
 from zpop.pop3 import POP3Factory, POP3Settings
 from zpop.smtp import SMTPFactory
 from zpop.smtp_transaction import SMTPSettings
@@ -68,6 +73,8 @@ LISTENER_KINDS: dict[str, tuple[str, str]] = {
     "submission": ("SMTP", "STARTTLS"),
     "mx": ("SMTP", "STARTTLS"),
     "web": ("HTTP", "implicit"),
+    # Plain HTTP, served by the main process only (zpop.metrics).
+    "metrics": ("HTTP", "none"),
 }
 
 HASHING_THREADS = 2
@@ -79,6 +86,8 @@ _HELP = {
     "submission": "SMTP submission with STARTTLS (production: tcp:587)",
     "mx": "inbound SMTP (MX) with STARTTLS (production: tcp:25)",
     "web": "HTTPS self-service web settings (production: tcp:443)",
+    "metrics": "Prometheus metrics over plain HTTP (default:"
+    " tcp:9180:interface=127.0.0.1; production: off)",
 }
 
 
@@ -210,6 +219,8 @@ class WorkerSide(Protocol):
 
     listeners: dict[str, tuple[int, int]]
     learn_entry: Share | None
+    #: Where to write this process's metrics for the main one (None: off).
+    metrics_dir: str | None
 
     def wake(self) -> None: ...
 
@@ -377,6 +388,8 @@ def build_service(
     except OSError as e:
         raise StartupError(f"cannot create data directory {data_dir}: {e.strerror}")
     log.info("data directory {data_dir}", data_dir=data_dir)
+    # Before anything counts (the thread pools below do).
+    metrics_dir = _start_metrics(cfg, worker)
     db_path = os.path.join(data_dir, DATABASE_NAME)
     try:
         upgraded = schema.upgrade(db_path)
@@ -466,6 +479,13 @@ def build_service(
     )
     endpoints_: list[tuple[str, _ReportingEndpoint]] = []
     for name in LISTENERS:
+        if name == "metrics":
+            # The main process alone answers scrapes, for every process.
+            if worker is None and cfg.listeners.get(name, ""):
+                _metrics_listener(
+                    top, cfg.listeners[name], metrics_dir, store, reactor
+                )
+            continue
         if worker is None:
             description = cfg.listeners.get(name, "")
             if not description:
@@ -478,6 +498,7 @@ def build_service(
             -(-cfg.auth.max_connections_per_client // cfg.server.workers),
             -(-cfg.auth.max_connections // cfg.server.workers),
             REFUSALS[LISTENER_KINDS[name][0]],
+            listener=name,
         )
         if LISTENER_KINDS[name][1] == "implicit":
             factory = tls.wrap(factory, reactor)
@@ -499,6 +520,70 @@ def build_service(
             config_path,
             outbound,
             checker.learn,
+            metrics_dir,
         )
         pool.setServiceParent(top)
     return top
+
+
+def _start_metrics(cfg: Config, worker: WorkerSide | None) -> str | None:
+    """Where this process's metrics go when several processes serve
+    (``zpop.metrics``): the main process empties the per-run directory
+    and writes there, a worker writes where the main process said. None:
+    in memory (one process, or no ``metrics`` listener)."""
+    if worker is not None:
+        path = worker.metrics_dir
+    elif cfg.listeners.get("metrics", "") and cfg.server.workers > 1:
+        path = metrics.directory(cfg.server.data)
+        try:
+            metrics.clear_directory(path)
+        except OSError as e:
+            raise StartupError(f"metrics directory {path}: {e.strerror or e}")
+    else:
+        path = None
+    if path is not None:
+        metrics.install_multiprocess(path)
+    return path
+
+
+def _loopback_only(description: str) -> bool:
+    """Whether an endpoint string listens on loopback (or a Unix socket)."""
+    kind = description.split(":", 1)[0].strip().lower()
+    if kind == "unix":
+        return True
+    match = re.search(r"interface=((?:\\:|[^:])*)", description)
+    interface = match.group(1).replace("\\:", ":") if match else ""
+    return interface in ("::1", "localhost") or interface.startswith("127.")
+
+
+def _metrics_listener(
+    top: service.MultiService,
+    description: str,
+    metrics_dir: str | None,
+    store: IStore,
+    reactor: Any,
+) -> None:
+    """The ``metrics`` listener and the one thread its scrapes collect in."""
+    if not _loopback_only(description):
+        log.warn(
+            "listener metrics ({description}) is plain HTTP beyond loopback:"
+            " anyone who reaches it sees the server's traffic counts",
+            description=description,
+        )
+    collecting = ThreadPoolService(reactor, "metrics-scrape", 1)
+    collecting.setServiceParent(top)
+    registry = (
+        metrics.multiprocess_registry(metrics_dir)
+        if metrics_dir is not None
+        else metrics.current().registry
+    )
+
+    async def refresh() -> None:
+        count, oldest = await queue_summary(store)
+        age = 0.0 if oldest is None else max(0.0, reactor.seconds() - oldest)
+        metrics.queue(count, age)
+
+    site = metrics.make_site(
+        registry, collecting, lambda: Deferred.fromCoroutine(refresh())
+    )
+    listener_service("metrics", description, site, reactor).setServiceParent(top)

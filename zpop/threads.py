@@ -19,6 +19,8 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.python.failure import Failure
 
+from zpop import metrics
+
 Runner = Callable[..., Deferred]
 
 #: One queued call: its Deferred, the function and its arguments.
@@ -53,6 +55,7 @@ class ThreadPoolService(Service):
         self, reactor: IReactorFromThreads, name: str, size: int, nice: int = 0
     ) -> None:
         self.setName(name)
+        self._pool_name = name
         self._reactor = reactor
         self.size = size
         #: Raise this pool's threads' niceness (Linux: per thread), so CPU-
@@ -74,6 +77,8 @@ class ThreadPoolService(Service):
             early, self._backlog = self._backlog, deque()
         for call in early:
             self._dispatch(call)
+        with self._lock:
+            metrics.thread_pool_queue(self._pool_name, len(self._backlog))
 
     def stopService(self) -> None:
         """Run what is queued, then end and join the threads."""
@@ -115,6 +120,8 @@ class ThreadPoolService(Service):
                 thread.start()
             else:
                 self._backlog.append(call)
+                # Only while every thread is busy: no cost on the fast path.
+                metrics.thread_pool_queue(self._pool_name, len(self._backlog))
                 return
         inbox.put(call)
 
@@ -136,6 +143,8 @@ class ThreadPoolService(Service):
                 call = self._backlog.popleft() if self._backlog else None
                 if call is None:
                     self._idle.append(inbox)
+                else:
+                    metrics.thread_pool_queue(self._pool_name, len(self._backlog))
             self._reactor.callFromThread(fire, result)
             # An idle thread keeps no reference to the last call's data.
             del fire, result

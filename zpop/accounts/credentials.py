@@ -30,6 +30,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
+from zpop import metrics
 from zpop.accounts import passwords
 from zpop.config import AuthConfig
 from zpop.store import Account, IStore, LoginEvent
@@ -409,6 +410,7 @@ class Authenticator:
             until = await self._banned_until(client, now)
             if until is not None:
                 self._audit("refused", audit, "-", "client banned")
+                metrics.login(protocol, "banned")
                 raise LoginRefused(
                     "SYS/TEMP", "Too many failed logins, try again later"
                 )
@@ -421,6 +423,7 @@ class Authenticator:
             result = await self._portal.login(credentials, mind, interface)
         except LoginRefused as refusal:
             self._audit("refused", audit, "-", refusal.text)
+            metrics.login(protocol, "refused")
             # Every refusal but this one comes after the secret was
             # verified, so the account exists.
             if not isinstance(refusal, FullAddressRequired):
@@ -429,6 +432,7 @@ class Authenticator:
             raise
         except UnauthorizedLogin as failure:
             self._audit("failed", audit, "-", "bad credentials")
+            metrics.login(protocol, "failed")
             if isinstance(failure, WrongSecret):
                 self._note(audit, failure.address, "-", "failed", "bad credentials")
             await self._slow_down(client, account, self._tag(username, password))
@@ -437,6 +441,7 @@ class Authenticator:
         identity = getattr(avatar, "identity", None)
         method = getattr(identity, "method", "-")
         self._audit("succeeded", audit, method, "-")
+        metrics.login(protocol, "succeeded")
         address = avatar_address(avatar, account)
         used = getattr(identity, "app_password_id", None)
         self._note(audit, address, method, "succeeded", "-", used)
@@ -488,11 +493,6 @@ class Authenticator:
         tag = self._tag(address.encode("utf-8"), b"code\0" + code.encode("utf-8"))
         await self._slow_down(client, address, tag)
 
-    async def note_attempt(self, protocol: str, client: str, username: str) -> None:
-        """Count a request that could be abused to probe or to flood (a
-        "forgot password" form) like a failed login of ``client``: refused
-        with LoginRefused while the client is banned, else counted towards
-        its ban, slowed down as failures are, and audited (outcome
     async def bearer(
         self,
         protocol: str,
@@ -517,6 +517,11 @@ class Authenticator:
             raise UnauthorizedLogin()
         return found
 
+    async def note_attempt(self, protocol: str, client: str, username: str) -> None:
+        """Count a request that could be abused to probe or to flood (a
+        "forgot password" form) like a failed login of ``client``: refused
+        with LoginRefused while the client is banned, else counted towards
+        its ban, slowed down as failures are, and audited (outcome
         ``requested``). Every request counts, even a repeat."""
         account = username.strip().lower()
         now = self._clock.seconds()
@@ -559,6 +564,7 @@ class Authenticator:
         exempt = self.exempt(client)
         if by_client >= cfg.ban_threshold and not exempt:
             await self._store.ban_client(client, now + cfg.ban_period)
+            metrics.ban()
             log.warn(
                 "login ban client={client} failures={failures} until={until}",
                 client=client,

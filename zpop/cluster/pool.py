@@ -17,6 +17,7 @@ from twisted.logger import InvalidLogLevelError, Logger, LogLevel, globalLogPubl
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from zpop import metrics
 from zpop.accounts.credentials import CachedLogin, Share
 from zpop.cluster.pipe import (
     FIRST_LISTENER_FD,
@@ -68,6 +69,8 @@ class _WorkerProcess(ProcessProtocol):
         self.number = number
         self.started = started
         self.ended: Deferred = Deferred()
+        #: The process id, kept for after it ended (the transport forgets).
+        self.pid: int | None = None
         self._log = b""
         self._messages = b""
         self._stdin = _StdinBackedUp()
@@ -158,8 +161,12 @@ class WorkerPool(service.Service):
         config_path: str | None,
         outbound: Any,
         learn: Share,
+        metrics_dir: str | None = None,
     ) -> None:
+        """``metrics_dir``: where the workers write their metrics
+        (zpop.metrics), None for nowhere."""
         self.setName("workers")
+        self._metrics_dir = metrics_dir
         self._reactor = reactor
         self._count = count
         self._ports = list(ports)
@@ -185,6 +192,8 @@ class WorkerPool(service.Service):
         ]
         if self._config_path is not None:
             argv += ["--config", self._config_path]
+        if self._metrics_dir is not None:
+            argv += ["--metrics-dir", self._metrics_dir]
         child_fds: dict[int, Any] = {0: "w", 1: "r", 2: "r", TO_MAIN_FD: "r"}
         for fd, (name, port_of) in enumerate(self._ports, FIRST_LISTENER_FD):
             sock = port_of().socket
@@ -195,6 +204,7 @@ class WorkerPool(service.Service):
             worker, sys.executable, argv, env=dict(os.environ), childFDs=child_fds
         )
         self._workers[number] = worker
+        worker.pid = worker.transport.pid
         log.info(
             "worker {number} started, pid {pid}",
             number=number,
@@ -224,6 +234,8 @@ class WorkerPool(service.Service):
     def ended(self, worker: _WorkerProcess, reason: Failure) -> None:
         if self._workers.get(worker.number) is worker:
             del self._workers[worker.number]
+        if self._metrics_dir is not None and worker.pid is not None:
+            metrics.process_ended(worker.pid, self._metrics_dir)
         if not self.running:
             return
         lived = self._reactor.seconds() - worker.started

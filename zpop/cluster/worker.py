@@ -67,6 +67,8 @@ class Worker:
     #: Where the verifications other processes made go: the checker's
     #: ``learn``, given by build_service once it made the checker.
     learn_entry: Share | None = None
+    #: Where this process writes its metrics (zpop.metrics), or None.
+    metrics_dir: str | None = None
 
     @staticmethod
     def _send(line: bytes) -> None:
@@ -161,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("data")
     parser.add_argument("--config")
     parser.add_argument("--listener", type=_listener, action="append", default=[])
+    parser.add_argument("--metrics-dir")
     args = parser.parse_args(argv)
     # Signals for the terminal's process group (Ctrl-C) go to the main
     # process, which stops its workers in order.
@@ -177,7 +180,11 @@ def main(argv: list[str] | None = None) -> None:
     for fd in (0, TO_MAIN_FD):
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-    worker = Worker(reactor, {name: (fd, fam) for name, fd, fam in args.listener})
+    worker = Worker(
+        reactor,
+        {name: (fd, fam) for name, fd, fam in args.listener},
+        metrics_dir=args.metrics_dir,
+    )
     top = build_service(options.config, reactor, options.config_path, worker)
     top.privilegedStartService()
     top.startService()

@@ -46,6 +46,13 @@ async def list_queue(store: IStore) -> list[OutboundMessage]:
 
 
 @service
+async def summary(store: IStore) -> tuple[int, float | None]:
+    """How many messages are queued, and when the oldest was queued."""
+    found: tuple[int, float | None] = await store.outbound_summary()
+    return found
+
+
+@service
 async def retry(store: IStore, message_id: int | None, now: float) -> Retried:
     """Make the queued recipients of one message (None: of every message)
     due at ``now``; raises UnknownQueuedMessage.

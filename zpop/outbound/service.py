@@ -34,7 +34,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from zpop import owners
+from zpop import metrics, owners
 from zpop.config import OutboundConfig
 from zpop.outbound.client import Deliverer, DeliveryError, RemoteReply, hop_endpoint
 from zpop.outbound.dsn import SUBJECT, build_dsn
@@ -46,6 +46,9 @@ from zpop.store.records import NewMessage, OutboundJob, QueuedMessage
 # The namespace of the module this was split from, so log filters and what
 # operators grep for ("[zpop.outbound#...]") stay as they were.
 log = Logger(namespace="zpop.outbound")
+
+#: A recipient's state after an attempt -> its result in zpop.metrics.
+_RESULTS = {"delivered": "delivered", "queued": "deferred", "failed": "failed"}
 
 #: Recipients claimed per scan, and the most waiting in memory.
 CLAIM_BATCH = 500
@@ -352,6 +355,8 @@ class OutboundService(Service):
         complete = await self._store.record_outbound_results(
             self.owner, job.message_id, rows, now
         )
+        for row in rows:
+            metrics.relayed(_RESULTS.get(row.state, row.state))
         if complete:
             await self._finalize(job.message_id)
 
@@ -397,6 +402,8 @@ class OutboundService(Service):
                 where, local, queued = await self._bounce_to(message.sender, body, now)
             if not await self._store.finish_outbound(message_id, local, queued):
                 return  # another scan finished it
+            if where != "none":
+                metrics.bounced(where)
             log.info(
                 "outbound {id} done: delivered={delivered} failed={failed}"
                 " bounce={where}",

@@ -292,6 +292,11 @@ class IQueueStore(Interface):
     def list_outbound() -> Deferred[list[OutboundMessage]]:
         """Fires with every OutboundMessage, oldest first."""
 
+    def outbound_summary() -> Deferred[tuple[int, float | None]]:
+        """Fires with how many messages are queued and when the oldest was
+        (None when none is): what a metrics scrape asks, without reading
+        every message."""
+
     def finish_outbound(
         message_id: int,
         local: tuple[int, NewMessage] | None = None,

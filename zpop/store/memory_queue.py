@@ -270,6 +270,10 @@ class MemoryOutboundQueue:
     def list_outbound(self) -> Deferred[list[OutboundMessage]]:
         return succeed([m.record() for m in self._queue.values()])
 
+    def outbound_summary(self) -> Deferred[tuple[int, float | None]]:
+        oldest = min((m.created for m in self._queue.values()), default=None)
+        return succeed((len(self._queue), oldest))
+
     def retry_outbound(self, message_id: int | None, now: float) -> Deferred[int]:
         if message_id is None:
             messages = list(self._queue.values())

@@ -223,6 +223,16 @@ class SQLiteQueue(SQLiteBase):
 
         return self._call(thd)
 
+    def outbound_summary(self) -> Deferred:
+        def thd() -> tuple[int, float | None]:
+            with self._read() as conn:
+                count, oldest = conn.execute(
+                    "SELECT COUNT(*), MIN(created) FROM outbound_messages"
+                ).fetchone()
+            return int(count), None if oldest is None else float(oldest)
+
+        return self._call(thd)
+
     def finish_outbound(
         self,
         message_id: int,

@@ -36,7 +36,7 @@ HOSTNAME = "example.test"
 
 LISTENER_LINE = re.compile(
     r"listener (?P<name>[a-z0-9]+): (?P<protocol>POP3|SMTP|HTTP) on "
-    r"(?P<host>\S+):(?P<port>\d+), TLS (?P<tls>implicit|STLS|STARTTLS)"
+    r"(?P<host>\S+):(?P<port>\d+), TLS (?P<tls>implicit|STLS|STARTTLS|none)"
 )
 
 DEFAULT_SETTINGS: dict[str, dict[str, str]] = {

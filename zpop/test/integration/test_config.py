@@ -118,6 +118,7 @@ class DefaultsTests(ConfigTestCase):
                     "submission": "tcp:8587",
                     "mx": "tcp:8025",
                     "web": "tcp:8443",
+                    "metrics": "tcp:9180:interface=127.0.0.1",
                 },
                 TLSConfig(default=None, by_host={}),
                 LimitsConfig(
@@ -146,6 +147,7 @@ class DefaultsTests(ConfigTestCase):
                 "submission": "tcp:8587",
                 "mx": "tcp:8025",
                 "web": "tcp:8443",
+                "metrics": "tcp:9180:interface=127.0.0.1",
             },
         )
 
@@ -200,9 +202,9 @@ class DefaultsTests(ConfigTestCase):
         cases = {
             "tcp:8443": "https://example.com:8443",
             "tcp:443": "https://example.com",
+            "tcp:0": "https://example.com",
             "tcp:port=9443:interface=127.0.0.1": "https://example.com:9443",
             "tcp6:8443:interface=\\:\\:1": "https://example.com:8443",
-            "tcp:0": "https://example.com",
             "unix:/run/zpop/web.sock": "https://example.com",
             "": "https://example.com",
         }
@@ -286,6 +288,7 @@ class FileTests(ConfigTestCase):
                     "submission": "tcp:587",
                     "mx": "",
                     "web": "tcp:8443",
+                    "metrics": "tcp:9180:interface=127.0.0.1",
                 },
                 tls=TLSConfig(
                     default=TLSCertificate(
@@ -342,6 +345,7 @@ class FileTests(ConfigTestCase):
                 "submission": "tcp:8587",
                 "mx": "",
                 "web": "tcp:8443",
+                "metrics": "tcp:9180:interface=127.0.0.1",
             },
         )
 

@@ -1321,6 +1321,16 @@ class StoreConformanceMixin(_MixinBase):
         )
         self.assertEqual(self.ok(self.store.list_outbound()), [])
 
+    def test_outbound_summary(self) -> None:
+        """The summary counts queued messages and names the oldest's time,
+        and follows a finish; an empty queue is (0, None)."""
+        self.assertEqual(self.ok(self.store.outbound_summary()), (0, None))
+        first = self.queue(created=NOW + 5)
+        self.queue(created=NOW + 2)
+        self.assertEqual(self.ok(self.store.outbound_summary()), (2, NOW + 2))
+        self.ok(self.store.finish_outbound(first))
+        self.assertEqual(self.ok(self.store.outbound_summary()), (1, NOW + 2))
+
     def test_finish_outbound_queues(self) -> None:
         """Finishing a message can queue another (a bounce from the null
         sender) in the same transaction."""

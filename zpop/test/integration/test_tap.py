@@ -131,6 +131,7 @@ class OptionsTests(EnvironmentMixin, SynchronousTestCase):
                     "submission": "unix:/tmp/zpop-submission.sock",
                     "mx": "",
                     "web": "tcp:8443",
+                    "metrics": "tcp:9180:interface=127.0.0.1",
                 },
             ),
         )
@@ -244,6 +245,7 @@ class OptionsTests(EnvironmentMixin, SynchronousTestCase):
                     "submission": "tcp:587",
                     "mx": "tcp:25",
                     "web": "tcp:443",
+                    "metrics": "",
                 },
                 "/etc/letsencrypt/live/example.com/fullchain.pem",
                 ["poppro.example.com"],
@@ -337,6 +339,13 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                         "TLSMemoryBIOFactory",
                         "limited ZpopSite",
                     ),
+                    ("metrics-scrape", "ThreadPoolService", None, None),
+                    (
+                        "metrics",
+                        "StreamServerEndpointService",
+                        "MetricsSite",
+                        None,
+                    ),
                     ("outbound", "OutboundService", None, None),
                 ],
             ),
@@ -365,6 +374,8 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                     "submission",
                     "mx",
                     "web",
+                    "metrics-scrape",
+                    "metrics",
                     "outbound",
                 ],
                 "0o700",
@@ -399,11 +410,19 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                 "listener submission: SMTP on 0.0.0.0:8587, TLS STARTTLS",
                 "listener mx: SMTP on 0.0.0.0:8025, TLS STARTTLS",
                 "listener web: HTTP on 0.0.0.0:8443, TLS implicit",
+                "listener metrics: HTTP on 0.0.0.0:9180, TLS none",
             ],
         )
         self.assertEqual(
             [(port, interface) for port, _, _, interface in reactor.tcpServers],
-            [(995, ""), (8465, ""), (8587, ""), (8025, ""), (8443, "")],
+            [
+                (995, ""),
+                (8465, ""),
+                (8587, ""),
+                (8025, ""),
+                (8443, ""),
+                (9180, "127.0.0.1"),
+            ],
         )
 
     def test_busy_port(self) -> None:
@@ -622,6 +641,7 @@ class IntegrationTests(TestCase):
                     ),
                     ("mx", "SMTP", "127.0.0.1", server.ports["mx"], "STARTTLS"),
                     ("web", "HTTP", "127.0.0.1", server.ports["web"], "implicit"),
+                    ("metrics", "HTTP", "127.0.0.1", server.ports["metrics"], "none"),
                 ],
             ),
         )
@@ -737,14 +757,16 @@ class IntegrationTests(TestCase):
 
     def test_no_options(self) -> None:
         """`twistd -n zpop` alone creates ./zpop-data, a self-signed
-        certificate, and listens on 8995, 8465, 8587, 8025 and 8443 (twistd
-        ends itself with the signal it got, hence -SIGTERM)."""
+        certificate, and listens on 8995, 8465, 8587, 8025, 8443 and (for
+        metrics, loopback only) 9180 (twistd ends itself with the signal it
+        got, hence -SIGTERM)."""
         defaults = {
             "pop3s": 8995,
             "smtps": 8465,
             "submission": 8587,
             "mx": 8025,
             "web": 8443,
+            "metrics": 9180,
         }
         for port in defaults.values():
             probe = socket.socket()
