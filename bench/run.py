@@ -32,6 +32,7 @@ import bcrypt
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import apiload  # noqa: E402
 import pop3load  # noqa: E402
 import proc  # noqa: E402
 import servers  # noqa: E402
@@ -453,6 +454,7 @@ def rows() -> list[Row]:
         ),
     ]
     out += web_rows()
+    out += api_rows()
     for mode, name in (
         ("submission", "587 STARTTLS+AUTH"),
         ("smtps", "465 TLS+AUTH"),
@@ -529,6 +531,47 @@ def web_rows() -> list[Row]:
                 "{:.2f}",
             ),
         ]
+    return out
+
+
+def api_rows() -> list[Row]:
+    """The settings API rows and the CLI beside them (issue 14 point 8):
+    zpop only, no background load (apiload's docstring says why)."""
+    out = []
+    for row, label, unit in (
+        ("api_get", f"API GET /settings/pop, c={apiload.CLIENTS}", "req/s"),
+        ("api_patch", f"API PATCH /settings/pop, c={apiload.CLIENTS}", "req/s"),
+        ("cli_c1", "CLI `zpop pop spam`, one process at a time", "changes/s"),
+        ("cli_c10", f"CLI `zpop pop spam`, {apiload.CLIENTS} at a time", "changes/s"),
+    ):
+        cli = row.startswith("cli")
+        out += [
+            Row(row, f"{label} (zpop only)", unit),
+            Row(row + "_p50", "  latency p50", "ms", False, "{:.0f}"),
+            Row(row + "_p99", "  latency p99", "ms", False, "{:.0f}"),
+            Row(row + "_cpu", "  server CPU each", "ms", False, "{:.2f}"),
+        ]
+        if cli:
+            out.append(Row(row + "_cli_cpu", "  CLI process CPU each", "ms", False))
+        else:
+            out.append(
+                Row(
+                    row + "_client_cpu",
+                    "  load generator CPU each",
+                    "ms",
+                    False,
+                    "{:.2f}",
+                )
+            )
+        out.append(
+            Row(
+                row + "_others",
+                "  cores other processes kept busy meanwhile (machine noise)",
+                "cores",
+                False,
+                "{:.2f}",
+            )
+        )
     return out
 
 
@@ -888,7 +931,7 @@ def main() -> None:
         default="",
         help="re-measure only these row groups (comma-separated first words of "
         "the progress labels: sessions, bulk, 100k, idle, cold, warm, "
-        "app-password, web, SMTP) and merge them into the values an earlier run "
+        "app-password, web, api, SMTP) and merge them into the values an earlier run "
         "saved in bench/results.json (no big idle run, no profiles)",
     )
     args = parser.parse_args()
@@ -957,6 +1000,7 @@ def main() -> None:
             bench.big(s)
         pops = [zpop, dovecot, twmail]
         web = webload.WebBench(zpop, certs.ca, args.duration, args.warmup, bench.notes)
+        api = apiload.ApiBench(zpop, certs.ca, args.duration, args.warmup, bench.notes)
         plan: list[tuple[str, list[Server], Callable[[Server], dict[str, float]]]] = [
             (f"sessions c={c}", pops, (lambda s, c=c: bench.sessions(s, c)))
             for c in (1, 10, 50)
@@ -978,6 +1022,11 @@ def main() -> None:
             ),
             # No anchor has web settings.
             ("web sign-in and settings change", [zpop], lambda s: web.measure()),
+            (
+                "api GET/PATCH /settings/pop and the CLI",
+                [zpop],
+                lambda s: api.measure(),
+            ),
         ]
         if not args.no_smtp:
             plan.append(
