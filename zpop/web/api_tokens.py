@@ -15,8 +15,8 @@ from zpop.accounts import api_tokens
 from zpop.accounts.api_tokens import API_SCOPES, InvalidScope, UnknownApiToken
 from zpop.accounts.app_passwords import MAX_LABEL, InvalidLabel
 from zpop.web.app_passwords import LABEL_REASONS
-from zpop.web.login import needs_reverify, reverify
-from zpop.web.pages import errors, form, when
+from zpop.web.login import needs_reverify, reverify, reverify_fields
+from zpop.web.pages import errors, form, revoke_button, when
 from zpop.web.visit import Response, Visit
 
 PATH = "/settings/api-tokens"
@@ -32,15 +32,7 @@ def _table(visit: Visit, found: list[Any]) -> Tag:
             tags.td(t(f"at_scope_{token.scope}")),
             tags.td(when(token.created)),
             tags.td(when(token.last_used) if token.last_used else t("ap_never")),
-            tags.td(
-                form(
-                    visit,
-                    PATH,
-                    tags.input(type="hidden", name="id", value=str(token.id)),
-                    tags.button(t("ap_revoke"), type="submit"),
-                    class_="inline",
-                )
-            ),
+            tags.td(revoke_button(visit, PATH, token.id)),
         )
         for token in found
     ]
@@ -73,19 +65,7 @@ async def _page(
         body.append(tags.p(t("at_new", label=new_label)))
         body.append(tags.p(tags.code(secret, id="new-secret", class_="secret")))
     body.append(_table(visit, found))
-    confirm: list[Tag | str] = []
-    if needs_reverify(visit):
-        confirm.append(
-            tags.label(
-                t("reverify"),
-                tags.input(
-                    type="password",
-                    name="password",
-                    autocomplete="current-password",
-                    required="required",
-                ),
-            )
-        )
+    confirm = reverify_fields(visit)
     scopes = [
         tags.label(
             tags.input(

@@ -13,8 +13,8 @@ from twisted.web.template import Tag, tags
 from zpop.accounts import app_passwords
 from zpop.accounts.app_passwords import InvalidLabel
 from zpop.accounts.errors import UnknownAppPassword
-from zpop.web.login import needs_reverify, reverify
-from zpop.web.pages import errors, form, when
+from zpop.web.login import needs_reverify, reverify, reverify_fields
+from zpop.web.pages import errors, form, revoke_button, when
 from zpop.web.visit import Response, Visit
 
 #: A label rule broken (InvalidLabel.reason) -> its message id.
@@ -35,15 +35,7 @@ def _table(visit: Visit, found: list[Any]) -> Tag | str:
             tags.td(when(p.created)),
             tags.td(when(p.last_used) if p.last_used is not None else t("ap_never")),
             tags.td(p.last_used_from or "", class_="used-from"),
-            tags.td(
-                form(
-                    visit,
-                    "/settings/app-passwords",
-                    tags.input(type="hidden", name="id", value=str(p.id)),
-                    tags.button(t("ap_revoke"), type="submit"),
-                    class_="inline",
-                )
-            ),
+            tags.td(revoke_button(visit, "/settings/app-passwords", p.id)),
         )
         for p in found
     ]
@@ -76,19 +68,7 @@ async def _page(
         body.append(tags.p(t("ap_new", label=new_label)))
         body.append(tags.p(tags.code(secret, id="new-secret", class_="secret")))
     body.append(_table(visit, found))
-    confirm: list[Tag | str] = []
-    if needs_reverify(visit):
-        confirm.append(
-            tags.label(
-                t("reverify"),
-                tags.input(
-                    type="password",
-                    name="password",
-                    autocomplete="current-password",
-                    required="required",
-                ),
-            )
-        )
+    confirm = reverify_fields(visit)
     body.append(
         form(
             visit,

@@ -48,6 +48,20 @@ def needs_reverify(visit: Visit) -> bool:
     return bool(visit.web.clock.seconds() - started > REVERIFY_AFTER)
 
 
+def reverify_fields(visit: Visit) -> list[Tag | str]:
+    """The password field a form for a sensitive change carries when
+    ``needs_reverify`` (nothing otherwise)."""
+    if not needs_reverify(visit):
+        return []
+    field = tags.input(
+        type="password",
+        name="password",
+        autocomplete="current-password",
+        required="required",
+    )
+    return [tags.label(visit.t("reverify"), field)]
+
+
 async def reverify(visit: Visit, password: str | None) -> tuple[int, str] | None:
     """Check the signed-in account's primary password again, through the
     Authenticator like a sign-in (throttle, bans, audit line); None when it

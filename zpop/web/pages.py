@@ -141,3 +141,14 @@ def message_page(visit: Visit, status: int, title: str, text: str) -> Response:
     if visit.signed_in:
         body.append(tags.p(tags.a(visit.t("back"), href="/settings")))
     return Response(status=status, title=title, body=body)
+
+
+def revoke_button(visit: Visit, path: str, ident: int) -> Tag:
+    """A table row's one-button form posting ``id`` to ``path``."""
+    return form(
+        visit,
+        path,
+        tags.input(type="hidden", name="id", value=str(ident)),
+        tags.button(visit.t("ap_revoke"), type="submit"),
+        class_="inline",
+    )

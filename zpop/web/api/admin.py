@@ -18,6 +18,7 @@ from zpop.web.api.framework import (
     Reply,
     fields,
     invalid,
+    numeric_id,
     page,
 )
 from zpop.web.api.schemas import ADDRESS, page_of, ref
@@ -178,13 +179,6 @@ async def _list_queue(call: Call) -> Reply:
     return page(call, [documents.queued(m, owners) for m in found])
 
 
-def _queue_id(call: Call) -> int:
-    text = call.params["id"]
-    if not (text.isascii() and text.isdigit() and len(text) <= 18):
-        raise ApiError(404, "not_found", f"no queued message {text[:40]}")
-    return int(text)
-
-
 async def _retry(call: Call, message_id: int | None) -> Reply:
     fields(call.body if call.body is not None else {}, {})
     retried = await queue.retry(call.web.store, message_id, call.web.clock.seconds())
@@ -196,11 +190,11 @@ async def _retry_all(call: Call) -> Reply:
 
 
 async def _retry_one(call: Call) -> Reply:
-    return await _retry(call, _queue_id(call))
+    return await _retry(call, numeric_id(call, "queued message"))
 
 
 async def _delete_queued(call: Call) -> Reply:
-    count = await queue.delete(call.web.store, _queue_id(call))
+    count = await queue.delete(call.web.store, numeric_id(call, "queued message"))
     return Reply({"recipients": count})
 
 

@@ -142,6 +142,15 @@ class Operation:
         return params
 
 
+def numeric_id(call: Call, what: str) -> int:
+    """The ``{id}`` path parameter: an id this API could have given, else
+    404, as for an id that is not there (``what`` names the kind)."""
+    text = call.params["id"]
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise ApiError(404, "not_found", f"no {what} {text[:40]}")
+    return int(text)
+
+
 def fields(
     body: Any, allowed: dict[str, tuple[type, ...]], read_only: Sequence[str] = ()
 ) -> dict[str, Any]:

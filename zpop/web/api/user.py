@@ -17,6 +17,7 @@ from zpop.web.api.framework import (
     etag_of,
     fields,
     invalid,
+    numeric_id,
     page,
 )
 from zpop.web.api.schemas import page_of, ref
@@ -140,17 +141,8 @@ async def _create_app_password(call: Call) -> Reply:
     )
 
 
-def password_id(call: Call) -> int:
-    """The ``{id}`` path parameter: an id this API could have given, else
-    404 (as for an id that is not there)."""
-    text = call.params["id"]
-    if not (text.isascii() and text.isdigit() and len(text) <= 18):
-        raise ApiError(404, "not_found", f"no app-specific password {text[:40]}")
-    return int(text)
-
-
 async def _revoke_app_password(call: Call) -> Reply:
-    ident = password_id(call)
+    ident = numeric_id(call, "app-specific password")
     try:
         await app_passwords.revoke(call.web.store, call.address, ident)
     except UnknownAppPassword as e:
