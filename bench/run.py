@@ -33,6 +33,7 @@ import bcrypt
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import apiload  # noqa: E402
+import metricscheck  # noqa: E402
 import pop3load  # noqa: E402
 import proc  # noqa: E402
 import servers  # noqa: E402
@@ -455,6 +456,36 @@ def rows() -> list[Row]:
     ]
     out += web_rows()
     out += api_rows()
+    out += [
+        Row(
+            "metrics_rows",
+            "metrics: scrape deltas compared (zpop only)",
+            "series",
+            True,
+            "{:.0f}",
+        ),
+        Row(
+            "metrics_mismatches",
+            "  deltas that differ from the bench's counts",
+            "series",
+            False,
+            "{:.0f}",
+        ),
+        Row(
+            "metrics_missing",
+            "  issue 14 families or labels missing",
+            "series",
+            False,
+            "{:.0f}",
+        ),
+        Row(
+            "metrics_procs",
+            "  processes that served POP3S sessions",
+            "processes",
+            True,
+            "{:.0f}",
+        ),
+    ]
     for mode, name in (
         ("submission", "587 STARTTLS+AUTH"),
         ("smtps", "465 TLS+AUTH"),
@@ -695,6 +726,12 @@ def targets(
         ratio(m("logins_app"), m("logins", "dovecot")),
         3,
     )
+    mm, missing = m("metrics_mismatches"), m("metrics_missing")
+    check(
+        "Prometheus scrape matches the bench's counts (issue 14)",
+        "–" if mm is None else f"{mm:.0f} mismatched, {missing:.0f} missing",
+        None if mm is None else mm == 0 and missing == 0,
+    )
     r = ratio(m("smtp_submission_10_1"), m("smtp_submission_10_1", "postfix"))
     check(
         "SMTP submission (587) durable 10 KB c=10 ≥ Postfix",
@@ -931,8 +968,8 @@ def main() -> None:
         default="",
         help="re-measure only these row groups (comma-separated first words of "
         "the progress labels: sessions, bulk, 100k, idle, cold, warm, "
-        "app-password, web, api, SMTP) and merge them into the values an earlier run "
-        "saved in bench/results.json (no big idle run, no profiles)",
+        "app-password, web, api, metrics, SMTP) and merge them into the values "
+        "an earlier run saved in bench/results.json (no big idle run, no profiles)",
     )
     args = parser.parse_args()
     args.plan = servers.Plan(idle_users=args.idle_users)
@@ -1001,6 +1038,7 @@ def main() -> None:
         pops = [zpop, dovecot, twmail]
         web = webload.WebBench(zpop, certs.ca, args.duration, args.warmup, bench.notes)
         api = apiload.ApiBench(zpop, certs.ca, args.duration, args.warmup, bench.notes)
+        scrapes = metricscheck.MetricsCheck(zpop, certs.ca, bench.notes)
         plan: list[tuple[str, list[Server], Callable[[Server], dict[str, float]]]] = [
             (f"sessions c={c}", pops, (lambda s, c=c: bench.sessions(s, c)))
             for c in (1, 10, 50)
@@ -1026,6 +1064,12 @@ def main() -> None:
                 "api GET/PATCH /settings/pop and the CLI",
                 [zpop],
                 lambda s: api.measure(),
+            ),
+            # Issue 14's "Done when": the scrape against the bench's counts.
+            (
+                "metrics scrape against the bench's counts",
+                [zpop],
+                lambda s: scrapes.measure(),
             ),
         ]
         if not args.no_smtp:
@@ -1147,6 +1191,8 @@ def main() -> None:
         profiles,
     )
     print(f"wrote {args.output}", flush=True)
+    if scrapes.failures:
+        sys.exit(f"metrics check FAILED: {'; '.join(scrapes.failures)}")
 
 
 def saved_capacity(saved: dict[str, Any]) -> float:

@@ -229,7 +229,7 @@ class VocabularyTests(SynchronousTestCase):
     def test_check_lists_are_the_enums(self) -> None:
         """The schema's CHECK lists hold exactly the values of the record
         vocabularies (Plan, PopMode, SpamPolicy, DeletionPolicy, Folder,
-        RecipientState, login event results), in order."""
+        RecipientState, login event results, API token scopes), in order."""
         directory = self.mktemp()
         os.makedirs(directory)
         path = os.path.join(directory, DATABASE_NAME)
@@ -253,5 +253,6 @@ class VocabularyTests(SynchronousTestCase):
                 "folder": records.FOLDERS,
                 "state": records.OUTBOUND_STATES,
                 "result": records.LOGIN_RESULTS,
+                "scope": records.API_SCOPES,
             },
         )
