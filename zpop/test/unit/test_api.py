@@ -595,3 +595,81 @@ class TokenPageTests(ApiCase):
         body = self.request("GET", "/settings/api-tokens").body
         self.assertIn("&lt;script&gt;", body)
         self.assertNotIn("<script", body)
+
+
+class AdminParityTests(ApiCase):
+    """What ``zpop account passwd``, ``account recovery``, ``alias add``,
+    ``imap`` and ``domain dns`` do, through an admin token."""
+
+    def admin(self, method: str, path: str, body: Any = None) -> Json:
+        return self.api(method, path, body, token=self.admin_write)
+
+    def test_password_and_recovery(self) -> None:
+        """PATCH sets the primary password (the CLI's rule refuses a weak
+        one) and the recovery address (not the account's own)."""
+        weak = self.admin("PATCH", f"/admin/accounts/{ALICE}", {"password": "password"})
+        self.assertEqual(weak.status, 422)
+        before = self.account().password_hash
+        ok = self.admin(
+            "PATCH",
+            f"/admin/accounts/{ALICE}",
+            {
+                "password": "amber kettle 93 north",
+                "recovery_address": "me@elsewhere.example",
+            },
+        )
+        self.assertEqual(
+            (ok.status, ok.body["recovery_address"]), (200, "me@elsewhere.example")
+        )
+        self.assertNotEqual(self.account().password_hash, before)
+        own = self.admin(
+            "PATCH", f"/admin/accounts/{ALICE}", {"recovery_address": ALICE}
+        )
+        self.assertEqual(own.status, 422)
+        self.assertIn("another mailbox", own.body["error"]["message"])
+
+    def test_alias_and_imap(self) -> None:
+        """An alias is added (201) and listed; a taken one is 409; IMAP
+        access switches with its ETag."""
+        added = self.admin(
+            "POST", f"/admin/accounts/{ALICE}/aliases", {"alias": "sales@example.com"}
+        )
+        self.assertEqual(
+            (added.status, added.body["aliases"]), (201, ["sales@example.com"])
+        )
+        taken = self.admin(
+            "POST", f"/admin/accounts/{ALICE}/aliases", {"alias": "sales@example.com"}
+        )
+        self.assertEqual(taken.status, 409)
+        imap = self.admin("GET", f"/admin/accounts/{ALICE}/settings/imap")
+        off = self.api(
+            "PATCH",
+            f"/admin/accounts/{ALICE}/settings/imap",
+            {"enabled": False},
+            token=self.admin_write,
+            headers={"if-match": str(imap.header("etag"))},
+        )
+        self.assertEqual((off.status, off.body), (200, {"enabled": False}))
+        self.assertFalse(self.account().imap_enabled)
+
+    def test_domain_dns(self) -> None:
+        """The records zpop domain dns prints, as JSON; an unhosted domain
+        is 404, with the CLI's words."""
+        found = self.admin("GET", "/admin/domains/example.com/dns")
+        self.assertEqual(found.status, 200)
+        kinds = {r["type"] for r in found.body["records"]}
+        self.assertLessEqual({"MX", "TXT", "SRV", "CNAME"}, kinds)
+        self.assertIn(
+            {
+                "name": "example.com.",
+                "ttl": 3600,
+                "type": "TXT",
+                "data": '"v=spf1 mx -all"',
+            },
+            found.body["records"],
+        )
+        missing = self.admin("GET", "/admin/domains/nowhere.example/dns")
+        self.assertEqual(missing.status, 404)
+        self.assertEqual(
+            missing.body["error"]["message"], "nowhere.example is not a hosted domain"
+        )

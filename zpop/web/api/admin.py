@@ -6,8 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from zpop.accounts import accounts, aliases, domains, password_resets, two_factor
+from zpop.accounts import (
+    accounts,
+    aliases,
+    dns_records,
+    domains,
+    password_resets,
+    two_factor,
+)
 from zpop.accounts.accounts import require_account
+from zpop.accounts.errors import NotHosted
 from zpop.outbound import queue
 from zpop.web.api import documents
 from zpop.web.api.framework import (
@@ -36,8 +44,10 @@ def _address(call: Call) -> str:
 
 
 async def _details(call: Call, address: str) -> Reply:
-    details = await accounts.show_account(call.web.store, address)
-    return Reply(documents.account_details(details))
+    store = call.web.store
+    details = await accounts.show_account(store, address)
+    recovery = await password_resets.get_recovery_address(store, address)
+    return Reply(documents.account_details(details, recovery))
 
 
 async def _list_domains(call: Call) -> Reply:
@@ -58,6 +68,31 @@ async def _add_domain(call: Call) -> Reply:
         web.store, web.clock, name, body.get("organization", False)
     )
     return Reply(documents.domain(domains.DomainSummary(added, 0)), 201)
+
+
+async def _domain_dns(call: Call) -> Reply:
+    """``zpop domain dns``: the records the domain publishes."""
+    try:
+        name = addresses.parse_domain(call.params["name"])
+    except ValueError:
+        raise ApiError(404, "not_found", "no such hosted domain") from None
+    try:
+        found = await dns_records.domain_records(call.web.store, call.web.config, name)
+    except NotHosted as e:
+        raise ApiError(404, "not_found", str(e)) from None
+    records = list(found.records)
+    if found.report_authorization is not None:
+        records.append(found.report_authorization)
+    return Reply(
+        {
+            "domain": found.domain,
+            "records": [
+                {"name": r.name, "ttl": r.ttl, "type": r.type, "data": r.data}
+                for r in records
+            ],
+            "notes": list(found.notes),
+        }
+    )
 
 
 async def _list_accounts(call: Call) -> Reply:
@@ -104,10 +139,26 @@ async def _get_account(call: Call) -> Reply:
 
 
 async def _patch_account(call: Call) -> Reply:
-    body = fields(call.body, {"plan": (str,)})
-    address = _address(call)
+    """``zpop account passwd`` and ``account recovery``, and the plan: each
+    field given, checked by its service's rule."""
+    body = fields(
+        call.body, {"plan": (str,), "password": (str,), "recovery_address": (str,)}
+    )
+    web = call.web
+    address = (await require_account(web.store, _address(call))).address
     if "plan" in body:
-        await accounts.set_plan(call.web.store, address, body["plan"])
+        accounts.parse_plan(body["plan"])
+    if "password" in body:
+        password = body["password"]
+        await accounts.set_password(
+            web.store, web.config.accounts, web.hashing, address, lambda: password
+        )
+    if "recovery_address" in body:
+        await password_resets.set_recovery_address(
+            web.store, address, body["recovery_address"]
+        )
+    if "plan" in body:
+        await accounts.set_plan(web.store, address, body["plan"])
     return await _details(call, address)
 
 
@@ -200,6 +251,7 @@ async def _delete_queued(call: Call) -> Reply:
 
 _ACCOUNT = {"address": ADDRESS}
 _QUEUED = {"id": {"type": "integer", "minimum": 1}}
+_DOMAIN = {"name": {"type": "string", "maxLength": 253}}
 #: What a created account leads to: every operation on it.
 _ACCOUNT_LINKS = {
     name: (target, {"address": "$response.body#/address"})
@@ -222,7 +274,15 @@ def _op(
     method: str, path: str, handler: Handler, summary: str, **details: Any
 ) -> Operation:
     """An admin operation; its path parameters' schemas follow its path."""
-    params = _ACCOUNT if "{address}" in path else _QUEUED if "{id}" in path else {}
+    params = (
+        _ACCOUNT
+        if "{address}" in path
+        else _QUEUED
+        if "{id}" in path
+        else _DOMAIN
+        if "{name}" in path
+        else {}
+    )
     return Operation(method, path, handler, summary, "admin", params=params, **details)
 
 
@@ -245,6 +305,13 @@ OPERATIONS = [
         status=201,
         response=ref("Domain"),
         errors={409: "The domain is hosted already"},
+    ),
+    _op(
+        "GET",
+        "/admin/domains/{name}/dns",
+        _domain_dns,
+        "The DNS records a hosted domain publishes (zpop domain dns)",
+        response=ref("DnsRecords"),
     ),
     _op(
         "GET",
@@ -277,7 +344,7 @@ OPERATIONS = [
         "PATCH",
         "/admin/accounts/{address}",
         _patch_account,
-        "Change an account's plan",
+        "Change an account's plan, primary password or recovery address",
         writes=True,
         request=ref("AccountChange"),
         response=ref("Account"),

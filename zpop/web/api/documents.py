@@ -52,10 +52,11 @@ def me(account: Any) -> Document:
     }
 
 
-def account_details(details: AccountDetails) -> Document:
+def account_details(details: AccountDetails, recovery: str | None) -> Document:
     account = details.account
     return {
         **me(account),
+        "recovery_address": recovery,
         "pop": pop_settings(account),
         "imap": imap_settings(account),
         "aliases": list(details.aliases),

@@ -134,11 +134,36 @@ SCHEMAS: dict[str, Schema] = {
             "address": ADDRESS,
             "plan": {"enum": list(PLANS)},
             "federated": {"type": "boolean"},
+            "recovery_address": {"type": ["string", "null"]},
             "password": {"type": "string", "minLength": 1, "maxLength": 1024},
         },
         required=["address"],
     ),
-    "AccountChange": obj({"plan": {"enum": list(PLANS)}}, required=[]),
+    "AccountChange": obj(
+        {
+            "plan": {"enum": list(PLANS)},
+            "password": {"type": "string", "minLength": 1, "maxLength": 1024},
+            "recovery_address": ADDRESS,
+        },
+        required=[],
+    ),
+    "DnsRecords": obj(
+        {
+            "domain": {"type": "string"},
+            "records": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "name": {"type": "string"},
+                        "ttl": {"type": "integer", "minimum": 0},
+                        "type": {"type": "string"},
+                        "data": {"type": "string"},
+                    }
+                ),
+            },
+            "notes": {"type": "array", "items": {"type": "string"}},
+        }
+    ),
     "TwoFactorChange": obj({"state": {"enum": ["required", "off"]}}),
     "Alias": obj({"alias": ADDRESS}),
     "ResetLink": obj({"link": {"type": "string"}, "expires": TIME}),
