@@ -179,6 +179,14 @@ def _parse_non_negative_seconds(text: str) -> float:
     return value
 
 
+def _parse_non_negative_int(text: str) -> int:
+    text = text.strip()
+    # ASCII digits only, as for ports: int() reads other scripts' digits.
+    if not (text.isascii() and text.isdigit() and len(text) <= 9):
+        raise ValueError("must be a whole number, 0 or more")
+    return int(text)
+
+
 def _parse_next_hop(text: str) -> tuple[str, int] | None:
     """``host``, ``host:port`` or ``[ipv6]:port`` (port 25 by default);
     empty for none."""
@@ -313,6 +321,21 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class PopConfig:
+    """``[pop]``: the POP download log and RFC 2449 LOGIN-DELAY per plan."""
+
+    #: Days the download log (RETRs and applied DELEs) is kept.
+    log_days: int = knob(90, _parse_positive_int)
+    #: Least seconds between an account's POP logins, per plan; 0 is off.
+    login_delay_free: int = knob(0, _parse_non_negative_int)
+    login_delay_paid: int = knob(0, _parse_non_negative_int)
+
+    def login_delay(self, plan: str) -> int:
+        """The LOGIN-DELAY enforced on an account of ``plan`` (0: none)."""
+        return self.login_delay_paid if plan == "paid" else self.login_delay_free
+
+
+@dataclass(frozen=True)
 class AccountsConfig:
     """``[accounts]``: what new accounts get, and the Free-plan POP cut-off."""
 
@@ -395,6 +418,7 @@ SECTIONS: dict[str, type] = {
     "server": ServerConfig,
     "hosts": HostsConfig,
     "limits": LimitsConfig,
+    "pop": PopConfig,
     "accounts": AccountsConfig,
     "auth": AuthConfig,
     "submission": SubmissionConfig,
@@ -422,6 +446,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     hosts: HostsConfig = field(default_factory=HostsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    pop: PopConfig = field(default_factory=PopConfig)
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)

@@ -101,6 +101,9 @@ class POP3Settings:
     idle_timeout: float
     login_deadline: float
     line_length: int
+    #: The LOGIN-DELAY of each plan, seconds (0: none), for CAPA before
+    #: login; after it, the mailbox's ``login_delay`` is the account's.
+    login_delays: tuple[int, ...] = ()
 
     @classmethod
     def from_config(cls, config: Config) -> POP3Settings:
@@ -109,7 +112,17 @@ class POP3Settings:
             idle_timeout=config.limits.pop_idle_timeout,
             login_deadline=config.auth.login_deadline,
             line_length=config.limits.line_length,
+            login_delays=(config.pop.login_delay_free, config.pop.login_delay_paid),
         )
+
+    def login_delay_capability(self) -> bytes | None:
+        """CAPA's LOGIN-DELAY before login (RFC 2449 6.5), or None when no
+        plan has one: the least delay, with ``USER`` when plans differ."""
+        if not any(self.login_delays):
+            return None
+        least = min(self.login_delays)
+        varies = len(set(self.login_delays)) > 1
+        return b"LOGIN-DELAY %d%s" % (least, b" USER" if varies else b"")
 
 
 class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
@@ -372,6 +385,13 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
             caps += [b"USER", b"SASL PLAIN LOGIN"]
         elif self.stls_context is not None and self.mbox is None:
             caps.append(b"STLS")
+        # LOGIN-DELAY only where it is enforced; after login the account's.
+        if self.mbox is None:
+            delay = self.settings.login_delay_capability()
+            if delay is not None:
+                caps.append(delay)
+        elif getattr(self.mbox, "login_delay", 0) > 0:
+            caps.append(b"LOGIN-DELAY %d" % self.mbox.login_delay)
         caps.append(b"IMPLEMENTATION zpop")
         return caps
 
@@ -572,6 +592,12 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
             self._retrieved += 1
             self._retrieved_bytes += sent
             metrics.retrieved(sent)
+        if lines is None or not transform.done:
+            # The whole message was sent: the download log's (no I/O; the
+            # mailbox writes its log once, as the session ends).
+            note = getattr(self.mbox, "note_retrieved", None)
+            if note is not None:
+                note(index)
 
     def do_RETR(self, argument: bytes) -> Any:
         return self._send(argument, None)

@@ -47,6 +47,7 @@ from zpop import metrics
 from zpop.accounts.activity import ActivityRecorder
 from zpop.accounts.credentials import AccountChecker, Authenticator, CachedLogin, Share
 from zpop.accounts.passwords import load_or_create_key
+from zpop.accounts.pop_log import PopLogRecorder
 from zpop.accounts.realm import Realm
 from zpop.cluster.pool import WorkerPool
 from zpop.config import LISTENERS, Config, ConfigError
@@ -436,6 +437,8 @@ def build_service(
     # After the pools, so it stops before them: its last write still runs.
     activity = ActivityRecorder(store, reactor)
     activity.setServiceParent(top)
+    pop_log = PopLogRecorder(store, reactor)
+    pop_log.setServiceParent(top)
     pool: WorkerPool | None = None
 
     def share_with_workers(key: bytes, entry: CachedLogin) -> None:
@@ -457,7 +460,8 @@ def build_service(
     )
     if worker is not None:
         worker.learn_entry = checker.learn
-    portal = Portal(Realm(store, cfg.hosts, cfg.accounts, reactor), [checker])
+    realm = Realm(store, cfg.hosts, cfg.accounts, reactor, cfg.pop, pop_log.write)
+    portal = Portal(realm, [checker])
     # Only the main process relays; a worker asks it to look at the queue.
     outbound = (
         OutboundService(store, cfg.outbound, cfg.hosts.smtp, reactor)

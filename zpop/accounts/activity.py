@@ -18,25 +18,12 @@ it.
 
 from __future__ import annotations
 
-from typing import Any
-
-from twisted.application import service
-from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
 
 from zpop.accounts import service as as_service
 from zpop.accounts.accounts import require_account
+from zpop.accounts.batches import FLUSH_BATCH, FLUSH_INTERVAL, BatchRecorder
 from zpop.store import IStore, LoginEvent
-
-log = Logger()
-
-#: Seconds between writes of buffered events.
-FLUSH_INTERVAL = 1.0
-
-#: Buffered events that are written at once, without waiting for the timer.
-FLUSH_BATCH = 200
 
 #: Events the sign-in activity page shows.
 SHOWN = 100
@@ -53,10 +40,11 @@ async def list_activity(
     return found
 
 
-class ActivityRecorder(service.Service):
+class ActivityRecorder(BatchRecorder[LoginEvent]):
     """Buffers LoginEvents and writes them to ``store`` in batches."""
 
     name = "activity"
+    what = "sign-in activity"
 
     def __init__(
         self,
@@ -65,54 +53,7 @@ class ActivityRecorder(service.Service):
         interval: float = FLUSH_INTERVAL,
         batch: int = FLUSH_BATCH,
     ) -> None:
-        self._store = store
-        self._clock = clock
-        self._interval = interval
-        self._batch = batch
-        self._pending: list[LoginEvent] = []
-        self._writing: Deferred[None] | None = None
-        self._loop = LoopingCall(self.flush)
-        self._loop.clock = clock
-
-    def record(self, event: LoginEvent) -> None:
-        """Remember ``event`` for the next write; never blocks, never fails."""
-        self._pending.append(event)
-        if len(self._pending) >= self._batch:
-            self.flush()
-
-    @property
-    def pending(self) -> int:
-        """Events waiting for the next write."""
-        return len(self._pending)
-
-    def flush(self) -> Deferred[None]:
-        """Write what is buffered in one store call; fires when written (or
-        the write failed and was logged), never with an error."""
-        if not self._pending:
-            return succeed(None)
-        batch, self._pending = self._pending, []
-        try:
-            d: Deferred[Any] = self._store.record_login_events(batch)
-        except Exception as e:
-            self._failed(e, len(batch))
-            return succeed(None)
-        d.addCallbacks(lambda _: None, lambda f: self._failed(f.value, len(batch)))
-        return d
-
-    @staticmethod
-    def _failed(error: BaseException, count: int) -> None:
-        log.warn(
-            "sign-in activity not recorded: {count} events lost ({error})",
-            count=count,
-            error=f"{type(error).__name__}: {error}",
+        # Looked up at each write, so a store wrapped later is the one used.
+        super().__init__(
+            lambda events: store.record_login_events(events), clock, interval, batch
         )
-
-    def startService(self) -> None:
-        super().startService()
-        self._loop.start(self._interval, now=False)
-
-    def stopService(self) -> Deferred[None]:
-        super().stopService()
-        if self._loop.running:
-            self._loop.stop()
-        return self.flush()

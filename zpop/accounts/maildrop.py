@@ -9,6 +9,7 @@ in memory and applied, all or nothing, by ``sync`` at QUIT.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -18,7 +19,14 @@ from twisted.mail.pop3 import IMailbox
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from zpop.store import Account, IStore, PopSnapshot, StorageFull
+from zpop.store import (
+    Account,
+    IStore,
+    PopDownload,
+    PopSessionLog,
+    PopSnapshot,
+    StorageFull,
+)
 
 __all__ = ["StorageFull"]  # a QUIT that cannot apply its deletions
 from zpop.store.changes import Verified
@@ -39,6 +47,13 @@ CHUNK_SIZE = 256 * 1024
 #: per batch instead of one per message, and a bounded buffer per session.
 READ_AHEAD = 256 * 1024
 READ_AHEAD_MESSAGES = 64
+#: Days the download log is kept when the realm does not say
+#: (``[pop] log_days``).
+LOG_DAYS = 90
+
+
+#: Hands a finished session's download log entries on for writing.
+LogWriter = Callable[[int, PopSessionLog], None]
 
 
 def pop_folders(account: Account) -> tuple[str, ...]:
@@ -140,6 +155,14 @@ class Maildrop:
     ``sync`` releases it after committing the deletions, ``release`` without
     applying them. The lock needs no upkeep meanwhile, and ends with the
     process if the process dies first.
+
+    The download log costs nothing per command: ``note_retrieved`` appends
+    to a list. A QUIT that applies deletions writes the entries (its RETRs
+    and DELEs) in the same transaction; a session that deleted nothing, or
+    was dropped, hands its RETRs to ``log_writer`` (the process's batching
+    PopLogRecorder), so it costs no database trip of its own.
+    ``login_delay`` (seconds, 0 for none) is the account's LOGIN-DELAY,
+    for CAPA.
     """
 
     def __init__(
@@ -150,10 +173,21 @@ class Maildrop:
         lock_owner: str,
         clock: IReactorTime,
         identity: str = "",
+        client: str = "-",
+        log_days: int = LOG_DAYS,
+        login_delay: int = 0,
+        log_writer: LogWriter | None = None,
     ) -> None:
         self.account = account
         #: The avatar ID the session logged in as (zpop.accounts.credentials.Identity).
         self.identity = identity
+        #: The device, as the download log names it: the login's method.
+        self._device: str = getattr(identity, "method", None) or "-"
+        self._client = client
+        self._log_days = log_days
+        self.login_delay = login_delay
+        self._log_writer = log_writer or self._write_now
+        self._retrieved: list[PopDownload] = []
         self._app_password_id: int | None = getattr(identity, "app_password_id", None)
         self._verified: Verified | None = getattr(identity, "verified", None)
         self._store = store
@@ -250,6 +284,36 @@ class Maildrop:
         self._check(index)
         return f"{self._uidl_prefix}{self._messages.uids[index]}"
 
+    def note_retrieved(self, index: int) -> None:
+        """Log that the whole of message ``index`` was sent (RETR, or a TOP
+        that sent all of it); written when the session ends."""
+        self._check(index)
+        self._retrieved.append(self._entry(index, "retr"))
+
+    def _entry(self, index: int, action: str) -> PopDownload:
+        return PopDownload(
+            self._clock.seconds(),
+            action,
+            self._device,
+            self._client,
+            self._messages.ids[index],
+            self.getUidl(index),
+        )
+
+    def _session_log(self, deleted: list[int]) -> PopSessionLog:
+        """The RETRs, and the DELEs of ``deleted``; taken once."""
+        now = self._clock.seconds()
+        retrieved, self._retrieved = self._retrieved, []
+        return PopSessionLog(
+            (*retrieved, *(self._entry(i, "dele") for i in deleted)),
+            now - self._log_days * 86400.0,
+        )
+
+    def _write_now(self, account_id: int, session_log: PopSessionLog) -> None:
+        """Without a batching writer (tests, tools): one store call."""
+        d = self._store.record_pop_logs([(account_id, session_log)])
+        d.addErrback(lambda f: log.failure("writing the POP download log", f))
+
     def deleteMessage(self, index: int) -> None:
         self._check(index)
         self._deleted.add(index)
@@ -263,15 +327,31 @@ class Maildrop:
         # finish_pop_session releases the lock once it committed; a logout
         # racing with it must not release it first.
         self._released = True
-        ids = [self._messages.ids[i] for i in sorted(self._deleted)]
-        d = self._store.finish_pop_session(
-            self.account.id,
-            self._owner,
-            ids,
-            self.account.pop.deletion == "delete",
-        )
+        deleted = sorted(self._deleted)
+        ids = [self._messages.ids[i] for i in deleted]
+        session_log = self._session_log(deleted)
+        if ids:
+            # The DELEs' entries exactly as durable as the deletions.
+            d = self._store.finish_pop_session(
+                self.account.id,
+                self._owner,
+                ids,
+                self.account.pop.deletion == "delete",
+                session_log,
+            )
+        else:
+            # No deletion: no database trip at QUIT; the RETRs go batched.
+            if session_log:
+                self._log_writer(self.account.id, session_log)
+            d = self._store.finish_pop_session(
+                self.account.id, self._owner, [], False
+            )
 
         def failed(failure: Any) -> Any:
+            # Nothing was applied; the RETRs happened all the same.
+            if ids:
+                retrieved = [e for e in session_log.downloads if e.action == "retr"]
+                self._retrieved = retrieved
             self._released = False
             self.release()
             return failure
@@ -284,6 +364,10 @@ class Maildrop:
         if self._released:
             return None
         self._released = True
+        # Dropped before QUIT: its RETRs happened, no DELE was applied.
+        session_log = self._session_log([])
+        if session_log:
+            self._log_writer(self.account.id, session_log)
         d = self._store.release_pop_lock(self.account.id, self._owner)
         d.addErrback(lambda f: log.failure("releasing the maildrop lock", f))
         return d

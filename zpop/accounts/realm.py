@@ -21,10 +21,10 @@ from twisted.mail.pop3 import IMailbox
 from zope.interface import Attribute, Interface, implementer
 
 from zpop.accounts.credentials import Identity, LoginRefused
-from zpop.accounts.maildrop import SPAM_FOLDERS, Maildrop
+from zpop.accounts.maildrop import SPAM_FOLDERS, LogWriter, Maildrop
 from zpop.accounts.settings import free_plan_blocked
-from zpop.config import AccountsConfig, HostsConfig
-from zpop.store import Account, IStore, PopSession
+from zpop.config import AccountsConfig, HostsConfig, PopConfig
+from zpop.store import Account, IStore, PopSession, PopSessionLog
 
 #: Maildrop lock owners. A lock belongs to the process that took it, so an
 #: owner need only be unique among this process's sessions; one counter for
@@ -105,11 +105,17 @@ class Realm:
         hosts: HostsConfig,
         accounts: AccountsConfig,
         clock: IReactorTime,
+        pop: PopConfig | None = None,
+        log_writer: LogWriter | None = None,
     ) -> None:
         self._store = store
         self._hosts = hosts
         self._accounts = accounts
         self._clock = clock
+        self._pop = PopConfig() if pop is None else pop
+        #: Where sessions without a deletion hand their download log
+        #: (zpop.accounts.pop_log.PopLogRecorder); None: written at once.
+        self._log_writer = log_writer
 
     def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Deferred:
         if IMailbox in interfaces:
@@ -166,6 +172,30 @@ class Realm:
             raise LoginRefused(
                 "IN-USE", "Another POP session is already using this mailbox"
             )
+        delay = self._pop.login_delay(account.plan)
+        since = None
+        if delay > 0 and opened.last_login is not None:
+            since = self._clock.seconds() - opened.last_login
+        if since is not None and since < delay:
+            # RFC 2449 LOGIN-DELAY: refused after the password was verified,
+            # leaving everything (the last login time too) as it was.
+            await self._store.release_pop_lock(account.id, owner)
+            wait = max(1, int(delay - since + 0.999))
+            raise LoginRefused(
+                "LOGIN-DELAY",
+                f"Logged in less than {delay} seconds ago: try again in {wait}"
+                " seconds",
+            )
+        if delay > 0:
+            # Durable before +OK, so neither a crash nor a quick second
+            # login gets round the delay; logins are rare where it is on.
+            try:
+                await self._store.record_pop_logs(
+                    [(account.id, PopSessionLog(login_at=self._clock.seconds()))]
+                )
+            except BaseException:
+                await self._store.release_pop_lock(account.id, owner)
+                raise
         maildrop = Maildrop(
             self._store,
             account,
@@ -173,5 +203,9 @@ class Realm:
             owner,
             self._clock,
             address,
+            session.client if session else "-",
+            self._pop.log_days,
+            delay,
+            self._log_writer,
         )
         return (IMailbox, maildrop, maildrop.release)

@@ -25,6 +25,7 @@ from zpop.accounts import (
 from zpop.accounts.two_factor import TwoFactorState, set_two_factor, state_of
 from zpop.cli.api_tokens import COMMANDS as API_TOKEN_COMMANDS
 from zpop.cli.context import CommandError, Context, read_password, result_of
+from zpop.cli.pop_log import COMMANDS as POP_LOG_COMMANDS
 from zpop.cli.render import (
     imap_text,
     iso,
@@ -630,4 +631,5 @@ COMMANDS: dict[
     ("queue", "retry"): cmd_queue_retry,
     ("queue", "delete"): cmd_queue_delete,
     **API_TOKEN_COMMANDS,
+    **POP_LOG_COMMANDS,
 }

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from zpop.accounts import pop_log
 from zpop.accounts.app_passwords import parse_label
 from zpop.store import (
     API_SCOPES,
@@ -182,6 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = pop.add_parser("deletion", help="what a POP client's delete does")
     p.add_argument("address", type=ADDRESS, metavar="ADDRESS")
     p.add_argument("policy", choices=DELETION_POLICIES)
+    p = pop.add_parser("log", help="which device downloaded what, newest first")
+    p.add_argument("address", type=ADDRESS, metavar="ADDRESS")
+    p.add_argument(
+        "--limit",
+        type=POSITIVE_INT,
+        default=pop_log.LISTED,
+        metavar="N",
+        help=f"at most N events (default {pop_log.LISTED})",
+    )
 
     p = commands.add_parser("twofactor", help="two-factor authentication")
     p.add_argument("state", choices=("enable", "disable"))

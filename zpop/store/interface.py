@@ -30,6 +30,7 @@ from zpop.store.records import (
     OutboundJob,
     OutboundMessage,
     PopSession,
+    PopSessionLog,
     QueuedMessage,
     RecipientResult,
     RecoveryCode,
@@ -200,7 +201,8 @@ class IPopStore(Interface):
         lock, ``owner`` now holds it and ``messages`` are the account's
         messages in ``folders_for[spam policy]`` that are still in the POP
         queue, from its start uid on, read after the lock was taken (so
-        they reflect every deletion committed by an earlier session).
+        they reflect every deletion committed by an earlier session), and
+        ``last_login`` the account's last recorded POP login.
         """
 
     def release_pop_lock(account_id: int, owner: str) -> Deferred[None]:
@@ -209,7 +211,11 @@ class IPopStore(Interface):
         session's lock. Fires once released."""
 
     def finish_pop_session(
-        account_id: int, owner: str, message_ids: list[int], to_trash: bool
+        account_id: int,
+        owner: str,
+        message_ids: list[int],
+        to_trash: bool,
+        log: PopSessionLog | None = None,
     ) -> Deferred[None]:
         """Apply a POP session's deletions, then release its lock.
 
@@ -219,8 +225,20 @@ class IPopStore(Interface):
         removal is not durable, and the Deferred fires after both. Fails
         StoreError, applying nothing, if ``owner`` does not hold the lock;
         if the transaction fails, nothing is applied and the lock is still
-        held: the caller releases it (``release_pop_lock``).
+        held: the caller releases it (``release_pop_lock``). A non-empty
+        ``log`` is written in the same transaction, so a DELE's log entry
+        is exactly as durable as the deletion.
         """
+
+    def record_pop_logs(logs: Sequence[tuple[int, PopSessionLog]]) -> Deferred[None]:
+        """Write the (account id, PopSessionLog) pairs in one transaction:
+        the POP sessions that ended without a deletion, batched
+        (zpop.accounts.pop_log), and the logins LOGIN-DELAY records; pairs
+        of accounts deleted since are dropped."""
+
+    def list_pop_downloads(address: str, limit: int = 100) -> Deferred[list[Any]]:
+        """The account's newest ``limit`` PopDownloads (migration 016),
+        newest first; [] for an unknown address."""
 
 
 class IThrottleStore(Interface):

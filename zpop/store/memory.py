@@ -24,6 +24,7 @@ from zpop.store.memory_api_tokens import MemoryApiTokens
 from zpop.store.memory_app_passwords import AppPasswordRow, MemoryAppPasswords
 from zpop.store.memory_imap import MemoryImap
 from zpop.store.memory_login_events import MemoryLoginEvents
+from zpop.store.memory_pop_log import MemoryPopLog
 from zpop.store.memory_queue import MemoryOutboundQueue, check_in, schema_error, settle
 from zpop.store.memory_resets import MemoryPasswordResets
 from zpop.store.memory_two_factor import MemoryTwoFactor
@@ -43,6 +44,7 @@ from zpop.store.records import (
     NewMessage,
     NotFound,
     PopSession,
+    PopSessionLog,
     PopSettings,
     PopSnapshot,
     QueuedMessage,
@@ -139,6 +141,7 @@ class MemoryStore(
     MemoryApiTokens,
     MemoryAppPasswords,
     MemoryLoginEvents,
+    MemoryPopLog,
     MemoryImap,
     MemoryPasswordResets,
     MemoryWebSessions,
@@ -553,6 +556,7 @@ class MemoryStore(
                     [m.uid for m in messages],
                     [m.size for m in messages],
                 ),
+                self._last_pop_login(account.id),
             )
 
         return settle(apply)
@@ -562,11 +566,19 @@ class MemoryStore(
         return succeed(None)
 
     def finish_pop_session(
-        self, account_id: int, owner: str, message_ids: list[int], to_trash: bool
+        self,
+        account_id: int,
+        owner: str,
+        message_ids: list[int],
+        to_trash: bool,
+        log: PopSessionLog | None = None,
     ) -> Deferred[None]:
         def apply() -> None:
             if not self._pop_locks.holds(account_id, owner):
                 raise StoreError("the maildrop lock was lost")
+            self._check_pop_log(log)
+            # Before the move, as in SQL: the subjects are read from the rows.
+            self._write_pop_log(account_id, log)
             row = self._accounts.get(account_id)
             # Only this account's messages: an id of another is ignored.
             owned = {} if row is None else row.messages

@@ -185,6 +185,43 @@ class LoginEvent:
     app_password_id: int | None = None
 
 
+#: POP download log actions (PopDownload.action).
+POP_ACTIONS = ("retr", "dele")
+
+
+@dataclass(frozen=True)
+class PopDownload:
+    """One entry of an account's POP download log: a message a POP client
+    retrieved whole (RETR, or a TOP that sent all of it) or deleted (a DELE
+    applied at QUIT). ``credential`` is the device: the login's method
+    (``"primary"``, ``"app password <label>"``); ``uidl`` the message's
+    UIDL; ``subject`` is filled in by the store from the message when the
+    entry is written ("" if it is gone) and kept, so the log outlives it."""
+
+    at: float
+    action: str
+    credential: str
+    client: str
+    message_id: int
+    uidl: str
+    subject: str = ""
+
+
+@dataclass(frozen=True)
+class PopSessionLog:
+    """What a POP session writes as it ends, with its deletions or its
+    release: its download log entries, the entries older than
+    ``kept_since`` pruned; ``login_at`` (when not None) as the account's
+    last POP login, for LOGIN-DELAY."""
+
+    downloads: tuple[PopDownload, ...] = ()
+    kept_since: float = 0.0
+    login_at: float | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.downloads) or self.login_at is not None
+
+
 #: What an API token may do: ``read`` only GETs, ``write`` everything its
 #: owner (an account, or the operator for an admin token) may.
 API_SCOPES = ("read", "write")
@@ -345,6 +382,9 @@ class PopSession:
     locked: bool
     #: The POP queue snapshot, oldest first (empty unless locked).
     messages: PopSnapshot
+    #: When the account's last POP session that recorded it logged in
+    #: (PopSessionLog.login_at), or None.
+    last_login: float | None = None
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from zpop.store.sqlite_api_tokens import SQLiteApiTokens
 from zpop.store.sqlite_base import BODY_CHUNK  # noqa: F401
 from zpop.store.sqlite_login_events import SQLiteLoginEvents
 from zpop.store.sqlite_messages import SQLiteMessages
+from zpop.store.sqlite_pop_log import SQLitePopLog
 from zpop.store.sqlite_queue import SQLiteQueue
 from zpop.store.sqlite_resets import SQLitePasswordResets
 from zpop.store.sqlite_throttle import SQLiteThrottle
@@ -45,5 +46,6 @@ class SQLiteStore(
     SQLitePasswordResets,
     SQLiteLoginEvents,
     SQLiteApiTokens,
+    SQLitePopLog,
 ):
     """IStore on one SQLite file, shared safely by the server and the CLI."""

@@ -16,6 +16,7 @@ from zpop.store.records import (
     NewMessage,
     NotFound,
     PopSession,
+    PopSessionLog,
     PopSnapshot,
     QueuedMessage,
     QueuedRecipient,
@@ -27,6 +28,7 @@ from zpop.store.sqlite_base import (
     SQLiteBase,
     _message,
 )
+from zpop.store.sqlite_pop_log import write_pop_log
 
 
 class SQLiteMessages(SQLiteBase):
@@ -200,6 +202,7 @@ class SQLiteMessages(SQLiteBase):
             # the lock go meanwhile, and offer those messages again.
             account: Account | None = None
             rows: list[tuple[int, int, int]] | None = None
+            last_login: float | None = None
             try:
                 with self._read() as conn:
                     account = self._account_row(conn, address)
@@ -212,6 +215,11 @@ class SQLiteMessages(SQLiteBase):
                             " AND pop_removed = 0 AND uid >= ? ORDER BY uid",
                             (account.id, *folders, account.pop.start_uid),
                         ).fetchall()
+                        login = conn.execute(
+                            "SELECT at FROM pop_logins WHERE account_id = ?",
+                            (account.id,),
+                        ).fetchone()
+                        last_login = None if login is None else float(login[0])
             except NotFound:
                 pass
             finally:
@@ -221,7 +229,9 @@ class SQLiteMessages(SQLiteBase):
                 return None  # deleted since the first look
             if rows is None:
                 return PopSession(account, False, PopSnapshot())  # POP disabled
-            return PopSession(account, True, PopSnapshot.from_rows(rows))
+            return PopSession(
+                account, True, PopSnapshot.from_rows(rows), last_login
+            )
 
         return self._call(thd)
 
@@ -235,9 +245,14 @@ class SQLiteMessages(SQLiteBase):
             raise StoreError("the maildrop lock was lost")
 
     def finish_pop_session(
-        self, account_id: int, owner: str, message_ids: list[int], to_trash: bool
+        self,
+        account_id: int,
+        owner: str,
+        message_ids: list[int],
+        to_trash: bool,
+        log: PopSessionLog | None = None,
     ) -> Deferred:
-        if not message_ids:
+        if not message_ids and not log:
             # Nothing to apply: no database trip, only the lock goes.
             return maybeDeferred(self._release_held, account_id, owner)
 
@@ -246,6 +261,9 @@ class SQLiteMessages(SQLiteBase):
                 raise StoreError("the maildrop lock was lost")
             folder = ", folder = 'Trash'" if to_trash else ""
             with self._write() as conn:
+                if log:
+                    # Before the move: the subjects are read from the rows.
+                    write_pop_log(conn, account_id, log)
                 conn.executemany(
                     f"UPDATE messages SET pop_removed = 1{folder}"
                     " WHERE id = ? AND account_id = ?",

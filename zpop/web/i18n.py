@@ -27,6 +27,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav_clients": ("Mail client settings", "邮件客户端设置"),
     "nav_sessions": ("Signed-in browsers", "已登录的浏览器"),
     "nav_activity": ("Sign-in activity", "登录活动"),
+    "nav_downloads": ("POP downloads", "POP 下载记录"),
     "nav_password": ("Password", "密码"),
     "nav_imap": ("IMAP access", "IMAP 访问"),
     "nav_api_tokens": ("API tokens", "API 令牌"),
@@ -411,6 +412,20 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "ac_wrong_password": ("wrong password", "密码错误"),
     "ac_wrong_code": ("wrong code", "验证码错误"),
     "ac_refused": ("refused", "被拒绝"),
+    # POP download log
+    "dl_intro": (
+        "Which device downloaded or deleted which message over POP, newest"
+        " first: the last {shown} entries of the last {days} days. A device"
+        " is the password it logged in with.",
+        "哪台设备通过 POP 下载或删除了哪封邮件，最新的在前：最近 {days} 天内的"
+        "最后 {shown} 条记录。设备以其登录所用的密码区分。",
+    ),
+    "dl_none": ("No POP downloads yet.", "暂无 POP 下载记录。"),
+    "dl_device": ("Device", "设备"),
+    "dl_message": ("Message", "邮件"),
+    "dl_action": ("Action", "操作"),
+    "dl_retr": ("downloaded", "已下载"),
+    "dl_dele": ("deleted", "已删除"),
     # client settings
     "cl_intro": (
         "The settings to type into your mail client.",

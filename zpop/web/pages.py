@@ -27,6 +27,7 @@ NAVIGATION = (
     ("/settings/clients", "nav_clients"),
     ("/settings/sessions", "nav_sessions"),
     ("/settings/activity", "nav_activity"),
+    ("/settings/downloads", "nav_downloads"),
 )
 
 #: The one style sheet (CSP allows no inline style).

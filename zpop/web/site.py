@@ -39,6 +39,7 @@ from zpop.web import (
     app_passwords,
     autoconfig,
     clients,
+    downloads,
     imap,
     login,
     pop,
@@ -121,6 +122,7 @@ ROUTES: dict[str, Route] = {
         {b"GET": sessions.page, b"POST": sessions.change}, "full"
     ),
     "/settings/activity": Route({b"GET": activity.page}, "full"),
+    "/settings/downloads": Route({b"GET": downloads.page}, "full"),
     "/static/zpop.css": Route({b"GET": _stylesheet}, cache=b"max-age=3600"),
     # Mail clients' autoconfiguration and the MTA-STS policy (zpop.web.autoconfig).
     "/.well-known/autoconfig/mail/config-v1.1.xml": Route(

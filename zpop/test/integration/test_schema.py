@@ -254,5 +254,6 @@ class VocabularyTests(SynchronousTestCase):
                 "state": records.OUTBOUND_STATES,
                 "result": records.LOGIN_RESULTS,
                 "scope": records.API_SCOPES,
+                "action": records.POP_ACTIONS,
             },
         )

@@ -303,6 +303,7 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                     ("db", "ThreadPoolService", None, None),
                     ("hashing", "ThreadPoolService", None, None),
                     ("activity", "ActivityRecorder", None, None),
+                    ("pop-log", "PopLogRecorder", None, None),
                     (
                         "pop3s",
                         "StreamServerEndpointService",
@@ -369,6 +370,7 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                     "db",
                     "hashing",
                     "activity",
+                    "pop-log",
                     "pop3s",
                     "smtps",
                     "submission",
@@ -475,7 +477,9 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                 "[server]\nworkers = 3\n[auth]\nmax_connections_per_client = 20\n"
                 "max_connections = 1000\n"
             )
-        top = self.make("--config", config, "--data", "d")
+        # Without the metrics listener: with it, several processes switch
+        # this (test) process's metrics to files for good (zpop.metrics).
+        top = self.make("--config", config, "--data", "d", "--metrics", "")
         names = [child.name for child in top]
         limiter = top.getServiceNamed("submission").factory
         self.assertEqual(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from prometheus_client import values
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import fail
@@ -34,6 +35,8 @@ class MetricsCase(SynchronousTestCase):
     """Counts into fresh metrics of its own during each test."""
 
     def setUp(self) -> None:
+        # In memory, whatever an earlier test of this process installed.
+        self.patch(values, "ValueClass", values.MutexValue)
         self.metrics = metrics.Metrics()
         previous = metrics.use(self.metrics)
         self.addCleanup(metrics.use, previous)

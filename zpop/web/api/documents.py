@@ -85,6 +85,18 @@ def login_event(event: Any) -> Document:
     }
 
 
+def pop_download(entry: Any) -> Document:
+    return {
+        "at": iso(entry.at),
+        "action": entry.action,
+        "device": entry.credential,
+        "client": entry.client,
+        "message_id": entry.message_id,
+        "uidl": entry.uidl,
+        "subject": entry.subject,
+    }
+
+
 def domain(summary: Any) -> Document:
     return {
         "name": summary.domain.name,

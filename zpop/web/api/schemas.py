@@ -101,6 +101,17 @@ SCHEMAS: dict[str, Schema] = {
             "reason": {"type": "string"},
         }
     ),
+    "PopDownload": obj(
+        {
+            "at": TIME,
+            "action": {"enum": ["retr", "dele"]},
+            "device": {"type": "string"},
+            "client": {"type": "string"},
+            "message_id": {"type": "integer", "minimum": 1},
+            "uidl": {"type": "string"},
+            "subject": {"type": "string"},
+        }
+    ),
     "Domain": obj(
         {
             "name": {"type": "string"},
@@ -123,6 +134,7 @@ SCHEMAS: dict[str, Schema] = {
             "password": {"type": "boolean"},
             "two_factor": {"enum": list(TWO_FACTOR_STATES)},
             "created": TIME,
+            "recovery_address": {"type": ["string", "null"]},
             "pop": ref("PopSettings"),
             "imap": ref("ImapSettings"),
             "aliases": {"type": "array", "items": {"type": "string"}},
@@ -134,7 +146,6 @@ SCHEMAS: dict[str, Schema] = {
             "address": ADDRESS,
             "plan": {"enum": list(PLANS)},
             "federated": {"type": "boolean"},
-            "recovery_address": {"type": ["string", "null"]},
             "password": {"type": "string", "minLength": 1, "maxLength": 1024},
         },
         required=["address"],

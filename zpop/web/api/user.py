@@ -4,7 +4,7 @@ app-password page and ``zpop`` use."""
 
 from __future__ import annotations
 
-from zpop.accounts import activity, app_passwords, settings
+from zpop.accounts import activity, app_passwords, pop_log, settings
 from zpop.accounts.accounts import require_account
 from zpop.accounts.errors import UnknownAppPassword
 from zpop.web.api import documents
@@ -155,6 +155,13 @@ async def _activity(call: Call) -> Reply:
     return page(call, [documents.login_event(e) for e in found])
 
 
+async def _pop_downloads(call: Call) -> Reply:
+    found = await pop_log.list_downloads(
+        call.web.store, call.address, pop_log.LISTED
+    )
+    return page(call, [documents.pop_download(e) for e in found])
+
+
 async def _two_factor(call: Call) -> Reply:
     account = await require_account(call.web.store, call.address)
     return Reply(documents.two_factor_state(account))
@@ -248,6 +255,16 @@ OPERATIONS = [
         "Recent sign-ins over every protocol, newest first",
         "user",
         response=page_of("LoginEvent"),
+        paginated=True,
+    ),
+    Operation(
+        "GET",
+        "/pop/downloads",
+        _pop_downloads,
+        "The POP download log: which device downloaded or deleted what,"
+        " newest first",
+        "user",
+        response=page_of("PopDownload"),
         paginated=True,
     ),
     Operation(
