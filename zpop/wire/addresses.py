@@ -82,6 +82,8 @@ def parse_address(text: str) -> str:
         raise ValueError(f"{text!r}: an address has exactly one @")
     if not local:
         raise ValueError(f"{text!r}: the part before the @ is empty")
+    if not domain.strip().rstrip("."):
+        raise ValueError(f"{text!r}: the part after the @ is empty")
     if len(local) > MAX_LOCAL_PART or not _LOCAL_PART.fullmatch(local):
         raise ValueError(f"{text!r}: {local!r} is not a valid local part")
     return f"{local.lower()}@{parse_domain(domain)}"

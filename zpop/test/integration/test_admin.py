@@ -595,7 +595,7 @@ class AccountTests(AdminTestCase):
             ("a b@example.org", "'a b@example.org': an address has no spaces or"),
             ("a\x01@example.org", "'a\\x01@example.org': an address has no spaces"),
             ("a..b@example.org", "'a..b@example.org': 'a..b' is not a valid local"),
-            ("alice@", "empty domain"),
+            ("alice@", "'alice@': the part after the @ is empty"),
             ("alice@nodot", "'nodot' is not a domain: it has no dot"),
         ):
             message = self.usage("account", "add", bad)
