@@ -6,10 +6,11 @@ the unit tests' own source, that they never reach the disk."""
 from __future__ import annotations
 
 import ast
+import configparser
 import os
 from collections.abc import Iterator
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 import zpop
 
@@ -249,3 +250,22 @@ class UnitTestsNeedNoDiskTests(SynchronousTestCase):
                 (7, "calls mktemp()"),
             ],
         )
+
+
+class PackagingTests(SynchronousTestCase):
+    def test_every_package_is_installed(self) -> None:
+        """setup.cfg lists every package of the source tree: a subpackage
+        left out works in the editable install the tests use, and is
+        missing from a real ``pip install .``."""
+        setup_cfg = os.path.join(os.path.dirname(PACKAGE), "setup.cfg")
+        if not os.path.exists(setup_cfg):
+            raise SkipTest("not a source checkout: no setup.cfg beside zpop")
+        parser = configparser.ConfigParser()
+        parser.read(setup_cfg, encoding="utf-8")
+        listed = set(parser["options"]["packages"].split())
+        found = {
+            os.path.relpath(directory, os.path.dirname(PACKAGE)).replace(os.sep, ".")
+            for directory, _, files in os.walk(PACKAGE)
+            if "__init__.py" in files
+        }
+        self.assertEqual(sorted(found - listed), [])
