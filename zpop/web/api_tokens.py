@@ -16,7 +16,7 @@ from zpop.accounts.api_tokens import API_SCOPES, InvalidScope, UnknownApiToken
 from zpop.accounts.app_passwords import MAX_LABEL, InvalidLabel
 from zpop.web.app_passwords import LABEL_REASONS
 from zpop.web.login import needs_reverify, reverify, reverify_fields
-from zpop.web.pages import errors, form, revoke_button, when
+from zpop.web.pages import form, label_field, revoke_button, secret_page_top, when
 from zpop.web.visit import Response, Visit
 
 PATH = "/settings/api-tokens"
@@ -56,14 +56,8 @@ async def _page(
 ) -> Response:
     t = visit.t
     found = await api_tokens.list_tokens(visit.web.store, visit.address)
-    body: list[Tag | str] = [tags.p(t("at_intro"))]
-    body += errors(problems or [])
-    if notice:
-        body.append(tags.p(notice, class_="notice", role="status"))
-    if new is not None:
-        new_label, secret = new
-        body.append(tags.p(t("at_new", label=new_label)))
-        body.append(tags.p(tags.code(secret, id="new-secret", class_="secret")))
+    shown = None if new is None else (t("at_new", label=new[0]), new[1])
+    body = secret_page_top(visit, t("at_intro"), problems, notice, shown)
     body.append(_table(visit, found))
     confirm = reverify_fields(visit)
     scopes = [
@@ -84,16 +78,7 @@ async def _page(
             visit,
             PATH,
             *confirm,
-            tags.label(
-                t("ap_label"),
-                tags.input(
-                    type="text",
-                    name="label",
-                    value=label,
-                    maxlength=str(MAX_LABEL),
-                    required="required",
-                ),
-            ),
+            label_field(visit, label, MAX_LABEL),
             tags.fieldset(tags.legend(t("at_scope")), *scopes),
             tags.button(t("ap_create"), type="submit"),
             id="create-api-token",

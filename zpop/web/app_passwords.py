@@ -14,7 +14,7 @@ from zpop.accounts import app_passwords
 from zpop.accounts.app_passwords import InvalidLabel
 from zpop.accounts.errors import UnknownAppPassword
 from zpop.web.login import needs_reverify, reverify, reverify_fields
-from zpop.web.pages import errors, form, revoke_button, when
+from zpop.web.pages import form, label_field, revoke_button, secret_page_top, when
 from zpop.web.visit import Response, Visit
 
 #: A label rule broken (InvalidLabel.reason) -> its message id.
@@ -59,14 +59,8 @@ async def _page(
 ) -> Response:
     t = visit.t
     found = await app_passwords.list_app_passwords(visit.web.store, visit.address)
-    body: list[Tag | str] = [tags.p(t("ap_intro"))]
-    body += errors(problems or [])
-    if notice:
-        body.append(tags.p(notice, class_="notice", role="status"))
-    if new is not None:
-        new_label, secret = new
-        body.append(tags.p(t("ap_new", label=new_label)))
-        body.append(tags.p(tags.code(secret, id="new-secret", class_="secret")))
+    shown = None if new is None else (t("ap_new", label=new[0]), new[1])
+    body = secret_page_top(visit, t("ap_intro"), problems, notice, shown)
     body.append(_table(visit, found))
     confirm = reverify_fields(visit)
     body.append(
@@ -74,16 +68,7 @@ async def _page(
             visit,
             "/settings/app-passwords",
             *confirm,
-            tags.label(
-                t("ap_label"),
-                tags.input(
-                    type="text",
-                    name="label",
-                    value=label,
-                    maxlength=str(app_passwords.MAX_LABEL),
-                    required="required",
-                ),
-            ),
+            label_field(visit, label, app_passwords.MAX_LABEL),
             tags.button(t("ap_create"), type="submit"),
             id="create-app-password",
         )

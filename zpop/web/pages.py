@@ -153,3 +153,37 @@ def revoke_button(visit: Visit, path: str, ident: int) -> Tag:
         tags.button(visit.t("ap_revoke"), type="submit"),
         class_="inline",
     )
+
+
+def secret_page_top(
+    visit: Visit,
+    intro: str,
+    problems: list[str] | None,
+    notice: str | None,
+    shown: tuple[str, str] | None,
+) -> list[Tag | str]:
+    """The top of a page that makes secrets shown once (app passwords, API
+    tokens): its intro, what was wrong, a notice, and the new secret
+    (``shown``: its sentence and the secret, in ``id="new-secret"``)."""
+    body: list[Tag | str] = [tags.p(intro), *errors(problems or [])]
+    if notice:
+        body.append(tags.p(notice, class_="notice", role="status"))
+    if shown is not None:
+        sentence, secret = shown
+        body.append(tags.p(sentence))
+        body.append(tags.p(tags.code(secret, id="new-secret", class_="secret")))
+    return body
+
+
+def label_field(visit: Visit, label: str, longest: int) -> Tag:
+    """The ``label`` input of such a page's create form."""
+    return tags.label(
+        visit.t("ap_label"),
+        tags.input(
+            type="text",
+            name="label",
+            value=label,
+            maxlength=str(longest),
+            required="required",
+        ),
+    )
