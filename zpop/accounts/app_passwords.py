@@ -7,6 +7,7 @@ from __future__ import annotations
 from zpop.accounts import Clock, passwords, service
 from zpop.accounts.accounts import require_account
 from zpop.accounts.errors import InvalidInput, UnknownAppPassword
+from zpop.store import POP_STARTS as POP_STARTS
 from zpop.store import AppPassword, IStore
 from zpop.wire.addresses import CONTROL
 
@@ -38,18 +39,28 @@ def parse_label(text: str) -> str:
 
 @service
 async def create(
-    store: IStore, clock: Clock, key: bytes, address: str, label: str
+    store: IStore,
+    clock: Clock,
+    key: bytes,
+    address: str,
+    label: str,
+    pop_start: str = "setting",
 ) -> tuple[AppPassword, str]:
     """A new app-specific password for the account, and its text: the only
     time it is seen; only its keyed hash (under the server ``key``) is
-    stored."""
+    stored. ``pop_start`` is where the device's own POP queue starts when
+    the account's queue is per-device: as the account's all/new setting
+    says (``setting``), or with the mail that arrives after its first
+    login (``first-login``)."""
     account = await require_account(store, address)
     label = parse_label(label)
+    if pop_start not in POP_STARTS:
+        raise InvalidInput(f"the POP start must be one of {', '.join(POP_STARTS)}")
     password = passwords.generate_app_password()
     digest = passwords.app_password_digest(key, account.id, password)
     assert digest is not None
     record: AppPassword = await store.add_app_password(
-        account.address, label, digest, clock.seconds()
+        account.address, label, digest, clock.seconds(), pop_start
     )
     return record, password
 

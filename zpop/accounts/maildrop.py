@@ -162,7 +162,8 @@ class Maildrop:
     was dropped, hands its RETRs to ``log_writer`` (the process's batching
     PopLogRecorder), so it costs no database trip of its own.
     ``login_delay`` (seconds, 0 for none) is the account's LOGIN-DELAY,
-    for CAPA.
+    for CAPA. With a per-device queue, ``device`` names it: the lock and
+    the deletions are that device's.
     """
 
     def __init__(
@@ -177,6 +178,7 @@ class Maildrop:
         log_days: int = LOG_DAYS,
         login_delay: int = 0,
         log_writer: LogWriter | None = None,
+        device: int | None = None,
     ) -> None:
         self.account = account
         #: The avatar ID the session logged in as (zpop.accounts.credentials.Identity).
@@ -187,6 +189,8 @@ class Maildrop:
         self._log_days = log_days
         self.login_delay = login_delay
         self._log_writer = log_writer or self._write_now
+        #: The device whose own queue this is (PopSession.device), or None.
+        self._queue_device = device
         self._retrieved: list[PopDownload] = []
         self._app_password_id: int | None = getattr(identity, "app_password_id", None)
         self._verified: Verified | None = getattr(identity, "verified", None)
@@ -338,6 +342,7 @@ class Maildrop:
                 ids,
                 self.account.pop.deletion == "delete",
                 session_log,
+                self._queue_device,
             )
         else:
             # No deletion: no database trip at QUIT; the RETRs go batched.

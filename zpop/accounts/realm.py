@@ -97,6 +97,12 @@ class WebAccount:
     identity: Identity
 
 
+def _in_use(account: Account) -> str:
+    if account.pop.queue == "per-device":
+        return "Another POP session of this device is already using its mailbox"
+    return "Another POP session is already using this mailbox"
+
+
 @implementer(IRealm)
 class Realm:
     def __init__(
@@ -152,7 +158,11 @@ class Realm:
         owner = f"pop-{next(_owners)}"
         # One round trip: account, lock and snapshot.
         opened: PopSession | None = await self._store.open_pop_session(
-            address, owner, SPAM_FOLDERS
+            address,
+            owner,
+            SPAM_FOLDERS,
+            getattr(address, "app_password_id", None),
+            self._clock.seconds(),
         )
         if opened is None:
             # Deleted between the password check and now.
@@ -169,9 +179,7 @@ class Realm:
                 await self._store.release_pop_lock(account.id, owner)
             raise LoginRefused("AUTH", refusal)
         if not opened.locked:
-            raise LoginRefused(
-                "IN-USE", "Another POP session is already using this mailbox"
-            )
+            raise LoginRefused("IN-USE", _in_use(account))
         delay = self._pop.login_delay(account.plan)
         since = None
         if delay > 0 and opened.last_login is not None:
@@ -190,9 +198,10 @@ class Realm:
             # Durable before +OK, so neither a crash nor a quick second
             # login gets round the delay; logins are rare where it is on.
             try:
-                await self._store.record_pop_logs(
-                    [(account.id, PopSessionLog(login_at=self._clock.seconds()))]
+                login = PopSessionLog(
+                    login_at=self._clock.seconds(), device=opened.device
                 )
+                await self._store.record_pop_logs([(account.id, login)])
             except BaseException:
                 await self._store.release_pop_lock(account.id, owner)
                 raise
@@ -207,5 +216,6 @@ class Realm:
             self._pop.log_days,
             delay,
             self._log_writer,
+            opened.device,
         )
         return (IMailbox, maildrop, maildrop.release)

@@ -17,6 +17,7 @@ from zpop.accounts.maildrop import pop_folders
 from zpop.config import AccountsConfig
 from zpop.store import DELETION_POLICIES as DELETION_POLICIES
 from zpop.store import POP_MODES as POP_MODES
+from zpop.store import POP_QUEUES as POP_QUEUES
 from zpop.store import SPAM_POLICIES as SPAM_POLICIES
 from zpop.store import Account, IStore, Message
 
@@ -81,6 +82,17 @@ async def set_pop_deletion(store: IStore, address: str, policy: str) -> Account:
     return changed
 
 
+@service
+async def set_pop_queue(store: IStore, address: str, queue: str) -> Account:
+    """One POP queue for every device (``shared``), or one per device
+    (``per-device``: each app password, and the primary password, gets
+    every message once, and a DELE removes it from that device's queue)."""
+    account = await require_account(store, address)
+    _check_choice("POP queue", queue, POP_QUEUES)
+    changed: Account = await store.set_pop_queue(account.address, queue)
+    return changed
+
+
 #: "Leave this setting as it is" for change_pop (None means "disabled").
 UNCHANGED = "unchanged"
 
@@ -99,6 +111,7 @@ async def change_pop(
     mode: str | None = UNCHANGED,
     spam: str = UNCHANGED,
     deletion: str = UNCHANGED,
+    queue: str = UNCHANGED,
 ) -> Account:
     """Apply a POP settings form or API change: ``mode`` ``all``/``new``
     enables, None disables; each setting changes only if it differs, so
@@ -113,6 +126,8 @@ async def change_pop(
         _check_choice("spam policy", spam, SPAM_POLICIES)
     if deletion != UNCHANGED:
         _check_choice("deletion policy", deletion, DELETION_POLICIES)
+    if queue != UNCHANGED:
+        _check_choice("POP queue", queue, POP_QUEUES)
     address = account.address
     if mode is None:
         if account.pop.enabled:
@@ -123,6 +138,8 @@ async def change_pop(
         account = await set_pop_spam(store, address, spam)
     if deletion != UNCHANGED and deletion != account.pop.deletion:
         account = await set_pop_deletion(store, address, deletion)
+    if queue != UNCHANGED and queue != account.pop.queue:
+        account = await set_pop_queue(store, address, queue)
     return account
 
 

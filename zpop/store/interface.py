@@ -110,11 +110,17 @@ class IAccountStore(Interface):
     def set_pop_deletion(address: str, policy: str) -> Deferred[Account]:
         """Set the deletion policy; fires with the Account."""
 
+    def set_pop_queue(address: str, queue: str) -> Deferred[Account]:
+        """One POP queue (``shared``) or one per device (``per-device``);
+        fires with the Account. Each device's state is kept across changes."""
+
     # app-specific passwords
     def add_app_password(
-        address: str, label: str, digest: bytes, now: float
+        address: str, label: str, digest: bytes, now: float, pop_start: str = "setting"
     ) -> Deferred[AppPassword]:
-        """Store a new app password's keyed digest; fires with AppPassword."""
+        """Store a new app password's keyed digest and where its own POP
+        queue starts (POP_STARTS, default ``setting``); fires with
+        AppPassword."""
 
     def list_app_passwords(address: str) -> Deferred[list[AppPassword]]:
         """Fires with the account's AppPasswords, oldest first."""
@@ -192,7 +198,11 @@ class IPopStore(Interface):
     # the database and ends with the process, however the process ends, so
     # it has no lease to renew and nothing of it survives a crash.
     def open_pop_session(
-        address: str, owner: str, folders_for: Mapping[str, tuple[str, ...]]
+        address: str,
+        owner: str,
+        folders_for: Mapping[str, tuple[str, ...]],
+        app_password_id: int | None = None,
+        now: float = 0.0,
     ) -> Deferred[PopSession | None]:
         """Start a POP session: the account, its maildrop lock, its queue.
 
@@ -203,6 +213,11 @@ class IPopStore(Interface):
         queue, from its start uid on, read after the lock was taken (so
         they reflect every deletion committed by an earlier session), and
         ``last_login`` the account's last recorded POP login.
+
+        With the account's queue ``per-device`` the maildrop is the
+        device's, the one that logged in with ``app_password_id`` (None:
+        the primary password): its own lock and its own queue, which its
+        first login (at ``now``) starts (PopSession.device).
         """
 
     def release_pop_lock(account_id: int, owner: str) -> Deferred[None]:
@@ -216,8 +231,15 @@ class IPopStore(Interface):
         message_ids: list[int],
         to_trash: bool,
         log: PopSessionLog | None = None,
+        device: int | None = None,
     ) -> Deferred[None]:
         """Apply a POP session's deletions, then release its lock.
+
+        With ``device`` (a per-device session's PopSession.device) the
+        messages leave that device's queue, and the POP queue (and move to
+        Trash if ``to_trash``) only once every device whose queue holds
+        them has deleted them; fails StoreError if the device's app
+        password was revoked meanwhile.
 
         Each message leaves the POP queue (and moves to Trash if
         ``to_trash``), in one transaction; the lock is released only once

@@ -20,10 +20,18 @@ from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from zpop.store.interface import IStore
+from zpop.store.locks import lock_offset
 from zpop.store.memory_api_tokens import MemoryApiTokens
 from zpop.store.memory_app_passwords import AppPasswordRow, MemoryAppPasswords
 from zpop.store.memory_imap import MemoryImap
 from zpop.store.memory_login_events import MemoryLoginEvents
+from zpop.store.memory_pop_devices import (
+    PopDeviceRow,
+    device_queue,
+    find_device,
+    register_device,
+    remove_for_device,
+)
 from zpop.store.memory_pop_log import MemoryPopLog
 from zpop.store.memory_queue import MemoryOutboundQueue, check_in, schema_error, settle
 from zpop.store.memory_resets import MemoryPasswordResets
@@ -34,6 +42,7 @@ from zpop.store.records import (
     FOLDERS,
     PLANS,
     POP_MODES,
+    POP_QUEUES,
     REPEATED_FAILURES,
     SPAM_POLICIES,
     Accepted,
@@ -76,38 +85,44 @@ class MemoryChangeCounter:
 class MemoryMaildropLocks:
     """``zpop.store.locks.MaildropLocks`` without the kernel: a dict.
 
-    One holder per account; a second acquire (by the holder too) is refused;
-    only the holder releases. After ``close`` every lock is gone and
-    acquiring fails StoreError, as with a closed lock file.
+    One holder per maildrop (``lock_offset``); a second acquire (by the
+    holder too) is refused; only the holder releases. After ``close`` every
+    lock is gone and acquiring fails StoreError, as with a closed lock file.
     """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._holders: dict[int, str] = {}
+        self._offsets: dict[tuple[int, str], int] = {}
         self._closed = False
 
-    def acquire(self, account_id: int, owner: str) -> bool:
-        """Take the account's lock for ``owner``; False if anyone holds it."""
+    def acquire(
+        self, account_id: int, owner: str, app_password_id: int | None = None
+    ) -> bool:
+        """Take the maildrop's lock for ``owner``; False if anyone holds it."""
         if self._closed:
             raise StoreError(f"the maildrop locks of {self.name} are closed")
-        if account_id in self._holders:
+        offset = lock_offset(account_id, app_password_id)
+        if offset in self._holders or (account_id, owner) in self._offsets:
             return False
-        self._holders[account_id] = owner
+        self._holders[offset] = owner
+        self._offsets[account_id, owner] = offset
         return True
 
     def holds(self, account_id: int, owner: str) -> bool:
-        return self._holders.get(account_id) == owner
+        return (account_id, owner) in self._offsets
 
     def release(self, account_id: int, owner: str) -> bool:
         """Give the lock up if ``owner`` holds it; whether it did."""
-        if self._holders.get(account_id) != owner:
+        if not self.holds(account_id, owner):
             return False
-        del self._holders[account_id]
+        del self._holders[self._offsets.pop((account_id, owner))]
         return True
 
     def close(self) -> None:
         self._closed = True
         self._holders.clear()
+        self._offsets.clear()
 
 
 # -- rows: the mutable state behind the frozen records -----------------------
@@ -126,6 +141,7 @@ class _AccountRow:
     #: id -> row, in uid order (uids only grow, so insertion order).
     messages: dict[int, _MessageRow] = field(default_factory=dict)
     app_passwords: dict[int, AppPasswordRow] = field(default_factory=dict)
+    pop_devices: dict[int, PopDeviceRow] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -358,6 +374,8 @@ class MemoryStore(
                 for message in row.messages.values():
                     if message.message.pop_removed:
                         message.message = replace(message.message, pop_removed=False)
+                for device in row.pop_devices.values():
+                    device.removed.clear()
             else:
                 start = row.next_uid
             pop = replace(
@@ -398,6 +416,13 @@ class MemoryStore(
         def change(account: Account) -> Account:
             self._check("pop_deletion", policy, DELETION_POLICIES)
             return replace(account, pop=replace(account.pop, deletion=policy))
+
+        return self._update_account(address, change)
+
+    def set_pop_queue(self, address: str, queue: str) -> Deferred[Account]:
+        def change(account: Account) -> Account:
+            self._check("pop_queue", queue, POP_QUEUES)
+            return replace(account, pop=replace(account.pop, queue=queue))
 
         return self._update_account(address, change)
 
@@ -531,23 +556,40 @@ class MemoryStore(
     # -- POP sessions -------------------------------------------------------------
 
     def open_pop_session(
-        self, address: str, owner: str, folders_for: Mapping[str, tuple[str, ...]]
+        self,
+        address: str,
+        owner: str,
+        folders_for: Mapping[str, tuple[str, ...]],
+        app_password_id: int | None = None,
+        now: float = 0.0,
     ) -> Deferred[PopSession | None]:
         def apply() -> PopSession | None:
             account_id = self._addresses.get(address.lower())
             if account_id is None:
                 return None
-            account = self._accounts[account_id].account
+            row = self._accounts[account_id]
+            account = row.account
+            per_device = account.pop.queue == "per-device"
+            holder = app_password_id if per_device else None
             if not account.pop.enabled or not self._pop_locks.acquire(
-                account.id, owner
+                account.id, owner, holder
             ):
                 return PopSession(account, False, PopSnapshot())
             try:
                 folders = folders_for[account.pop.spam]
+                if per_device:
+                    device = find_device(row, app_password_id) or register_device(
+                        row, app_password_id, now
+                    )
             except BaseException:
                 self._pop_locks.release(account.id, owner)
                 raise
-            messages = self._pop_queue(account.id, folders, account.pop.start_uid)
+            if per_device:
+                messages = device_queue(row, folders, device)
+                last_login, device_id = device.last_login, device.id
+            else:
+                messages = self._pop_queue(account.id, folders, account.pop.start_uid)
+                last_login, device_id = self._last_pop_login(account.id), None
             return PopSession(
                 account,
                 True,
@@ -556,7 +598,8 @@ class MemoryStore(
                     [m.uid for m in messages],
                     [m.size for m in messages],
                 ),
-                self._last_pop_login(account.id),
+                last_login,
+                device_id,
             )
 
         return settle(apply)
@@ -572,14 +615,22 @@ class MemoryStore(
         message_ids: list[int],
         to_trash: bool,
         log: PopSessionLog | None = None,
+        device: int | None = None,
     ) -> Deferred[None]:
         def apply() -> None:
             if not self._pop_locks.holds(account_id, owner):
                 raise StoreError("the maildrop lock was lost")
             self._check_pop_log(log)
+            row = self._accounts.get(account_id)
+            if device is not None and row is not None:
+                if device not in row.pop_devices:
+                    raise StoreError("the device's app password was revoked")
             # Before the move, as in SQL: the subjects are read from the rows.
             self._write_pop_log(account_id, log)
-            row = self._accounts.get(account_id)
+            if device is not None and row is not None:
+                remove_for_device(row, device, message_ids, to_trash)
+                self._pop_locks.release(account_id, owner)
+                return
             # Only this account's messages: an id of another is ignored.
             owned = {} if row is None else row.messages
             for message_id in message_ids:

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, succeed
 
-from zpop.store.memory_queue import schema_error, settle
-from zpop.store.records import AppPassword, NotFound
+from zpop.store.memory_pop_devices import forget_device, settle_deleted
+from zpop.store.memory_queue import check_in, schema_error, settle
+from zpop.store.records import POP_STARTS, AppPassword, NotFound
 
 if TYPE_CHECKING:
     from zpop.store.memory import MemoryChangeCounter
@@ -56,10 +57,16 @@ class MemoryAppPasswords:
             del self._digests[password.digest]
 
     def add_app_password(
-        self, address: str, label: str, digest: bytes, now: float
+        self,
+        address: str,
+        label: str,
+        digest: bytes,
+        now: float,
+        pop_start: str = "setting",
     ) -> Deferred[AppPassword]:
         def apply() -> AppPassword:
             row = self._row(address)
+            check_in(self.path, "pop_start", pop_start, POP_STARTS)
             digest_bytes = bytes(digest)
             if digest_bytes in self._digests:
                 raise schema_error(
@@ -71,6 +78,7 @@ class MemoryAppPasswords:
                 label=label,
                 created=now,
                 last_used=None,
+                pop_start=pop_start,
             )
             stored = AppPasswordRow(replace(record, created=float(now)), digest_bytes)
             row.app_passwords[record.id] = stored
@@ -96,6 +104,10 @@ class MemoryAppPasswords:
                 )
             del self._app_passwords[password_id]
             del self._digests[password.digest]
+            # Its device's queue goes too: what only it still had leaves
+            # the POP queue now.
+            forget_device(row, password_id)
+            settle_deleted(row, None, row.account.pop.deletion == "delete")
             self._changed(row)
 
         return settle(apply)

@@ -57,7 +57,13 @@ class MemoryPopLog:
                     (next(self._pop_download_ids), replace(download, subject=subject))
                 )
             kept[:] = [(i, d) for i, d in kept if d.at >= log.kept_since]
-        if log.login_at is not None:
+        device = row.pop_devices.get(log.device) if log.device else None
+        if log.login_at is not None and device is not None:
+            last = device.last_login
+            device.last_login = (
+                log.login_at if last is None else max(last, log.login_at)
+            )
+        elif log.login_at is not None and log.device is None:
             before = self._pop_logins.get(account_id)
             self._pop_logins[account_id] = (
                 log.login_at if before is None else max(before, log.login_at)

@@ -44,6 +44,21 @@ class DeletionPolicy(StrEnum):
     DELETE = "delete"
 
 
+class PopQueue(StrEnum):
+    """One POP queue for the account, or one per device (its password)."""
+
+    SHARED = "shared"
+    PER_DEVICE = "per-device"
+
+
+class PopStart(StrEnum):
+    """Where an app password's own POP queue starts (``per-device``): where
+    the account's all/new setting says, or at the device's first login."""
+
+    SETTING = "setting"
+    FIRST_LOGIN = "first-login"
+
+
 class RecipientState(StrEnum):
     """An outbound recipient: waiting, delivered, or failed for good."""
 
@@ -59,6 +74,8 @@ PLANS = tuple(v.value for v in Plan)
 POP_MODES = tuple(v.value for v in PopMode)
 SPAM_POLICIES = tuple(v.value for v in SpamPolicy)
 DELETION_POLICIES = tuple(v.value for v in DeletionPolicy)
+POP_QUEUES = tuple(v.value for v in PopQueue)
+POP_STARTS = tuple(v.value for v in PopStart)
 OUTBOUND_STATES = tuple(v.value for v in RecipientState)
 #: How many of a client's latest failed logins a repeat is compared with.
 REPEATED_FAILURES = 10
@@ -104,6 +121,8 @@ class PopSettings:
     start_uid: int
     spam: str
     deletion: str
+    #: ``shared`` or ``per-device`` (migration 017).
+    queue: str = "shared"
 
 
 @dataclass(frozen=True)
@@ -146,6 +165,8 @@ class AppPassword:
     last_used: float | None
     #: The client address of that last use.
     last_used_from: str | None = None
+    #: Where its POP queue starts when the account's queue is per-device.
+    pop_start: str = "setting"
 
 
 class WebSessionStage(StrEnum):
@@ -212,11 +233,13 @@ class PopSessionLog:
     """What a POP session writes as it ends, with its deletions or its
     release: its download log entries, the entries older than
     ``kept_since`` pruned; ``login_at`` (when not None) as the account's
-    last POP login, for LOGIN-DELAY."""
+    last POP login, for LOGIN-DELAY, or the device's (``device``, a
+    per-device queue's PopSession.device)."""
 
     downloads: tuple[PopDownload, ...] = ()
     kept_since: float = 0.0
     login_at: float | None = None
+    device: int | None = None
 
     def __bool__(self) -> bool:
         return bool(self.downloads) or self.login_at is not None
@@ -382,9 +405,11 @@ class PopSession:
     locked: bool
     #: The POP queue snapshot, oldest first (empty unless locked).
     messages: PopSnapshot
-    #: When the account's last POP session that recorded it logged in
-    #: (PopSessionLog.login_at), or None.
+    #: When the account's (or in a per-device queue, the device's) last POP
+    #: session that recorded it logged in (PopSessionLog.login_at), or None.
     last_login: float | None = None
+    #: The device whose own queue this is (``queue`` per-device), else None.
+    device: int | None = None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from zpop.store.sqlite_base import (
     _app_password,
     _domain,
 )
+from zpop.store.sqlite_pop_devices import settle_deleted
 
 
 class SQLiteAccounts(SQLiteBase):
@@ -177,6 +178,11 @@ class SQLiteAccounts(SQLiteBase):
                         "UPDATE messages SET pop_removed = 0 WHERE account_id = ?",
                         (account.id,),
                     )
+                    conn.execute(
+                        "DELETE FROM pop_device_removed WHERE device_id IN"
+                        " (SELECT id FROM pop_devices WHERE account_id = ?)",
+                        (account.id,),
+                    )
                 else:
                     start = "next_uid"
                 conn.execute(
@@ -198,18 +204,26 @@ class SQLiteAccounts(SQLiteBase):
     def set_pop_deletion(self, address: str, policy: str) -> Deferred:
         return self._update_account(address, "pop_deletion = ?", policy)
 
+    def set_pop_queue(self, address: str, queue: str) -> Deferred:
+        return self._update_account(address, "pop_queue = ?", queue)
+
     # -- app-specific passwords ----------------------------------------------
 
     def add_app_password(
-        self, address: str, label: str, digest: bytes, now: float
+        self,
+        address: str,
+        label: str,
+        digest: bytes,
+        now: float,
+        pop_start: str = "setting",
     ) -> Deferred:
         def thd() -> AppPassword:
             with self._write(changes=True) as conn:
                 account = self._account_row(conn, address)
                 cursor = conn.execute(
-                    "INSERT INTO app_passwords (account_id, label, digest, created)"
-                    " VALUES (?, ?, ?, ?)",
-                    (account.id, label, digest, now),
+                    "INSERT INTO app_passwords (account_id, label, digest, created,"
+                    " pop_start) VALUES (?, ?, ?, ?, ?)",
+                    (account.id, label, digest, now, pop_start),
                 )
                 conn.execute(
                     "UPDATE accounts SET generation = generation + 1 WHERE id = ?",
@@ -221,6 +235,7 @@ class SQLiteAccounts(SQLiteBase):
                     label=label,
                     created=now,
                     last_used=None,
+                    pop_start=pop_start,
                 )
 
         return self._call(thd)
@@ -250,6 +265,9 @@ class SQLiteAccounts(SQLiteBase):
                     raise NotFound(
                         f"no app password {password_id} for {account.address}"
                     )
+                # Its device's queue went with it (ON DELETE CASCADE): what
+                # only it still had leaves the POP queue now.
+                settle_deleted(conn, account.id, None, account.pop.deletion == "delete")
                 conn.execute(
                     "UPDATE accounts SET generation = generation + 1 WHERE id = ?",
                     (account.id,),

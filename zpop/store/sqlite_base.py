@@ -42,7 +42,7 @@ _ACCOUNT_COLUMNS = """
     a.pop_start_uid, a.pop_spam, a.pop_deletion, a.generation, a.uid_validity,
     a.two_factor_required,
     EXISTS (SELECT 1 FROM totp_secrets t WHERE t.account_id = a.id),
-    a.imap_enabled
+    a.imap_enabled, a.pop_queue
 """
 _ACCOUNT_FROM = "accounts a JOIN domains d ON d.id = a.domain_id"
 
@@ -69,6 +69,7 @@ def _account(row: tuple[Any, ...]) -> Account:
             start_uid=row[12],
             spam=row[13],
             deletion=row[14],
+            queue=row[20],
         ),
         generation=row[15],
         uid_validity=row[16],
@@ -97,7 +98,9 @@ def _domain(row: tuple[Any, ...]) -> Domain:
 
 
 #: The columns _app_password reads, in its order.
-APP_PASSWORD_COLUMNS = "id, account_id, label, created, last_used, last_used_from"
+APP_PASSWORD_COLUMNS = (
+    "id, account_id, label, created, last_used, last_used_from, pop_start"
+)
 
 
 def _app_password(row: tuple[Any, ...]) -> AppPassword:
@@ -108,6 +111,7 @@ def _app_password(row: tuple[Any, ...]) -> AppPassword:
         created=row[3],
         last_used=row[4],
         last_used_from=row[5],
+        pop_start=row[6],
     )
 
 

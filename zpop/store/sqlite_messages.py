@@ -28,6 +28,12 @@ from zpop.store.sqlite_base import (
     SQLiteBase,
     _message,
 )
+from zpop.store.sqlite_pop_devices import (
+    device_snapshot,
+    find_device,
+    register_device,
+    remove_for_device,
+)
 from zpop.store.sqlite_pop_log import write_pop_log
 
 
@@ -187,7 +193,12 @@ class SQLiteMessages(SQLiteBase):
     # -- POP sessions -------------------------------------------------------------
 
     def open_pop_session(
-        self, address: str, owner: str, folders_for: Mapping[str, tuple[str, ...]]
+        self,
+        address: str,
+        owner: str,
+        folders_for: Mapping[str, tuple[str, ...]],
+        app_password_id: int | None = None,
+        now: float = 0.0,
     ) -> Deferred:
         def thd() -> PopSession | None:
             try:
@@ -195,45 +206,79 @@ class SQLiteMessages(SQLiteBase):
                     found = self._account_row(conn, address)
             except NotFound:
                 return None
-            if not found.pop.enabled or not self._pop_locks.acquire(found.id, owner):
+            # The queue the lock was taken for, whatever changes meanwhile.
+            per_device = found.pop.queue == "per-device"
+            holder = app_password_id if per_device else None
+            if not found.pop.enabled or not self._pop_locks.acquire(
+                found.id, owner, holder
+            ):
                 return PopSession(found, False, PopSnapshot())
             # The snapshot is read once the lock is held: one begun before
             # could miss the deletions of a session that committed and let
             # the lock go meanwhile, and offer those messages again.
-            account: Account | None = None
-            rows: list[tuple[int, int, int]] | None = None
-            last_login: float | None = None
+            opened: PopSession | None = None
             try:
-                with self._read() as conn:
-                    account = self._account_row(conn, address)
-                    if account.id == found.id and account.pop.enabled:
-                        folders = folders_for[account.pop.spam]
-                        marks = ", ".join("?" for _ in folders)
-                        rows = conn.execute(
-                            f"SELECT id, uid, size FROM messages"
-                            f" WHERE account_id = ? AND folder IN ({marks})"
-                            " AND pop_removed = 0 AND uid >= ? ORDER BY uid",
-                            (account.id, *folders, account.pop.start_uid),
-                        ).fetchall()
-                        login = conn.execute(
-                            "SELECT at FROM pop_logins WHERE account_id = ?",
-                            (account.id,),
-                        ).fetchone()
-                        last_login = None if login is None else float(login[0])
+                opened = self._pop_snapshot(
+                    address, found.id, folders_for, per_device, app_password_id, now
+                )
             except NotFound:
                 pass
             finally:
-                if rows is None:
+                if opened is None or not opened.locked:
                     self._pop_locks.release(found.id, owner)
-            if account is None or account.id != found.id:
-                return None  # deleted since the first look
-            if rows is None:
-                return PopSession(account, False, PopSnapshot())  # POP disabled
-            return PopSession(
-                account, True, PopSnapshot.from_rows(rows), last_login
-            )
+            return opened
 
         return self._call(thd)
+
+    def _pop_snapshot(
+        self,
+        address: str,
+        account_id: int,
+        folders_for: Mapping[str, tuple[str, ...]],
+        per_device: bool,
+        app_password_id: int | None,
+        now: float,
+    ) -> PopSession | None:
+        """The session's account and queue, under its lock; None if the
+        account is gone, unlocked if POP was disabled meanwhile."""
+        # A device's first login registers it: a write transaction, once.
+        for register in (False, True):
+            with self._write() if register else self._read() as conn:
+                account = self._account_row(conn, address)
+                if account.id != account_id:
+                    return None  # deleted and re-created since the first look
+                if not account.pop.enabled:
+                    return PopSession(account, False, PopSnapshot())
+                folders = folders_for[account.pop.spam]
+                if not per_device:
+                    return self._shared_snapshot(conn, account, folders)
+                device = find_device(conn, account.id, app_password_id)
+                if device is None and register:
+                    device = register_device(conn, account.id, app_password_id, now)
+                if device is None:
+                    continue
+                device_id, start_uid, last_login = device
+                rows = device_snapshot(conn, account, folders, device_id, start_uid)
+                snapshot = PopSnapshot.from_rows(rows)
+                return PopSession(account, True, snapshot, last_login, device_id)
+        raise AssertionError("a registered device is found")
+
+    @staticmethod
+    def _shared_snapshot(
+        conn: sqlite3.Connection, account: Account, folders: tuple[str, ...]
+    ) -> PopSession:
+        marks = ", ".join("?" for _ in folders)
+        rows = conn.execute(
+            f"SELECT id, uid, size FROM messages"
+            f" WHERE account_id = ? AND folder IN ({marks})"
+            " AND pop_removed = 0 AND uid >= ? ORDER BY uid",
+            (account.id, *folders, account.pop.start_uid),
+        ).fetchall()
+        login = conn.execute(
+            "SELECT at FROM pop_logins WHERE account_id = ?", (account.id,)
+        ).fetchone()
+        last = None if login is None else float(login[0])
+        return PopSession(account, True, PopSnapshot.from_rows(rows), last)
 
     def release_pop_lock(self, account_id: int, owner: str) -> Deferred:
         # A non-blocking fcntl on a local file: no thread trip.
@@ -251,6 +296,7 @@ class SQLiteMessages(SQLiteBase):
         message_ids: list[int],
         to_trash: bool,
         log: PopSessionLog | None = None,
+        device: int | None = None,
     ) -> Deferred:
         if not message_ids and not log:
             # Nothing to apply: no database trip, only the lock goes.
@@ -264,11 +310,14 @@ class SQLiteMessages(SQLiteBase):
                 if log:
                     # Before the move: the subjects are read from the rows.
                     write_pop_log(conn, account_id, log)
-                conn.executemany(
-                    f"UPDATE messages SET pop_removed = 1{folder}"
-                    " WHERE id = ? AND account_id = ?",
-                    [(mid, account_id) for mid in message_ids],
-                )
+                if device is not None:
+                    remove_for_device(conn, account_id, device, message_ids, to_trash)
+                else:
+                    conn.executemany(
+                        f"UPDATE messages SET pop_removed = 1{folder}"
+                        " WHERE id = ? AND account_id = ?",
+                        [(mid, account_id) for mid in message_ids],
+                    )
             # Only after COMMIT: the next session to take the lock must see
             # these messages gone. A failed commit keeps the lock; the
             # session releases it when it ends (Maildrop.sync).

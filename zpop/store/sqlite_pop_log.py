@@ -43,7 +43,13 @@ def write_pop_log(
             "DELETE FROM pop_downloads WHERE account_id = ? AND at < ?",
             (account_id, log.kept_since),
         )
-    if log.login_at is not None:
+    if log.login_at is not None and log.device is not None:
+        conn.execute(
+            "UPDATE pop_devices SET last_login = MAX(COALESCE(last_login, 0), ?)"
+            " WHERE id = ? AND account_id = ?",
+            (log.login_at, log.device, account_id),
+        )
+    elif log.login_at is not None:
         conn.execute(
             "INSERT INTO pop_logins (account_id, at) VALUES (?1, ?2)"
             " ON CONFLICT (account_id) DO UPDATE SET at = MAX(at, ?2)",

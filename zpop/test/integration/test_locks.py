@@ -68,6 +68,21 @@ class MaildropLocksTests(SynchronousTestCase):
         self.assertTrue(two.acquire(7, "b"))
         self.assertFalse(one.acquire(7, "a"))
 
+    def test_devices_lock_apart(self) -> None:
+        """A per-device maildrop (an app password's) conflicts only with the
+        same device's, in another process or this one; the account's own
+        lock (shared queue, primary password) stays apart from them."""
+        one, two = self.locks(), self.locks()
+        self.assertTrue(one.acquire(7, "a", 3))
+        self.assertEqual(
+            (two.acquire(7, "b", 3), two.acquire(7, "b", 4), two.acquire(7, "c")),
+            (False, True, True),
+        )
+        self.assertEqual((one.acquire(7, "d", 3), one.acquire(3, "e")), (False, True))
+        self.assertTrue(one.release(7, "a"))
+        self.assertTrue(two.acquire(7, "f", 3))
+        self.assertRaises(StoreError, one.acquire, 7, "g", 1 << 31)
+
     def test_second_owner_of_one_process_refused(self) -> None:
         """Within one object (one process) a second session is refused like
         one elsewhere, whatever its owner name."""

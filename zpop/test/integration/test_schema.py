@@ -229,7 +229,8 @@ class VocabularyTests(SynchronousTestCase):
     def test_check_lists_are_the_enums(self) -> None:
         """The schema's CHECK lists hold exactly the values of the record
         vocabularies (Plan, PopMode, SpamPolicy, DeletionPolicy, Folder,
-        RecipientState, login event results, API token scopes), in order."""
+        RecipientState, login event results, API token scopes, POP queues and
+        starts), in order."""
         directory = self.mktemp()
         os.makedirs(directory)
         path = os.path.join(directory, DATABASE_NAME)
@@ -255,5 +256,7 @@ class VocabularyTests(SynchronousTestCase):
                 "result": records.LOGIN_RESULTS,
                 "scope": records.API_SCOPES,
                 "action": records.POP_ACTIONS,
+                "pop_queue": records.POP_QUEUES,
+                "pop_start": records.POP_STARTS,
             },
         )

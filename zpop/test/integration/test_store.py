@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet import defer
@@ -82,6 +83,34 @@ def _seed_account(conn: sqlite3.Connection) -> None:
         "INSERT INTO accounts (address, domain_id, plan, created,"
         " uid_validity) VALUES ('a@example.com', 1, 'paid', 0, 1)"
     )
+
+
+def seed_old_database(
+    path: str, address: str, app_password: str | None = None, now: float = 0.0
+) -> tuple[int, int | None]:
+    """A domain and an account (and an app password labelled
+    ``app_password``) written with SQL into a database migrated to an older
+    version, whose columns today's store would not find; their ids."""
+    domain = address.partition("@")[2]
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "INSERT INTO domains (name, organization, created) VALUES (?, 0, ?)",
+            (domain, now),
+        )
+        account = conn.execute(
+            "INSERT INTO accounts (address, domain_id, plan, created, uid_validity)"
+            " VALUES (?, last_insert_rowid(), 'paid', ?, 1)",
+            (address, now),
+        ).lastrowid
+        password = None
+        if app_password is not None:
+            password = conn.execute(
+                "INSERT INTO app_passwords (account_id, label, digest, created)"
+                " VALUES (?, ?, ?, ?)",
+                (account, app_password, app_password.encode().ljust(32, b"-"), now),
+            ).lastrowid
+    assert account is not None
+    return account, password
 
 
 class StoreConformanceMixin(_MixinBase):
@@ -1772,11 +1801,13 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         self.assertTrue(self.lock(bob, "a", other))
         acquire = self.store._pop_locks.acquire
 
-        def after_other_finished(account_id: int, owner: str) -> bool:
+        def after_other_finished(
+            account_id: int, owner: str, device: int | None = None
+        ) -> bool:
             # The other session commits its deletion and releases the lock
             # between this session's first look and its lock.
             self.ok(other.finish_pop_session(bob.id, "a", [stored[0].id], False))
-            return acquire(account_id, owner)
+            return acquire(account_id, owner, device)
 
         self.patch(self.store._pop_locks, "acquire", after_other_finished)
         opened = self.ok(self.store.open_pop_session(bob.address, "b", FOLDERS))
@@ -1791,13 +1822,15 @@ class SQLiteStoreTests(StoreConformanceMixin, SynchronousTestCase):
         bob = self.pop_account()
         acquire = self.store._pop_locks.acquire
 
-        def deleted_first(account_id: int, owner: str) -> bool:
+        def deleted_first(
+            account_id: int, owner: str, device: int | None = None
+        ) -> bool:
             conn = sqlite3.connect(self.store.path)
             conn.execute("PRAGMA foreign_keys = ON")
             with conn:
                 conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
             conn.close()
-            return acquire(account_id, owner)
+            return acquire(account_id, owner, device)
 
         self.patch(self.store._pop_locks, "acquire", deleted_first)
         self.assertIsNone(

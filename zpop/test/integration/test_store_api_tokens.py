@@ -21,6 +21,7 @@ from zpop.test.integration.test_store import (
     NOW,
     _MixinBase,
     memory_store,
+    seed_old_database,
     sqlite_store,
     threaded_sqlite_store,
 )
@@ -166,10 +167,7 @@ class Migration015Tests(SynchronousTestCase):
         os.makedirs(directory)
         path = os.path.join(directory, "zpop.sqlite")
         schema.migrate(path, to_version=14)
-        old = SQLiteStore(path, run_synchronously)
-        self.successResultOf(old.add_domain("example.com", False, NOW))
-        self.successResultOf(old.add_account(BOB, "paid", False, None, NOW))
-        old.close()
+        seed_old_database(path, BOB, now=NOW)
         schema.migrate(path)
         self.assertEqual(schema.check(path), schema.latest_version())
         store = SQLiteStore(path, run_synchronously)

@@ -21,6 +21,7 @@ from zpop.test.integration.test_store import (
     NOW,
     _MixinBase,
     memory_store,
+    seed_old_database,
     sqlite_store,
     threaded_sqlite_store,
 )
@@ -270,10 +271,7 @@ class Migration013Tests(SynchronousTestCase):
         os.makedirs(directory)
         path = os.path.join(directory, "zpop.sqlite")
         schema.migrate(path, to_version=12)
-        old = SQLiteStore(path, run_synchronously)
-        self.successResultOf(old.add_domain("example.com", False, NOW))
-        self.successResultOf(old.add_account(BOB, "paid", False, None, NOW))
-        old.close()
+        seed_old_database(path, BOB, now=NOW)
         schema.migrate(path)
         self.assertEqual(schema.check(path), schema.latest_version())
         store = SQLiteStore(path, run_synchronously)
@@ -292,21 +290,17 @@ class Migration014Tests(SynchronousTestCase):
         os.makedirs(directory)
         path = os.path.join(directory, "zpop.sqlite")
         schema.migrate(path, to_version=13)
-        old = SQLiteStore(path, run_synchronously)
-        self.successResultOf(old.add_domain("example.com", False, NOW))
-        self.successResultOf(old.add_account(BOB, "paid", False, None, NOW))
-        phone = self.successResultOf(old.add_app_password(BOB, "phone", b"p" * 32, NOW))
-        old.close()
+        account_id, phone_id = seed_old_database(path, BOB, "phone", NOW)
         schema.migrate(path)
         self.assertEqual(schema.check(path), schema.latest_version())
         store = SQLiteStore(path, run_synchronously)
         self.addCleanup(store.close)
         self.assertEqual(
             self.successResultOf(store.list_app_passwords(BOB)),
-            [AppPassword(phone.id, phone.account_id, "phone", NOW, None, None)],
+            [AppPassword(phone_id, account_id, "phone", NOW, None, None)],
         )
         self.successResultOf(
-            store.record_login_events([event(1, app_password_id=phone.id)])
+            store.record_login_events([event(1, app_password_id=phone_id)])
         )
         [used] = self.successResultOf(store.list_app_passwords(BOB))
         self.assertEqual(used.last_used_from, "192.0.2.1")

@@ -18,6 +18,7 @@ from zpop.test.integration.test_store import (
     NOW,
     _MixinBase,
     memory_store,
+    seed_old_database,
     sqlite_store,
     threaded_sqlite_store,
 )
@@ -153,12 +154,9 @@ class Migration016Tests(SynchronousTestCase):
         os.makedirs(directory)
         path = os.path.join(directory, "zpop.sqlite")
         schema.migrate(path, to_version=15)
-        old = SQLiteStore(path, run_synchronously)
-        self.successResultOf(old.add_domain("example.com", False, NOW))
-        self.successResultOf(old.add_account(BOB, "paid", False, None, NOW))
-        old.close()
+        seed_old_database(path, BOB, now=NOW)
         schema.migrate(path)
-        self.assertEqual(schema.check(path), 16)
+        self.assertEqual(schema.check(path), schema.latest_version())
         store = SQLiteStore(path, run_synchronously)
         self.addCleanup(store.close)
         self.assertEqual(self.successResultOf(store.list_pop_downloads(BOB)), [])
