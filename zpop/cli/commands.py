@@ -369,6 +369,12 @@ def cmd_pop_deletion(ctx: Context, args: argparse.Namespace) -> None:
     )
 
 
+def cmd_pop_queue(ctx: Context, args: argparse.Namespace) -> None:
+    _show_pop(
+        ctx, result_of(settings.set_pop_queue(ctx.store, args.address, args.queue))
+    )
+
+
 def cmd_twofactor(ctx: Context, args: argparse.Namespace) -> None:
     enable = args.state == "enable"
     change = result_of(set_two_factor(ctx.store, args.address, enable))
@@ -417,7 +423,9 @@ def cmd_app_password_create(ctx: Context, args: argparse.Namespace) -> None:
     except ValueError as e:
         raise CommandError(str(e))
     _, password = result_of(
-        app_passwords.create(ctx.store, ctx, key, account.address, args.label)
+        app_passwords.create(
+            ctx.store, ctx, key, account.address, args.label, args.pop_start
+        )
     )
     ctx.out(password)
 
@@ -618,6 +626,7 @@ COMMANDS: dict[
     ("pop", "disable"): cmd_pop_disable,
     ("pop", "spam"): cmd_pop_spam,
     ("pop", "deletion"): cmd_pop_deletion,
+    ("pop", "queue"): cmd_pop_queue,
     ("twofactor", None): cmd_twofactor,
     ("imap", None): cmd_imap,
     ("app-password", "create"): cmd_app_password_create,

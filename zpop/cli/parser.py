@@ -20,6 +20,8 @@ from zpop.store import (
     FOLDERS,
     PLANS,
     POP_MODES,
+    POP_QUEUES,
+    POP_STARTS,
     SPAM_POLICIES,
 )
 from zpop.wire.addresses import parse_address, parse_domain
@@ -183,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = pop.add_parser("deletion", help="what a POP client's delete does")
     p.add_argument("address", type=ADDRESS, metavar="ADDRESS")
     p.add_argument("policy", choices=DELETION_POLICIES)
+    p = pop.add_parser(
+        "queue",
+        help="one POP queue for every device, or one per device (each app-specific"
+        " password and the primary password)",
+    )
+    p.add_argument("address", type=ADDRESS, metavar="ADDRESS")
+    p.add_argument("queue", choices=POP_QUEUES)
     p = pop.add_parser("log", help="which device downloaded what, newest first")
     p.add_argument("address", type=ADDRESS, metavar="ADDRESS")
     p.add_argument(
@@ -207,6 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = app.add_parser("create", help="create one; prints only the password")
     p.add_argument("address", type=ADDRESS, metavar="ADDRESS")
     p.add_argument("--label", type=LABEL, required=True, metavar="TEXT")
+    p.add_argument(
+        "--pop-start",
+        choices=POP_STARTS,
+        default="setting",
+        help="with a per-device POP queue, where this device's queue starts: as"
+        " the account's all/new setting says (setting, the default), or with"
+        " the mail that arrives after its first POP login (first-login)",
+    )
     p = app.add_parser("list", help="list an account's app-specific passwords")
     p.add_argument("address", type=ADDRESS, metavar="ADDRESS")
     p = app.add_parser("revoke", help="revoke one")

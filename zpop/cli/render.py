@@ -65,10 +65,16 @@ def pop_lines(account: Account, config: AccountsConfig) -> list[str]:
         "keep": "keep (a message deleted by a POP client stays in its folder)",
         "delete": "delete (a message deleted by a POP client moves to Trash)",
     }[pop.deletion]
+    queue = {
+        "shared": "shared (one POP queue for every device)",
+        "per-device": "per-device (each app-specific password and the primary"
+        " password has its own POP queue)",
+    }[pop.queue]
     lines = [
         f"  POP access:        {state}",
         f"  POP spam:          {spam}",
         f"  POP deletion:      {deletion}",
+        f"  POP queue:         {queue}",
     ]
     cutoff = settings.blocked_since(account, config)
     if cutoff is not None:

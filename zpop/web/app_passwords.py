@@ -1,8 +1,10 @@
-"""``/settings/app-passwords``: create (``label``; the password is shown
-once, in ``id="new-secret"``, in groups of four), list (created, last used
-and from which client address) and revoke (``id``), through the services
-``zpop app-password ...`` uses (``zpop.accounts.app_passwords``), which
-hold the label rules."""
+"""``/settings/app-passwords``: create (``label``, and ``pop_start``:
+where the device's own POP queue starts when the account's queue is
+per-device; the password is shown once, in ``id="new-secret"``, in groups
+of four), list (created, last used and from which client address, POP
+start) and revoke (``id``), through the services ``zpop app-password ...``
+uses (``zpop.accounts.app_passwords``), which hold the label and POP start
+rules."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ from typing import Any
 from twisted.web.template import Tag, tags
 
 from zpop.accounts import app_passwords
-from zpop.accounts.app_passwords import InvalidLabel
-from zpop.accounts.errors import UnknownAppPassword
+from zpop.accounts.app_passwords import POP_STARTS, InvalidLabel
+from zpop.accounts.errors import InvalidInput, UnknownAppPassword
 from zpop.web.login import needs_reverify, reverify, reverify_fields
 from zpop.web.pages import form, label_field, revoke_button, secret_page_top, when
 from zpop.web.visit import Response, Visit
@@ -25,6 +27,12 @@ LABEL_REASONS = {
 }
 
 
+def _pop_start_key(value: str) -> str:
+    """The message id of a POP start (``first-login`` ->
+    ``ap_pop_start_first_login``)."""
+    return "ap_pop_start_" + value.replace("-", "_")
+
+
 def _table(visit: Visit, found: list[Any]) -> Tag | str:
     t = visit.t
     if not found:
@@ -35,6 +43,7 @@ def _table(visit: Visit, found: list[Any]) -> Tag | str:
             tags.td(when(p.created)),
             tags.td(when(p.last_used) if p.last_used is not None else t("ap_never")),
             tags.td(p.last_used_from or "", class_="used-from"),
+            tags.td(t(_pop_start_key(p.pop_start) + "_short"), class_="pop-start"),
             tags.td(revoke_button(visit, "/settings/app-passwords", p.id)),
         )
         for p in found
@@ -44,6 +53,7 @@ def _table(visit: Visit, found: list[Any]) -> Tag | str:
         tags.th(t("ap_created")),
         tags.th(t("ap_last_used")),
         tags.th(t("ap_used_from")),
+        tags.th(t("ap_pop_start_column")),
         tags.th(),
     )
     return tags.table(tags.thead(head), tags.tbody(*rows), id="app-passwords")
@@ -56,6 +66,7 @@ async def _page(
     new: tuple[str, str] | None = None,
     notice: str | None = None,
     label: str = "",
+    pop_start: str = "setting",
 ) -> Response:
     t = visit.t
     found = await app_passwords.list_app_passwords(visit.web.store, visit.address)
@@ -63,12 +74,29 @@ async def _page(
     body = secret_page_top(visit, t("ap_intro"), problems, notice, shown)
     body.append(_table(visit, found))
     confirm = reverify_fields(visit)
+    if pop_start not in POP_STARTS:
+        pop_start = "setting"
+    starts: list[Tag | str] = [
+        tags.label(
+            tags.input(
+                type="radio",
+                name="pop_start",
+                value=value,
+                **({"checked": "checked"} if value == pop_start else {}),
+            ),
+            " ",
+            t(_pop_start_key(value)),
+        )
+        for value in POP_STARTS
+    ]
+    starts.append(tags.p(t("ap_pop_start_hint"), class_="hint"))
     body.append(
         form(
             visit,
             "/settings/app-passwords",
             *confirm,
             label_field(visit, label, app_passwords.MAX_LABEL),
+            tags.fieldset(tags.legend(t("ap_pop_start")), *starts),
             tags.button(t("ap_create"), type="submit"),
             id="create-app-password",
         )
@@ -82,7 +110,8 @@ async def page(visit: Visit) -> Response:
 
 
 async def change(visit: Visit) -> Response:
-    """``POST /settings/app-passwords``: ``label`` creates, ``id`` revokes.
+    """``POST /settings/app-passwords``: ``label`` (and ``pop_start``,
+    ``setting`` when left out) creates, ``id`` revokes.
 
     The page answering a creation holds the only copy of the password;
     like every account page it is sent with ``Cache-Control: no-store``.
@@ -95,17 +124,24 @@ async def change(visit: Visit) -> Response:
     if (label is None) == (ident is None):
         return await _page(visit, 400, [t("ap_one_action")])
     if label is not None:
+        pop_start = visit.field("pop_start") or "setting"
         if needs_reverify(visit):
             refused = await reverify(visit, visit.field("password"))
             if refused is not None:
                 status, problem = refused
-                return await _page(visit, status, [problem], label=label)
+                return await _page(
+                    visit, status, [problem], label=label, pop_start=pop_start
+                )
         try:
             _, secret = await app_passwords.create(
-                web.store, web.clock, web.key, visit.address, label
+                web.store, web.clock, web.key, visit.address, label, pop_start
             )
         except InvalidLabel as e:
             problem = t(LABEL_REASONS[e.reason], max=app_passwords.MAX_LABEL)
+            return await _page(visit, 400, [problem], label=label, pop_start=pop_start)
+        except InvalidInput:
+            # The service's only other refusal here: a POP start not offered.
+            problem = t("ap_bad_pop_start")
             return await _page(visit, 400, [problem], label=label)
         return await _page(visit, new=(" ".join(label.split()), secret))
     assert ident is not None

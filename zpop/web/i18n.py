@@ -291,6 +291,30 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "deletion_keep": ("Keep it in its folder", "保留在原文件夹中"),
     "deletion_delete": ("Move it to Trash", "移至回收站"),
+    "queue": ("POP queue", "POP 队列"),
+    "queue_shared": (
+        "One queue for every device: a message one device deletes is not"
+        " offered to the others",
+        "所有设备共用一个队列：一台设备删除的邮件不再提供给其他设备",
+    ),
+    "queue_per_device": (
+        "One queue per device: each app-specific password, and your account"
+        " password, gets every message once",
+        "每台设备一个队列：每个应用专用密码以及您的账户密码都会收到每封邮件一次",
+    ),
+    "queue_hint": (
+        "With one queue per device, each device gets its own queue at its"
+        " first POP connection, holding the mail the POP status above offers"
+        " (or only newer mail, if its app-specific password was created that"
+        " way), and a delete removes the message from that device's queue"
+        " only. With “Move it to Trash” the message moves to Trash once every"
+        " device that has it in its queue has deleted it (or its app-specific"
+        " password is revoked).",
+        "每台设备一个队列时，每台设备在第一次 POP 连接时获得自己的队列，其中包含上面的"
+        " POP 状态所提供的邮件（如果其应用专用密码创建时选择了只接收新邮件，则只包含"
+        "新邮件），删除只会从该设备的队列中移除邮件。选择“移至回收站”时，只有当队列中有"
+        "该邮件的每台设备都已删除它（或其应用专用密码已撤销）后，邮件才会移至回收站。",
+    ),
     "save": ("Save", "保存"),
     "pop_saved": (
         "Your POP settings were saved. They apply from the next POP connection.",
@@ -333,6 +357,36 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "ap_label": ("Label (for example the device)", "标签（例如设备名称）"),
     "ap_create": ("Create", "创建"),
+    "ap_pop_start": (
+        "POP start (POP queue per device only)",
+        "POP 起点（仅限每台设备一个 POP 队列）",
+    ),
+    "ap_pop_start_setting": (
+        "The mail the POP settings offer (all mail, or mail from the moment POP"
+        " was enabled)",
+        "POP 设置所提供的邮件（所有邮件，或自启用 POP 起收到的邮件）",
+    ),
+    "ap_pop_start_first_login": (
+        "Only mail that arrives after this device's first POP connection",
+        "仅此设备第一次 POP 连接之后到达的邮件",
+    ),
+    "ap_pop_start_hint": (
+        "This matters only when the POP queue is per device (see POP access):"
+        " then this device gets its own queue at its first POP connection. With"
+        " one shared queue every device sees the same mail.",
+        "仅当 POP 队列为每台设备一个时才有作用（见“POP 访问”）：此时此设备在第一次 POP"
+        " 连接时获得自己的队列。共用一个队列时，所有设备看到相同的邮件。",
+    ),
+    "ap_pop_start_column": ("POP start", "POP 起点"),
+    "ap_pop_start_setting_short": ("as the POP settings say", "按 POP 设置"),
+    "ap_pop_start_first_login_short": (
+        "mail after its first POP connection",
+        "第一次 POP 连接后的邮件",
+    ),
+    "ap_bad_pop_start": (
+        "Choose one of the offered POP starts.",
+        "请选择给出的 POP 起点之一。",
+    ),
     "reverify": (
         "Your account password (you signed in more than 10 minutes ago)",
         "您的账户密码（您已登录超过 10 分钟）",

@@ -41,7 +41,7 @@ border-radius:6px;box-shadow:0 1px 3px #0002}
 label{display:block;margin:.5em 0}input[type=text],input[type=email],
 input[type=password]{width:100%;max-width:24em;padding:.35em;font-size:1em}
 fieldset{margin:1em 0;border:1px solid #ccd}button{padding:.4em 1em;font-size:1em}
-.error{color:#a00;font-weight:bold}.notice{color:#064}
+.error{color:#a00;font-weight:bold}.notice{color:#064}.hint{color:#555}
 .secret{font-family:monospace;font-size:1.4em;letter-spacing:.05em;
 background:#eef;padding:.3em .6em;display:inline-block}
 table{border-collapse:collapse}td,th{padding:.3em .8em;text-align:left;

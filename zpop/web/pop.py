@@ -1,10 +1,11 @@
 """``/settings/pop``: the seed's "Settings > Mail Accounts > POP Access".
 
 Shows the account's POP state (disabled, all mail or mail from now on with
-the time, spam and deletion policy; on the Free plan, why POP is not
-available) and changes it through the same services as ``zpop pop ...``
-(``zpop.accounts.settings``): the Free-plan gate and every other rule live
-there, and the change takes effect at the next POP login.
+the time, spam and deletion policy, one shared POP queue or one per device;
+on the Free plan, why POP is not available) and changes it through the same
+services as ``zpop pop ...`` (``zpop.accounts.settings``): the Free-plan
+gate and every other rule live there, and the change takes effect at the
+next POP login.
 """
 
 from __future__ import annotations
@@ -29,9 +30,20 @@ CHOICES: dict[str, tuple[tuple[str, str], ...]] = {
         ("only", "spam_only"),
     ),
     "deletion": (("keep", "deletion_keep"), ("delete", "deletion_delete")),
+    "queue": (("shared", "queue_shared"), ("per-device", "queue_per_device")),
 }
 #: Field -> the message id naming it (legend, error texts).
-FIELD_NAMES = {"pop": "pop_status", "spam": "spam", "deletion": "deletion"}
+FIELD_NAMES = {
+    "pop": "pop_status",
+    "spam": "spam",
+    "deletion": "deletion",
+    "queue": "queue",
+}
+#: Field -> the message id of the hint under its choices.
+HINTS = {"queue": "queue_hint"}
+#: Fields a post may leave out (the setting stays as it is): ``queue`` came
+#: later than the others, and forms or scripts made before it still save.
+OPTIONAL = frozenset({"queue"})
 
 
 def _current(account: Any) -> dict[str, str]:
@@ -40,6 +52,7 @@ def _current(account: Any) -> dict[str, str]:
         "pop": (pop.mode or "all") if pop.enabled else "disabled",
         "spam": pop.spam,
         "deletion": pop.deletion,
+        "queue": pop.queue,
     }
 
 
@@ -93,6 +106,8 @@ def _page(
             ):
                 attributes["disabled"] = "disabled"
             options.append(tags.label(tags.input(**attributes), " ", t(key)))
+        if name in HINTS:
+            options.append(tags.p(t(HINTS[name]), class_="hint"))
         fieldsets.append(tags.fieldset(tags.legend(t(FIELD_NAMES[name])), *options))
     body.append(
         form(
@@ -121,6 +136,8 @@ def _read(visit: Visit) -> tuple[dict[str, str], list[str]]:
     for name, choices in CHOICES.items():
         value = visit.field(name)
         field = t(FIELD_NAMES[name])
+        if value is None and name in OPTIONAL:
+            continue
         if value is None or not value.strip():
             problems.append(t("missing_field", field=field))
         elif value.strip() not in {v for v, _ in choices}:
@@ -131,8 +148,8 @@ def _read(visit: Visit) -> tuple[dict[str, str], list[str]]:
 
 
 async def change(visit: Visit) -> Response:
-    """``POST /settings/pop`` (``pop``, ``spam``, ``deletion``), through
-    ``settings.change_pop`` as the API's PATCH; then See Other."""
+    """``POST /settings/pop`` (``pop``, ``spam``, ``deletion``, ``queue``),
+    through ``settings.change_pop`` as the API's PATCH; then See Other."""
     web = visit.web
     store = web.store
     account = await require_account(store, visit.address)
@@ -149,6 +166,7 @@ async def change(visit: Visit) -> Response:
             None if wanted == "disabled" else wanted,
             values["spam"],
             values["deletion"],
+            values.get("queue", settings.UNCHANGED),
         )
     except NotAllowed:
         # The Free-plan rule: enabling (or changing the mode) is refused.

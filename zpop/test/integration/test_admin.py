@@ -686,6 +686,7 @@ class AccountTests(AdminTestCase):
             "  POP spam:          exclude (POP offers the Inbox)\n"
             "  POP deletion:      keep (a message deleted by a POP client stays "
             "in its folder)\n"
+            "  POP queue:         shared (one POP queue for every device)\n"
             "  IMAP access:       on\n"
             "  Aliases:           a@corp.example, al@example.org\n"
             "  App passwords:     1\n"
@@ -737,6 +738,7 @@ class AccountTests(AdminTestCase):
             "  POP spam:          include (POP offers the Inbox and Spam)\n"
             "  POP deletion:      delete (a message deleted by a POP client "
             "moves to Trash)\n"
+            "  POP queue:         shared (one POP queue for every device)\n"
             "  IMAP access:       on\n"
             "  Aliases:           none\n"
             "  App passwords:     0\n"
@@ -855,7 +857,8 @@ class PopTests(AdminTestCase):
             f"  POP access:        enabled, mode all (since {NOW_ISO})\n"
             "  POP spam:          exclude (POP offers the Inbox)\n"
             "  POP deletion:      keep (a message deleted by a POP client stays "
-            "in its folder)\n",
+            "in its folder)\n"
+            "  POP queue:         shared (one POP queue for every device)\n",
         )
         self.assertEqual(self.account("paid@example.org").pop.mode, "all")
 
@@ -928,6 +931,31 @@ class PopTests(AdminTestCase):
         pop = self.account("paid@example.org").pop
         self.assertEqual((pop.spam, pop.deletion), ("only", "delete"))
 
+    def test_queue(self) -> None:
+        """pop queue switches between one shared POP queue and one per
+        device, stores it and prints the whole POP settings block."""
+        self.assertEqual(self.account("paid@example.org").pop.queue, "shared")
+        self.assertEqual(
+            self.ok("pop", "queue", "paid@example.org", "per-device"),
+            "POP settings of paid@example.org\n"
+            "  POP access:        disabled\n"
+            "  POP spam:          exclude (POP offers the Inbox)\n"
+            "  POP deletion:      keep (a message deleted by a POP client stays "
+            "in its folder)\n"
+            "  POP queue:         per-device (each app-specific password and the "
+            "primary password has its own POP queue)\n",
+        )
+        self.assertEqual(self.account("paid@example.org").pop.queue, "per-device")
+        self.assertIn(
+            "\n  POP queue:         per-device (",
+            self.ok("account", "show", "paid@example.org"),
+        )
+        out = self.ok("pop", "queue", "paid@example.org", "shared")
+        self.assertIn(
+            "\n  POP queue:         shared (one POP queue for every device)\n", out
+        )
+        self.assertEqual(self.account("paid@example.org").pop.queue, "shared")
+
     def test_bad_policies(self) -> None:
         """Unknown spam or deletion policies are usage errors."""
         self.assertEqual(
@@ -944,6 +972,15 @@ class PopTests(AdminTestCase):
             self.usage("pop", "spam", "paid@example.org"),
             'zpop: error: the following arguments are required: policy',
         )
+        self.assertEqual(
+            self.usage("pop", "queue", "paid@example.org", "per-client"),
+            "zpop: error: argument queue: invalid choice: 'per-client' (choose "
+            "from 'shared', 'per-device')",
+        )
+        self.assertEqual(
+            self.usage("pop", "queue", "paid@example.org"),
+            "zpop: error: the following arguments are required: queue",
+        )
 
     def test_unknown_account(self) -> None:
         """POP commands on an unknown account fail with status 1."""
@@ -952,6 +989,7 @@ class PopTests(AdminTestCase):
             ("pop", "disable", "x@example.org"),
             ("pop", "spam", "x@example.org", "include"),
             ("pop", "deletion", "x@example.org", "keep"),
+            ("pop", "queue", "x@example.org", "per-device"),
         ):
             self.fails(
                 "no account x@example.org: create it with "
@@ -1096,6 +1134,34 @@ class AppPasswordTests(AliceTestCase):
         assert digest is not None
         used = admin.result_of(self.store().find_app_password(account.id, digest))
         self.assertEqual((used.label, used.account_id), ("a", account.id))
+        self.assertEqual(used.pop_start, "setting")
+
+    def test_create_pop_start(self) -> None:
+        """--pop-start first-login is stored with the password (setting is
+        the default); the output is still only the password, and list keeps
+        its columns for the scripts that parse it."""
+        out = self.ok(
+            "app-password",
+            "create",
+            "alice@example.org",
+            "--label",
+            "phone",
+            "--pop-start",
+            "first-login",
+        )
+        self.assertRegex(out, r"^[a-z0-9]{4}( [a-z0-9]{4}){3}\n$")
+        self.ok("app-password", "create", "alice@example.org", "--label", "laptop")
+        found = admin.result_of(self.store().list_app_passwords("alice@example.org"))
+        self.assertEqual(
+            [(p.label, p.pop_start) for p in found],
+            [("phone", "first-login"), ("laptop", "setting")],
+        )
+        self.assertEqual(
+            self.ok("app-password", "list", "alice@example.org"),
+            "ID  CREATED               LAST USED  LABEL\n"
+            "1   2023-11-14T22:13:20Z  never      phone\n"
+            "2   2023-11-14T22:13:20Z  never      laptop\n",
+        )
 
     def test_list_and_revoke(self) -> None:
         """list shows id, created, last use and label; revoke removes one."""
@@ -1172,6 +1238,19 @@ class AppPasswordTests(AliceTestCase):
         self.assertEqual(
             self.usage("app-password", "create", "alice@example.org", "--label", " "),
             'zpop: error: argument --label: the label is empty',
+        )
+        self.assertEqual(
+            self.usage(
+                "app-password",
+                "create",
+                "alice@example.org",
+                "--label",
+                "x",
+                "--pop-start",
+                "later",
+            ),
+            "zpop: error: argument --pop-start: invalid choice: 'later' (choose "
+            "from 'setting', 'first-login')",
         )
         self.fails(
             "no account x@example.org: create it with 'zpop account add x@example.org'",

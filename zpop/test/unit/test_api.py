@@ -131,6 +131,7 @@ class UserTests(ApiCase):
                 "since": None,
                 "spam": "exclude",
                 "deletion": "keep",
+                "queue": "shared",
             },
         )
         changed = self.api(
@@ -147,6 +148,7 @@ class UserTests(ApiCase):
                 "since": "2023-11-14T22:13:20Z",
                 "spam": "include",
                 "deletion": "keep",
+                "queue": "shared",
             },
         )
         pop = self.account().pop
@@ -157,6 +159,47 @@ class UserTests(ApiCase):
         self.assertEqual(self.account().pop.deletion, "delete")
         off = self.api("PATCH", "/settings/pop", {"enabled": False})
         self.assertEqual((off.body["enabled"], off.body["mode"]), (False, None))
+
+    def test_pop_queue(self) -> None:
+        """PATCH of ``queue`` alone switches to one POP queue per device and
+        back, leaving the other settings as they were; a value outside the
+        vocabulary is 422 with the service's words and changes nothing."""
+        self.api("PATCH", "/settings/pop", {"enabled": True, "mode": "all"})
+        etag = self.api("GET", "/settings/pop").header("etag")
+        assert etag is not None
+        per_device = self.api(
+            "PATCH",
+            "/settings/pop",
+            {"queue": "per-device"},
+            headers={"if-match": etag},
+        )
+        self.assertEqual(
+            (per_device.status, per_device.body),
+            (
+                200,
+                {
+                    "enabled": True,
+                    "mode": "all",
+                    "since": "2023-11-14T22:13:20Z",
+                    "spam": "exclude",
+                    "deletion": "keep",
+                    "queue": "per-device",
+                },
+            ),
+        )
+        self.assertNotEqual(per_device.header("etag"), etag)
+        self.assertEqual(self.account().pop.queue, "per-device")
+        for body in ({"queue": "per-client"}, {"queue": None}, {"queue": 2}):
+            bad = self.api("PATCH", "/settings/pop", body)
+            self.assertEqual((bad.status, bad.code), (422, "invalid"), body)
+        self.assertEqual(
+            self.api("PATCH", "/settings/pop", {"queue": "x"}).body["error"]["message"],
+            "the POP queue must be one of shared, per-device",
+        )
+        self.assertEqual(self.account().pop.queue, "per-device")
+        shared = self.api("PATCH", "/settings/pop", {"queue": "shared"})
+        self.assertEqual(shared.body["queue"], "shared")
+        self.assertEqual(self.account().pop.queue, "shared")
 
     def test_pop_refusals(self) -> None:
         """Read-only, unknown, wrongly typed or invalid fields and a mode
@@ -244,6 +287,7 @@ class UserTests(ApiCase):
                         "created": "2023-11-14T22:13:20Z",
                         "last_used": None,
                         "last_used_from": None,
+                        "pop_start": "setting",
                     }
                 ],
                 "next_cursor": None,
@@ -261,6 +305,37 @@ class UserTests(ApiCase):
             (refused.status, refused.body["error"]["message"]),
             (422, "the label contains control characters"),
         )
+
+    def test_app_password_pop_start(self) -> None:
+        """POST takes an optional ``pop_start`` (``setting`` when left out),
+        answers with it and lists it; another value is 422 with the
+        service's words and creates nothing."""
+        made = self.api(
+            "POST", "/app-passwords", {"label": "phone", "pop_start": "first-login"}
+        )
+        self.assertEqual(
+            (made.status, sorted(made.body), made.body["pop_start"]),
+            (201, ["created", "id", "label", "password", "pop_start"], "first-login"),
+        )
+        plain = self.api("POST", "/app-passwords", {"label": "laptop"})
+        self.assertEqual(plain.body["pop_start"], "setting")
+        listed = self.api("GET", "/app-passwords").body["items"]
+        self.assertEqual(
+            [(p["label"], p["pop_start"]) for p in listed],
+            [("phone", "first-login"), ("laptop", "setting")],
+        )
+        for start in ("later", None, 1):
+            refused = self.api(
+                "POST", "/app-passwords", {"label": "x", "pop_start": start}
+            )
+            self.assertEqual((refused.status, refused.code), (422, "invalid"), start)
+        self.assertEqual(
+            self.api(
+                "POST", "/app-passwords", {"label": "x", "pop_start": "later"}
+            ).body["error"]["message"],
+            "the POP start must be one of setting, first-login",
+        )
+        self.assertEqual(len(self.api("GET", "/app-passwords").body["items"]), 2)
 
     def test_pagination(self) -> None:
         """Lists come in pages of ``limit`` with an opaque cursor; a bad
@@ -494,6 +569,26 @@ class AdminTests(ApiCase):
             token=self.admin_write,
         )
         self.assertEqual((pop.status, pop.body["mode"]), (200, "all"))
+        queue = self.api(
+            "PATCH",
+            f"/admin/accounts/{ALICE}/settings/pop",
+            {"queue": "per-device"},
+            token=self.admin_write,
+        )
+        self.assertEqual(
+            (queue.status, queue.body["queue"], queue.body["mode"]),
+            (200, "per-device", "all"),
+        )
+        self.assertEqual(self.account().pop.queue, "per-device")
+        shown = self.api("GET", f"/admin/accounts/{ALICE}", token=self.admin_read)
+        self.assertEqual(shown.body["pop"]["queue"], "per-device")
+        bad = self.api(
+            "PATCH",
+            f"/admin/accounts/{ALICE}/settings/pop",
+            {"queue": "none"},
+            token=self.admin_write,
+        )
+        self.assertEqual((bad.status, bad.code), (422, "invalid"))
         required = self.api(
             "PATCH",
             f"/admin/accounts/{ALICE}/two-factor",

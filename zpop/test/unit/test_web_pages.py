@@ -21,7 +21,14 @@ from zpop.accounts import web_sessions
 from zpop.accounts.credentials import AccountChecker, Authenticator
 from zpop.accounts.realm import Realm
 from zpop.config import AccountsConfig, AuthConfig, Config
-from zpop.store import DELETION_POLICIES, POP_MODES, SPAM_POLICIES, IStore, LoginEvent
+from zpop.store import (
+    DELETION_POLICIES,
+    POP_MODES,
+    POP_QUEUES,
+    SPAM_POLICIES,
+    IStore,
+    LoginEvent,
+)
 from zpop.test.stores import (
     COST,
     KEY,
@@ -56,6 +63,7 @@ class PopPageTests(WebCase):
                 "pop": ("disabled", *POP_MODES),
                 "spam": SPAM_POLICIES,
                 "deletion": DELETION_POLICIES,
+                "queue": POP_QUEUES,
             },
         )
 
@@ -66,6 +74,7 @@ class PopPageTests(WebCase):
         self.assertIn('value="disabled" checked="checked"', body)
         self.assertIn('value="exclude" checked="checked"', body)
         self.assertIn('value="keep" checked="checked"', body)
+        self.assertIn('value="shared" checked="checked"', body)
 
     def test_enable_new(self) -> None:
         """Posting new/include/delete changes the account through the
@@ -125,6 +134,59 @@ class PopPageTests(WebCase):
         self.assertIn("“POP status” must be one of the offered choices.", bad.body)
         self.assertIn("“When a POP client deletes a message” is missing.", missing.body)
         self.assertFalse(self.account().pop.enabled)
+
+    def test_queue(self) -> None:
+        """``queue`` posted with the rest switches to one POP queue per
+        device through the services; the page shows it chosen, with the hint
+        saying what per-device means, and in Chinese too."""
+        answer = self.change(
+            pop="all", spam="exclude", deletion="delete", queue="per-device"
+        )
+        pop = self.account().pop
+        self.assertEqual(
+            (answer.status, pop.enabled, pop.deletion, pop.queue),
+            (303, True, "delete", "per-device"),
+        )
+        body = self.request("GET", "/settings/pop").body
+        self.assertRegex(
+            body,
+            r'<input type="radio" name="queue" value="per-device"'
+            r' checked="checked"\s*/?>',
+        )
+        self.assertIn("<legend>POP queue</legend>", body)
+        self.assertIn(
+            "One queue per device: each app-specific password, and your account"
+            " password, gets every message once",
+            body,
+        )
+        self.assertIn("a delete removes the message from that device", body)
+        chinese = self.request(
+            "GET", "/settings/pop", headers={"accept-language": "zh-CN"}
+        ).body
+        self.assertIn("<legend>POP 队列</legend>", chinese)
+        self.change(pop="all", spam="exclude", deletion="delete", queue="shared")
+        self.assertEqual(self.account().pop.queue, "shared")
+
+    def test_queue_left_out(self) -> None:
+        """A post without ``queue`` (a form or script made before it) saves
+        the other settings and leaves the queue as it was."""
+        self.change(pop="all", spam="exclude", deletion="keep", queue="per-device")
+        answer = self.change(pop="all", spam="include", deletion="keep")
+        pop = self.account().pop
+        self.assertEqual(
+            (answer.status, pop.spam, pop.queue), (303, "include", "per-device")
+        )
+
+    def test_bad_queue(self) -> None:
+        """A queue outside the choices, or an empty one, gets 400 naming the
+        field, like a bad deletion policy, and nothing changes."""
+        bad = self.change(pop="all", spam="exclude", deletion="keep", queue="mine")
+        empty = self.change(pop="all", spam="exclude", deletion="keep", queue=" ")
+        self.assertEqual((bad.status, empty.status), (400, 400))
+        self.assertIn("“POP queue” must be one of the offered choices.", bad.body)
+        self.assertIn("“POP queue” is missing.", empty.body)
+        pop = self.account().pop
+        self.assertEqual((pop.enabled, pop.queue), (False, "shared"))
 
     def test_free_plan(self) -> None:
         """A Free-plan account past the cut-off sees why; enabling is
@@ -247,6 +309,49 @@ class AppPasswordPageTests(WebCase):
             rows,
             [("phone", "2023-11-14 22:13 UTC", "2001:db8::7"), ("laptop", "never", "")],
         )
+
+    def test_pop_start(self) -> None:
+        """The create form offers the POP start (``setting`` chosen, with a
+        hint that it matters only per device); the choice posted is stored
+        and shown in the table, and left out it is ``setting``."""
+        page = self.request("GET", "/settings/app-passwords").body
+        self.assertRegex(
+            page,
+            r'<input type="radio" name="pop_start" value="setting"'
+            r' checked="checked"\s*/?>',
+        )
+        self.assertRegex(
+            page, r'<input type="radio" name="pop_start" value="first-login"\s*/?>'
+        )
+        self.assertIn("This matters only when the POP queue is per device", page)
+        made = self.post(
+            "/settings/app-passwords", {"label": "phone", "pop_start": "first-login"}
+        )
+        self.assertEqual((made.status, 'id="new-secret"' in made.body), (200, True))
+        self.post("/settings/app-passwords", {"label": "laptop"})
+        found = result(self.store.list_app_passwords("alice@example.com"))
+        self.assertEqual(
+            [(p.label, p.pop_start) for p in found],
+            [("phone", "first-login"), ("laptop", "setting")],
+        )
+        body = self.request("GET", "/settings/app-passwords").body
+        table = body[body.index('id="app-passwords"') :]
+        self.assertIn("<th>POP start</th>", table)
+        self.assertEqual(
+            re.findall(r'<td class="pop-start">([^<]*)</td>', table),
+            ["mail after its first POP connection", "as the POP settings say"],
+        )
+
+    def test_bad_pop_start(self) -> None:
+        """A POP start outside the choices gets 400 with the reason, the
+        label kept, and no password is made."""
+        answer = self.post(
+            "/settings/app-passwords", {"label": "phone", "pop_start": "later"}
+        )
+        self.assertEqual(answer.status, 400)
+        self.assertIn("Choose one of the offered POP starts.", answer.body)
+        self.assertIn('value="phone"', answer.body)
+        self.assertEqual(result(self.store.list_app_passwords("alice@example.com")), [])
 
     def test_verify_it_is_you(self) -> None:
         """Ten minutes after sign-in, creating an app password needs the

@@ -28,6 +28,7 @@ def pop_settings(account: Any) -> Document:
         "since": iso(pop.enabled_at) if pop.enabled else None,
         "spam": pop.spam,
         "deletion": pop.deletion,
+        "queue": pop.queue,
     }
 
 
@@ -71,6 +72,7 @@ def app_password(password: Any) -> Document:
         "created": iso(password.created),
         "last_used": iso(password.last_used),
         "last_used_from": password.last_used_from,
+        "pop_start": password.pop_start,
     }
 
 

@@ -8,7 +8,13 @@ from typing import Any
 
 from zpop.accounts.accounts import PLANS
 from zpop.accounts.api_tokens import API_SCOPES
-from zpop.accounts.settings import DELETION_POLICIES, POP_MODES, SPAM_POLICIES
+from zpop.accounts.app_passwords import POP_STARTS
+from zpop.accounts.settings import (
+    DELETION_POLICIES,
+    POP_MODES,
+    POP_QUEUES,
+    SPAM_POLICIES,
+)
 
 Schema = dict[str, Any]
 
@@ -49,7 +55,10 @@ POP_FIELDS: dict[str, Schema] = {
     "since": TIME_OR_NULL,
     "spam": {"enum": list(SPAM_POLICIES)},
     "deletion": {"enum": list(DELETION_POLICIES)},
+    "queue": {"enum": list(POP_QUEUES)},
 }
+#: Where an app password's own POP queue starts (per-device queues only).
+POP_START: Schema = {"enum": list(POP_STARTS)}
 
 SCHEMAS: dict[str, Schema] = {
     "Error": obj(
@@ -80,6 +89,7 @@ SCHEMAS: dict[str, Schema] = {
             "created": TIME,
             "last_used": TIME_OR_NULL,
             "last_used_from": {"type": ["string", "null"]},
+            "pop_start": POP_START,
         }
     ),
     "NewAppPassword": obj(
@@ -87,10 +97,13 @@ SCHEMAS: dict[str, Schema] = {
             "id": {"type": "integer"},
             "label": {"type": "string"},
             "created": TIME,
+            "pop_start": POP_START,
             "password": {"type": "string"},
         }
     ),
-    "LabelRequest": obj({"label": LABEL}),
+    "AppPasswordRequest": obj(
+        {"label": LABEL, "pop_start": POP_START}, required=["label"]
+    ),
     "LoginEvent": obj(
         {
             "at": TIME,

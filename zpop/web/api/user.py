@@ -45,6 +45,7 @@ async def change_pop(call: Call, address: str) -> Reply:
             "mode": (str, type(None)),
             "spam": (str,),
             "deletion": (str,),
+            "queue": (str,),
         },
         read_only=("since",),
     )
@@ -74,6 +75,7 @@ async def change_pop(call: Call, address: str) -> Reply:
         mode,
         body.get("spam", settings.UNCHANGED),
         body.get("deletion", settings.UNCHANGED),
+        body.get("queue", settings.UNCHANGED),
     )
     return with_etag(documents.pop_settings(changed))
 
@@ -122,12 +124,17 @@ async def _list_app_passwords(call: Call) -> Reply:
 
 
 async def _create_app_password(call: Call) -> Reply:
-    body = fields(call.body, {"label": (str,)})
+    body = fields(call.body, {"label": (str,), "pop_start": (str,)})
     if "label" not in body:
         raise invalid("label is required")
     web = call.web
     created, secret = await app_passwords.create(
-        web.store, web.clock, web.key, call.address, body["label"]
+        web.store,
+        web.clock,
+        web.key,
+        call.address,
+        body["label"],
+        body.get("pop_start", "setting"),
     )
     document = documents.app_password(created)
     return Reply(
@@ -135,6 +142,7 @@ async def _create_app_password(call: Call) -> Reply:
             "id": document["id"],
             "label": document["label"],
             "created": document["created"],
+            "pop_start": document["pop_start"],
             "password": secret,
         },
         201,
@@ -228,7 +236,7 @@ OPERATIONS = [
         "Create an app-specific password (returned this once)",
         "user",
         writes=True,
-        request=ref("LabelRequest"),
+        request=ref("AppPasswordRequest"),
         status=201,
         response=ref("NewAppPassword"),
         links={

@@ -1,0 +1,212 @@
+"""Per-device POP queues on the real server with real clients: mpop with
+one app password (the phone) and fetchmail with another (the laptop) each
+receive every message; a DELE by one leaves the other's queue intact; the
+originals move to Trash only after both deleted them; the download log
+names both devices; and two devices fetch at the same time."""
+
+from __future__ import annotations
+
+import os
+import poplib
+import subprocess
+import textwrap
+
+from twisted.trial.unittest import TestCase
+
+from zpop.test.harness import HOSTNAME, ZpopServer, start_server
+from zpop.test.integration.test_pop3 import POP3Client
+from zpop.test.tools import require_tool
+
+PERSONAL = f"pop.{HOSTNAME}"
+ADDRESS = f"devices@{HOSTNAME}"
+PASSWORD = "correct horse battery staple 42"
+
+
+class PerDeviceQueueTests(TestCase):
+    def setUp(self) -> None:
+        self.mpop = require_tool("mpop")
+        self.fetchmail = require_tool("fetchmail")
+        self.server = start_server(
+            self, listeners={"pop3": "", "submission": "", "mx": ""}
+        )
+        server = self.server
+        server.zpop("domain", "add", HOSTNAME)
+        server.add_account(ADDRESS, PASSWORD)
+        server.zpop("pop", "enable", ADDRESS, "--mode", "all")
+        server.zpop("pop", "deletion", ADDRESS, "delete")
+        shown = server.zpop("pop", "queue", ADDRESS, "per-device")
+        self.assertIn("per-device", shown)
+        self.phone = self.app_password("phone")
+        self.laptop = self.app_password("laptop")
+        for subject in ("device one", "device two"):
+            message = f"From: a@example.org\nSubject: {subject}\n\nbody {subject}\n"
+            server.zpop("deliver", ADDRESS, stdin=message.encode())
+        self.cafile = os.path.join(server.dir, "ca.pem")
+        with open(self.cafile, "w", encoding="ascii") as f:
+            f.write(server.certificate_pem())
+
+    def app_password(self, label: str) -> str:
+        return self.server.zpop(
+            "app-password", "create", ADDRESS, "--label", label
+        ).strip()
+
+    def run_mpop(self) -> list[str]:
+        """One mpop run as the phone, deleting what it fetched (keep off);
+        the subjects it delivered."""
+        server: ZpopServer = self.server
+        mbox = os.path.join(server.dir, "phone.mbox")
+        open(mbox, "w").close()
+        rc = os.path.join(server.dir, "mpoprc")
+        with open(rc, "w", encoding="utf-8") as f:
+            f.write(
+                textwrap.dedent(f"""\
+                account zpop
+                host 127.0.0.1
+                port {server.ports["pop3s"]}
+                tls on
+                tls_starttls off
+                tls_trust_file {self.cafile}
+                tls_host_override {PERSONAL}
+                auth user
+                user {ADDRESS}
+                password {self.phone}
+                delivery mbox {mbox}
+                keep off
+                """)
+            )
+        os.chmod(rc, 0o600)
+        done = subprocess.run(
+            [self.mpop, "-C", rc, "zpop"], capture_output=True, timeout=60
+        )
+        self.assertEqual(
+            done.returncode, 0, done.stderr.decode() + done.stdout.decode()
+        )
+        with open(mbox, "rb") as f:
+            return subjects_in(f.read())
+
+    def run_fetchmail(self, keep: bool, run: int) -> list[str]:
+        """One fetchmail run as the laptop, through an MDA into files;
+        ``keep`` or delete what it fetched; the subjects it delivered.
+        ``fetchall``: fetchmail remembers the UIDLs it kept (.fetchids)
+        and would skip them, and what is in the queue is the question."""
+        server: ZpopServer = self.server
+        out = os.path.join(server.dir, f"laptop-{run}")
+        os.makedirs(out)
+        rc = os.path.join(server.dir, "fetchmailrc")
+        with open(rc, "w", encoding="utf-8") as f:
+            f.write(
+                f"poll 127.0.0.1 service {server.ports['pop3s']} protocol pop3"
+                f' user "{ADDRESS}" password "{self.laptop}"'
+                f" ssl sslcertck sslcertfile {self.cafile} sslcommonname {PERSONAL}"
+                f" {'keep' if keep else 'nokeep'} fetchall"
+                f" mda \"/bin/sh -c 'cat > {out}/msg.$$$$'\"\n"
+            )
+        os.chmod(rc, 0o600)
+        done = subprocess.run(
+            [
+                self.fetchmail,
+                "-f",
+                rc,
+                "--nodetach",
+                "--nosyslog",
+                "-v",
+                "--pidfile",
+                os.path.join(server.dir, "fm.pid"),
+            ],
+            capture_output=True,
+            timeout=90,
+            env=dict(os.environ, HOME=server.dir),
+        )
+        # fetchmail exits 1 for "no mail", 0 when it delivered some.
+        self.assertIn(
+            done.returncode, (0, 1), done.stdout.decode() + done.stderr.decode()
+        )
+        found: list[str] = []
+        for name in sorted(os.listdir(out)):
+            with open(os.path.join(out, name), "rb") as f:
+                found += subjects_in(f.read())
+        self.assertEqual(done.returncode == 1, not found, done.stdout.decode())
+        return sorted(found)
+
+    def folders(self) -> dict[str, str]:
+        """Subject -> folder of every message, from ``zpop messages``."""
+        lines = self.server.zpop("messages", ADDRESS).splitlines()
+        rows = [line.split() for line in lines[1:]]
+        return {" ".join(row[5:]): row[1] for row in rows}
+
+    def test_two_clients_two_queues(self) -> None:
+        """Both clients receive every message; the phone's deletions leave
+        the laptop's queue intact and the originals in the Inbox; after the
+        laptop deletes too they are in Trash; the log lists both devices."""
+        both = ["device one", "device two"]
+        self.assertEqual(self.run_fetchmail(keep=True, run=1), both)
+        self.assertEqual(sorted(self.run_mpop()), both)
+        self.assertEqual(self.run_mpop(), [])
+        self.assertEqual(self.folders(), {"device one": "Inbox", "device two": "Inbox"})
+        self.assertEqual(self.run_fetchmail(keep=False, run=2), both)
+        self.assertEqual(self.folders(), {"device one": "Trash", "device two": "Trash"})
+        self.assertEqual(self.run_fetchmail(keep=False, run=3), [])
+
+        lines = self.server.zpop("pop", "log", ADDRESS).splitlines()[1:]
+        events = sorted(
+            (
+                "phone" if "app password phone" in line else "laptop",
+                line.split()[-3],
+                line.split()[-1],
+            )
+            for line in lines
+            if "app password" in line
+        )
+        self.assertEqual(len(lines), len(events), lines)
+        self.assertEqual(
+            events,
+            sorted(
+                [
+                    (device, "retr", n)
+                    for device in ("laptop", "laptop", "phone")
+                    for n in ("one", "two")
+                ]
+                + [
+                    (device, "dele", n)
+                    for device in ("laptop", "phone")
+                    for n in ("one", "two")
+                ]
+            ),
+        )
+
+    def test_devices_fetch_at_once(self) -> None:
+        """While the phone's session is open, the laptop (fetchmail) fetches
+        its whole queue; a second phone session is refused [IN-USE]."""
+        phone = POP3Client(self.server, PERSONAL)
+        self.addCleanup(phone.close)
+        phone.user(ADDRESS)
+        phone.pass_(self.phone)
+        self.assertEqual(len(phone.list()[1]), 2)
+        self.assertEqual(
+            self.run_fetchmail(keep=True, run=1), ["device one", "device two"]
+        )
+        again = POP3Client(self.server, PERSONAL)
+        try:
+            again.user(ADDRESS)
+            with self.assertRaises(poplib.error_proto) as caught:
+                again.pass_(self.phone)
+        finally:
+            again.close()
+        self.assertTrue(
+            caught.exception.args[0].startswith(b"-ERR [IN-USE] "),
+            caught.exception.args[0],
+        )
+        phone.dele(1)
+        phone.quit()
+        self.assertEqual(
+            self.run_fetchmail(keep=True, run=2), ["device one", "device two"]
+        )
+
+
+def subjects_in(data: bytes) -> list[str]:
+    """The Subject values of the messages in ``data`` (an mbox or one file)."""
+    return [
+        line[len(b"Subject: ") :].decode()
+        for line in data.splitlines()
+        if line.startswith(b"Subject: ")
+    ]
