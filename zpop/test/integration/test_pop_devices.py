@@ -202,6 +202,48 @@ class PerDeviceQueueTests(TestCase):
             self.run_fetchmail(keep=True, run=2), ["device one", "device two"]
         )
 
+    def queue_of(self, secret: str) -> list[str]:
+        """The subjects in the queue of the device logging in with
+        ``secret``, read with poplib (nothing deleted)."""
+        client = POP3Client(self.server, PERSONAL)
+        try:
+            client.user(ADDRESS)
+            client.pass_(secret)
+            count = len(client.list()[1])
+            found = [
+                subjects_in(b"\n".join(client.top(n, 0)[1]))
+                for n in range(1, count + 1)
+            ]
+            client.quit()
+        finally:
+            client.close()
+        return [subject for each in found for subject in each]
+
+    def test_kill_around_quit(self) -> None:
+        """kill -9 after the phone's DELE but before QUIT applies nothing;
+        after the +OK to QUIT the phone's deletion survives kill -9, and
+        the laptop's queue is untouched either way."""
+        both = ["device one", "device two"]
+        self.assertEqual(self.queue_of(self.laptop), both)
+        phone = POP3Client(self.server, PERSONAL)
+        phone.user(ADDRESS)
+        phone.pass_(self.phone)
+        phone.dele(1)
+        self.server.kill()
+        phone.close()
+        self.server.restart()
+        self.assertEqual(self.queue_of(self.phone), both)
+        phone = POP3Client(self.server, PERSONAL)
+        phone.user(ADDRESS)
+        phone.pass_(self.phone)
+        phone.dele(1)
+        self.assertEqual(phone.quit(), b"+OK Bye, 1 messages deleted")
+        self.server.kill()
+        self.server.restart()
+        self.assertEqual(self.queue_of(self.phone), ["device two"])
+        self.assertEqual(self.queue_of(self.laptop), both)
+        self.assertEqual(self.folders(), {"device one": "Inbox", "device two": "Inbox"})
+
 
 def subjects_in(data: bytes) -> list[str]:
     """The Subject values of the messages in ``data`` (an mbox or one file)."""
