@@ -33,7 +33,7 @@ class ImapTests(AliceTestCase):
         """account show has the IMAP access line after the POP block: on for
         a new account, off once disabled."""
         self.assertIn(
-            "in its folder)\n  IMAP access:       on\n",
+            "for every device)\n  IMAP access:       on\n",
             self.ok("account", "show", ALICE),
         )
         self.ok("imap", "disable", ALICE)
