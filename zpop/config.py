@@ -232,6 +232,34 @@ def _parse_tls_level(text: str) -> str:
     return level
 
 
+def _parse_dns_resolver(text: str) -> tuple[str, int] | None:
+    """``host:port`` of a DNS resolver (port 53 by default); empty for the
+    system's."""
+    hop = _parse_next_hop(text)
+    if hop is None or ":" in text.strip().rpartition("]")[2]:
+        return hop
+    return hop[0], 53
+
+
+def _parse_http_url(text: str) -> str:
+    """An ``http://host:port`` base URL (no path beyond ``/``); empty for none."""
+    url = text.strip().rstrip("/")
+    if not url:
+        return ""
+    scheme, sep, rest = url.partition("://")
+    if scheme.lower() != "http" or not sep or "/" in rest:
+        raise ValueError("expected http://host:port")
+    _parse_next_hop(rest)
+    return f"http://{rest.lower()}"
+
+
+def _parse_fail_policy(text: str) -> str:
+    policy = text.strip().lower()
+    if policy not in ("accept", "tempfail"):
+        raise ValueError("expected accept or tempfail")
+    return policy
+
+
 def _routes_section(
     source: str, section: configparser.SectionProxy
 ) -> dict[str, tuple[str, int]]:
@@ -405,6 +433,34 @@ class OutboundConfig:
 
 
 @dataclass(frozen=True)
+class DnsConfig:
+    """``[dns]``: where mail authentication (SPF, DKIM, DMARC) asks DNS,
+    through twisted.names."""
+
+    #: (host, port) of a resolver; None: the system's (/etc/resolv.conf).
+    resolver: tuple[str, int] | None = knob(None, _parse_dns_resolver)
+    #: Seconds a query may take before its answer counts as a temporary error.
+    timeout: float = knob(5.0, _parse_seconds)
+
+
+@dataclass(frozen=True)
+class SpamConfig:
+    """``[spam]``: the spam filter, a real rspamd over its HTTP protocol
+    (``/checkv2``); without one, an upstream ``X-Spam-Flag: YES`` files
+    mail as spam."""
+
+    #: rspamd's normal worker, ``http://127.0.0.1:11333``; "" for none.
+    rspamd: str = knob("", _parse_http_url)
+    #: File whose first line is rspamd's password (keep it 0600); "" for none.
+    password_file: str = knob("", str.strip, path=True)
+    #: Seconds rspamd has to answer before ``fail_policy`` decides.
+    timeout: float = knob(10.0, _parse_seconds)
+    #: ``accept`` (file by the upstream X-Spam-Flag, logged) or ``tempfail``
+    #: (``451 4.7.1``) when rspamd is down or slow.
+    fail_policy: str = knob("accept", _parse_fail_policy)
+
+
+@dataclass(frozen=True)
 class TLSConfig:
     """``[tls]`` and ``[tls:HOST]``: the certificates served (none given: a
     self-signed one in the data directory)."""
@@ -423,6 +479,8 @@ SECTIONS: dict[str, type] = {
     "auth": AuthConfig,
     "submission": SubmissionConfig,
     "outbound": OutboundConfig,
+    "dns": DnsConfig,
+    "spam": SpamConfig,
 }
 
 
@@ -451,6 +509,8 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    spam: SpamConfig = field(default_factory=SpamConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
     listeners: Mapping[str, str] = field(default_factory=lambda: dict(LISTENERS))
 
