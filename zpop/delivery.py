@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -41,6 +41,7 @@ from twisted.internet.interfaces import IReactorTime
 from zpop import metrics
 from zpop.accounts import Clock, service
 from zpop.config import SubmissionConfig
+from zpop.mailauth.verdict import InboundMessage, Verdict
 from zpop.maildir import Entry
 from zpop.store import (
     FOLDERS,
@@ -55,6 +56,12 @@ from zpop.store import (
 )
 from zpop.wire.addresses import domain_of
 from zpop.wire.lines import to_crlf
+
+if TYPE_CHECKING:
+    # Only their types: the CLI imports this module and need not load
+    # dkimpy, pyspf and the public suffix list.
+    from zpop.mailauth.dkim import Signer
+    from zpop.mailauth.inbound import InboundChecks
 
 __all__ = ["StorageFull"]  # what SMTP tells a client as 452 4.3.1
 
@@ -474,6 +481,8 @@ class Envelope:
     submitter: Account | None = None
     #: Honour an upstream filter's ``X-Spam-Flag: YES`` (the MX does).
     spam_filtering: bool = False
+    #: What the MX's checks (zpop.mailauth.inbound) look at, or None.
+    inbound: InboundMessage | None = None
 
 
 class SMTPDelivery:
@@ -486,8 +495,12 @@ class SMTPDelivery:
         queue_lifetime: float,
         clock: IReactorTime,
         on_queued: Callable[[], None] | None = None,
+        inbound: InboundChecks | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self._store = store
+        #: The MX's SPF/DKIM/DMARC and spam checks, before the 250.
+        self._inbound = inbound
         self._submission = submission
         #: Seconds the outbound queue keeps trying a message it accepts.
         self._queue_lifetime = queue_lifetime
@@ -495,6 +508,8 @@ class SMTPDelivery:
         #: Called after a commit that queued mail for remote recipients
         #: (the outbound relay's wake-up), so it need not wait for a scan.
         self._on_queued = on_queued
+        #: DKIM-signs what submission queues (zpop.mailauth.dkim).
+        self._signer = signer
 
     def route(self, address: str) -> Deferred:
         """Fires with the Route for ``address`` (a syntactically valid one)."""
@@ -516,14 +531,24 @@ class SMTPDelivery:
 
         ``body`` is the CRLF message as the client sent it (plus anything
         RFC 6409 lets submission add); ``trace`` the Received: field that the
-        recipients' copies get above it. Fires with the store's Accepted once
-        every copy and queue entry is durable.
+        recipients' copies get above it. With ``envelope.inbound`` the MX's
+        checks decide first: they may refuse it (zpop.mailauth.verdict.Refused),
+        choose its folder and add fields above the trace. Fires with the
+        store's Accepted once every copy and queue entry is durable.
         """
+        return Deferred.fromCoroutine(self._commit(envelope, body, trace))
+
+    async def _commit(self, envelope: Envelope, body: bytes, trace: bytes) -> Any:
+        verdict = Verdict()
+        if envelope.inbound is not None and self._inbound is not None:
+            verdict = await self._inbound.check(envelope.inbound)
+        if verdict.body is not None:
+            body = verdict.body
         now = self._clock.seconds()
-        delivered = trace + body
+        delivered = verdict.fields + trace + body
         subject = subject_of(body)
-        folder = "Inbox"
-        if envelope.spam_filtering and spam_flagged(body):
+        folder = verdict.folder or "Inbox"
+        if verdict.folder is None and envelope.spam_filtering and spam_flagged(body):
             folder = "Spam"
         local: list[tuple[int, NewMessage]] = []
         seen: set[int] = set()
@@ -541,33 +566,27 @@ class SMTPDelivery:
             )
         queued = None
         if envelope.remote:
+            outgoing = delivered
+            # Only what a logged-in user submitted (its From: checked as
+            # theirs): mail from outside claiming a hosted From: must never
+            # carry our signature.
+            if envelope.submitter is not None and self._signer is not None:
+                outgoing = await self._signer.sign(delivered)
             queued = QueuedMessage(
                 sender=envelope.sender,
                 recipients=tuple(dict.fromkeys(envelope.remote)),
-                body=delivered,
+                body=outgoing,
                 created=now,
                 expires=now + self._queue_lifetime,
                 account_id=(
                     envelope.submitter.id if envelope.submitter is not None else None
                 ),
             )
-        d = self._store.accept_message(local, queued)
-        copies = len(seen)
-
-        def count(accepted: Any) -> Any:
-            metrics.delivered(folder, copies, queued is not None)
-            return accepted
-
-        d.addCallback(count)
+        accepted = await self._store.accept_message(local, queued)
+        metrics.delivered(folder, len(seen), queued is not None)
         if queued is not None and self._on_queued is not None:
-            on_queued = self._on_queued
-
-            def wake(accepted: Any) -> Any:
-                on_queued()
-                return accepted
-
-            d.addCallback(wake)
-        return d
+            self._on_queued()
+        return accepted
 
 
 @service
@@ -578,11 +597,13 @@ async def send_system_mail(
     recipient: str,
     body: bytes,
     queue_lifetime: float,
+    signer: Signer | None = None,
 ) -> Accepted:
     """Send a message the server itself writes (a password-reset link):
     into the Inbox of a hosted recipient, else onto the outbound queue,
-    as SMTP routes it. ``body`` is the whole message (any line ends).
-    Raises UnknownRecipient for a hosted domain without that address."""
+    as SMTP routes it, DKIM-signed by ``signer``. ``body`` is the whole
+    message (any line ends). Raises UnknownRecipient for a hosted domain
+    without that address."""
     now = clock.seconds()
     body = normalize(body)
     account = await store.get_account_for_recipient(recipient)
@@ -593,6 +614,8 @@ async def send_system_mail(
     try:
         await store.get_domain(domain_of(recipient))
     except NotFound:
+        if signer is not None:
+            body = await signer.sign(body)
         queued = QueuedMessage(
             sender=sender,
             recipients=(recipient,),

@@ -32,6 +32,7 @@ from zpop.delivery import (
     received_field,
     submission_fields,
 )
+from zpop.mailauth.verdict import InboundMessage, Refused
 from zpop.smtp_reply import Reply, Role
 from zpop.wire.paths import AddressError, parse_path
 
@@ -325,10 +326,29 @@ class MailTransaction:
             remote=tuple(a for a, r in recipients if r.kind == "remote"),
             submitter=submitter if self.role.submission else None,
             spam_filtering=not self.role.submission,
+            inbound=None
+            if self.role.submission
+            else InboundMessage(
+                sender,
+                tuple(a for a, _ in recipients),
+                self._client,
+                self._helo or "",
+                body,
+                queue_id,
+            ),
         )
         started = time.monotonic()
         try:
             accepted = await self.router.commit(envelope, body, trace)
+        except Refused as refused:
+            log.info(
+                "refused {queue_id} client={client} from=<{sender}>: {reply}",
+                queue_id=queue_id,
+                client=self._client,
+                sender=sender,
+                reply=refused,
+            )
+            raise Reply(refused.code, refused.enhanced, refused.text)
         except StorageFull as full:
             log.error(
                 "storing message {queue_id} from {client}: {error}",

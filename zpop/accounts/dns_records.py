@@ -13,7 +13,10 @@ The choices, each for a reason an operator can check:
   the mail leaves from it instead, so a note says to add its mechanism.
 - DMARC ``p=none`` while the domain has no DKIM key: SPF alone breaks on
   every forward, and ``quarantine`` would send forwarded mail to Spam.
-  Once keys exist (``zpop domain dkim``, issue 16) ``p=quarantine``.
+  Once keys exist (``zpop domain dkim``) ``p=quarantine``.
+- DKIM: one TXT record per selector that signs or was retired so recently
+  that queued mail may still carry it (``zpop.mailauth.dkim_keys``); a
+  record longer than 255 characters (RSA-2048) is split into strings.
   Reports go to the postmaster mailbox (``[server] postmaster``); when it
   is in another domain, RFC 7489 §7.1 asks that domain to authorise it.
 - SRV (RFC 6186) with priorities across the services of one direction
@@ -37,6 +40,7 @@ from zpop.accounts import service
 from zpop.accounts.client_settings import ClientSettings, settings_for
 from zpop.accounts.domains import require_hosted
 from zpop.config import Config, endpoint_port
+from zpop.mailauth.dkim_keys import DkimKeys, PublishedKey
 from zpop.store import IStore
 from zpop.wire.addresses import domain_of
 
@@ -93,6 +97,21 @@ def _absolute(name: str) -> str:
     return name if name.endswith(".") else name + "."
 
 
+def _txt_strings(text: str) -> str:
+    """A long TXT value as several quoted strings of at most 255
+    characters, which DNS joins (RFC 7208 §3.3, RFC 6376 §3.6.2.2)."""
+    assert '"' not in text and "\\" not in text
+    return " ".join(f'"{text[i : i + 255]}"' for i in range(0, len(text), 255))
+
+
+def dkim_records(published: tuple[PublishedKey, ...]) -> list[Record]:
+    """The TXT records of a domain's published DKIM keys."""
+    return [
+        Record(_absolute(key.name), "TXT", _txt_strings(key.value))
+        for key in published
+    ]
+
+
 def _txt(text: str) -> str:
     """A TXT value: one quoted string (ours are short and hold no quote)."""
     assert len(text) <= 255 and '"' not in text and "\\" not in text
@@ -124,10 +143,15 @@ def web_port(config: Config) -> int:
 
 
 def records_for(
-    config: Config, clients: ClientSettings, dkim_keys: bool = False
+    config: Config,
+    clients: ClientSettings,
+    dkim_keys: bool = False,
+    dkim: tuple[PublishedKey, ...] = (),
 ) -> DomainRecords:
     """Every record the domain of ``clients`` needs, in the order a zone
-    file is read: mail routing and authentication, then discovery."""
+    file is read: mail routing and authentication, then discovery.
+    ``dkim`` are the published DKIM keys (which imply ``dkim_keys``)."""
+    dkim_keys = dkim_keys or bool(dkim)
     domain = clients.domain
     apex = _absolute(domain)
     hosts = config.hosts
@@ -138,6 +162,7 @@ def records_for(
         Record(apex, "MX", f"10 {mx}"),
         Record(apex, "TXT", _txt("v=spf1 mx -all")),
     ]
+    records += dkim_records(dkim)
     policy = "quarantine" if dkim_keys else "none"
     records.append(
         Record(
@@ -177,6 +202,12 @@ def records_for(
     notes = []
     if not dkim_keys:
         notes.append(f"DKIM: no keys yet (zpop domain dkim {domain})")
+    retired = [k.selector.name for k in dkim if k.selector.retired is not None]
+    if retired:
+        notes.append(
+            f"DKIM: {', '.join(retired)} retired (mail they signed may still be"
+            " queued): keep their records while they are listed here"
+        )
     smarthost = config.outbound.smarthost
     if smarthost is not None:
         notes.append(
@@ -201,8 +232,12 @@ def records_for(
 
 
 @service
-async def domain_records(store: IStore, config: Config, domain: str) -> DomainRecords:
-    """The records of the hosted domain ``domain``, or NotHosted."""
+async def domain_records(
+    store: IStore, config: Config, domain: str, dkim: DkimKeys | None = None
+) -> DomainRecords:
+    """The records of the hosted domain ``domain``, or NotHosted; with
+    ``dkim``, the domain's published DKIM keys among them."""
     found = await require_hosted(store, domain)
     clients = settings_for(config, found.name, found.organization)
-    return records_for(config, clients)
+    published = dkim.published(found.name) if dkim is not None else ()
+    return records_for(config, clients, dkim=published)

@@ -11,6 +11,8 @@ browsers out.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from zpop.accounts import Clock, passwords, service, web_sessions
 from zpop.accounts.accounts import check_password, require_account, set_password
 from zpop.accounts.errors import InvalidInput
@@ -19,6 +21,9 @@ from zpop.delivery import DeliveryRefused, format_date, new_message_id, send_sys
 from zpop.store import IStore
 from zpop.threads import Runner
 from zpop.wire.addresses import parse_address
+
+if TYPE_CHECKING:
+    from zpop.mailauth.dkim import Signer
 
 #: Seconds a reset link is good for.
 LIFETIME = 3600.0
@@ -112,6 +117,7 @@ async def request_reset(
     queue_lifetime: float,
     address: str,
     base_url: str,
+    signer: Signer | None = None,
 ) -> None:
     """The web form's "Forgot password": when ``address`` is an account with
     a recovery address, mail that address a new link (from
@@ -134,7 +140,9 @@ async def request_reset(
         sender, recovery, account.address, link, hostname, clock.seconds()
     )
     try:
-        await send_system_mail(store, clock, sender, recovery, body, queue_lifetime)
+        await send_system_mail(
+            store, clock, sender, recovery, body, queue_lifetime, signer
+        )
     except DeliveryRefused:
         return None
     return None

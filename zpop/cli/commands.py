@@ -25,6 +25,8 @@ from zpop.accounts import (
 from zpop.accounts.two_factor import TwoFactorState, set_two_factor, state_of
 from zpop.cli.api_tokens import COMMANDS as API_TOKEN_COMMANDS
 from zpop.cli.context import CommandError, Context, read_password, result_of
+from zpop.cli.dkim import COMMANDS as DKIM_COMMANDS
+from zpop.cli.dkim import dkim_keys
 from zpop.cli.pop_log import COMMANDS as POP_LOG_COMMANDS
 from zpop.cli.render import (
     imap_text,
@@ -36,6 +38,7 @@ from zpop.cli.render import (
     two_factor_text,
 )
 from zpop.files import write_atomically
+from zpop.mailauth.dkim_keys import DkimKeyError
 from zpop.outbound import queue
 from zpop.store import DATABASE_NAME, FOLDERS, Account, schema
 from zpop.threads import run_synchronously
@@ -162,7 +165,14 @@ def cmd_domain_list(ctx: Context, args: argparse.Namespace) -> None:
 def cmd_domain_dns(ctx: Context, args: argparse.Namespace) -> None:
     """The domain's records as zone-file lines, the operator's notes as
     comments (DESIGN §1 "Client autoconfiguration")."""
-    found = result_of(dns_records.domain_records(ctx.store, ctx.config, args.domain))
+    try:
+        found = result_of(
+            dns_records.domain_records(
+                ctx.store, ctx.config, args.domain, dkim_keys(ctx)
+            )
+        )
+    except DkimKeyError as e:
+        raise CommandError(str(e)) from None
     ctx.out(
         f"; DNS records for {found.domain} ({domains.kind(found.organization)} domain)",
         *(record.zone_line() for record in found.records),
@@ -640,5 +650,6 @@ COMMANDS: dict[
     ("queue", "retry"): cmd_queue_retry,
     ("queue", "delete"): cmd_queue_delete,
     **API_TOKEN_COMMANDS,
+    **DKIM_COMMANDS,
     **POP_LOG_COMMANDS,
 }

@@ -130,6 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
         " DMARC, SRV, autoconfig, MTA-STS, TLS-RPT)",
     )
     p.add_argument("domain", type=DOMAIN, metavar="DOMAIN")
+    p = domain.add_parser(
+        "dkim",
+        help="make the domain's DKIM keys (RSA and Ed25519) and print their"
+        " TXT records",
+    )
+    p.add_argument("domain", type=DOMAIN, metavar="DOMAIN")
+    p.add_argument(
+        "--rotate",
+        action="store_true",
+        help="new keys; the old ones stay published while mail they signed"
+        " may be queued",
+    )
 
     account = commands.add_parser("account", help="accounts").add_subparsers(
         dest="action", metavar="ACTION", required=True

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -42,6 +42,9 @@ from zpop.outbound.retry import outcome
 from zpop.outbound.routing import Hop, Router
 from zpop.store import IStore, NotFound
 from zpop.store.records import NewMessage, OutboundJob, QueuedMessage
+
+if TYPE_CHECKING:
+    from zpop.mailauth.dkim import Signer
 
 # The namespace of the module this was split from, so log filters and what
 # operators grep for ("[zpop.outbound#...]") stay as they were.
@@ -73,6 +76,7 @@ class OutboundService(Service):
         resolver: Any = None,
         connect: Callable[[Hop], Any] | None = None,
         owner: str | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self.setName("outbound")
         self._store = store
@@ -82,6 +86,8 @@ class OutboundService(Service):
         self._reactor = reactor
         self._clock = clock if clock is not None else reactor
         self._resolver = resolver
+        #: DKIM-signs the DSNs that go to remote senders.
+        self._signer = signer
         self._deliverer = Deliverer(
             reactor,
             config,
@@ -373,6 +379,8 @@ class OutboundService(Service):
             await self._store.get_domain(sender.rpartition("@")[2])
         except NotFound:
             expires = now + self._config.lifetime
+            if self._signer is not None:
+                body = await self._signer.sign(body)
             return "queued", None, QueuedMessage("", (sender,), body, now, expires)
         return "dropped", None, None
 

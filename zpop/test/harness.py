@@ -17,6 +17,7 @@ ports. Blocking calls are fine: trial test methods may block.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import re
@@ -31,6 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from zpop.config import LISTENERS
+from zpop.test.dns_server import DnsServer
 
 HOSTNAME = "example.test"
 
@@ -46,6 +48,20 @@ DEFAULT_SETTINGS: dict[str, dict[str, str]] = {
     # about throttling should not wait for that.
     "auth": {"failure_delay": "0.01"},
 }
+
+
+_empty_dns: list[DnsServer] = []
+
+
+def empty_dns() -> DnsServer:
+    """A DNS server on loopback with no records, shared by this process's
+    servers that were given no ``[dns] resolver``: every name is NXDOMAIN,
+    so the MX's checks find nothing published, at once."""
+    if not _empty_dns:
+        server = DnsServer(tempfile.mkdtemp(prefix="zpop-dns-"))
+        atexit.register(server.stop)
+        _empty_dns.append(server)
+    return _empty_dns[0]
 
 
 def admin_available() -> bool:
@@ -105,6 +121,9 @@ class ZpopServer:
         }
         for section, values in (settings or {}).items():
             merged.setdefault(section, {}).update(values)
+        if "resolver" not in merged.get("dns", {}):
+            # The MX checks SPF, DKIM and DMARC: never against the world.
+            merged.setdefault("dns", {})["resolver"] = empty_dns().address
         with open(self.config_path, "w", encoding="utf-8") as f:
             for section, values in merged.items():
                 f.write(f"[{section}]\n")

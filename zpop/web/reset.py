@@ -86,6 +86,7 @@ async def forgot(visit: Visit) -> Response:
         web.config.outbound.lifetime,
         address,
         visit.web.config.web_url,
+        web.signer,
     )
     sending.addErrback(lambda f: log.failure("web: sending a reset link", f))
     body: list[Tag | str] = [

@@ -13,6 +13,8 @@ from twisted.web.template import Tag
 
 from zpop.accounts.credentials import Authenticator
 from zpop.config import Config
+from zpop.mailauth.dkim import Signer
+from zpop.mailauth.dkim_keys import DkimKeys
 from zpop.threads import Runner
 from zpop.web import security
 from zpop.web.i18n import Catalog
@@ -36,6 +38,10 @@ class WebContext:
     config: Config
     #: Runs bcrypt off the reactor (the server's ``hashing`` pool).
     hashing: Runner
+    #: DKIM-signs the mail the site sends (reset links) to other domains.
+    signer: Signer | None = None
+    #: The domains' DKIM keys, for the records the API lists.
+    dkim: DkimKeys | None = None
 
 
 class BadForm(Exception):

@@ -302,6 +302,8 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                     ("store", "StoreService", None, None),
                     ("db", "ThreadPoolService", None, None),
                     ("hashing", "ThreadPoolService", None, None),
+                    ("dkim", "ThreadPoolService", None, None),
+                    ("mailauth", "ThreadPoolService", None, None),
                     ("activity", "ActivityRecorder", None, None),
                     ("pop-log", "PopLogRecorder", None, None),
                     (
@@ -369,6 +371,8 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                     "store",
                     "db",
                     "hashing",
+                    "dkim",
+                    "mailauth",
                     "activity",
                     "pop-log",
                     "pop3s",

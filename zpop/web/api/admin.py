@@ -77,7 +77,9 @@ async def _domain_dns(call: Call) -> Reply:
     except ValueError:
         raise ApiError(404, "not_found", "no such hosted domain") from None
     try:
-        found = await dns_records.domain_records(call.web.store, call.web.config, name)
+        found = await dns_records.domain_records(
+            call.web.store, call.web.config, name, call.web.dkim
+        )
     except NotHosted as e:
         raise ApiError(404, "not_found", str(e)) from None
     records = list(found.records)
