@@ -139,9 +139,7 @@ class DkimVerifier:
 
     async def check(self, body: bytes) -> list[DkimResult]:
         """One result per signature, in order; [] for none."""
-        parsed: list[tuple[int, DkimResult]] = await self._in_thread(
-            lambda: _signatures(body)
-        )
+        message, parsed = await self._in_thread(lambda: _signatures(body))
         names = sorted(
             {
                 f"{r.selector}._domainkey.{r.domain}"
@@ -159,18 +157,19 @@ class DkimVerifier:
             for name, (ok, answer) in zip(names, found, strict=True)
         }
         results: list[DkimResult] = await self._in_thread(
-            lambda: [_verify(body, i, r, keys) for i, r in parsed]
+            lambda: [_verify(message, i, r, keys) for i, r in parsed]
         )
         return results
 
 
-def _signatures(body: bytes) -> list[tuple[int, DkimResult]]:
-    """Each signature's d= and s= (result "pending"), or why it cannot be
-    checked."""
+def _signatures(body: bytes) -> tuple[Any, list[tuple[int, DkimResult]]]:
+    """The message as dkimpy parsed it (once: its verify takes a signature's
+    index), and each signature's d= and s= (result "pending") or why it
+    cannot be checked."""
     try:
         message = dkim.DKIM(body)
     except Exception as e:
-        return [(0, DkimResult("permerror", reason=f"unparseable message: {e}"))]
+        return None, [(0, DkimResult("permerror", reason=f"unparseable message: {e}"))]
     count = sum(1 for name, _ in message.headers if name.lower() == b"dkim-signature")
     found: list[tuple[int, DkimResult]] = []
     for index in range(count):
@@ -184,13 +183,13 @@ def _signatures(body: bytes) -> list[tuple[int, DkimResult]]:
             continue
         domain = _text(sig.get(b"d", b"")).lower()
         selector = _text(sig.get(b"s", b""))
-        tag = _text(sig.get(b"b", b"").replace(b" ", b""))[:8]
+        tag = _text(sig.get(b"b", b"")[:64])[:8]
         found.append((index, DkimResult("pending", domain, selector, tag)))
-    return found
+    return message, found
 
 
 def _verify(
-    body: bytes, index: int, pending: DkimResult, keys: dict[str, list[bytes] | None]
+    message: Any, index: int, pending: DkimResult, keys: dict[str, list[bytes] | None]
 ) -> DkimResult:
     if pending.result != "pending":
         return pending
@@ -206,7 +205,7 @@ def _verify(
         return key
 
     try:
-        good = dkim.DKIM(body).verify(idx=index, dnsfunc=from_dns)
+        good = message.verify(idx=index, dnsfunc=from_dns)
     except dkim.ValidationError as e:
         if "body hash" in str(e):
             return _with(pending, "fail", "body hash did not verify")

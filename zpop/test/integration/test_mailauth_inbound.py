@@ -5,15 +5,13 @@ Authentication-Results field it got."""
 
 from __future__ import annotations
 
-import base64
 import smtplib
 import time
 
 import dkim
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from twisted.trial.unittest import TestCase
 
+from zpop.test.dkim_keys import ed25519_key, rsa_key
 from zpop.test.dns_server import DnsServer
 from zpop.test.harness import HOSTNAME, start_server
 from zpop.test.integration.test_dkim import dkim_records
@@ -21,34 +19,6 @@ from zpop.test.integration.test_pop3 import POP3Client
 
 BOB = f"bob@{HOSTNAME}"
 PASSWORD = "correct horse battery staple 42"
-
-
-def rsa_key() -> tuple[bytes, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private, f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}"
-
-
-def ed25519_key() -> tuple[bytes, str]:
-    key = ed25519.Ed25519PrivateKey.generate()
-    raw = key.private_bytes(
-        serialization.Encoding.Raw,
-        serialization.PrivateFormat.Raw,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
-    return base64.b64encode(
-        raw
-    ), f"v=DKIM1; k=ed25519; p={base64.b64encode(public).decode()}"
 
 
 class InboundAuthenticationTests(TestCase):

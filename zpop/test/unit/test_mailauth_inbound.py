@@ -7,8 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import dkim
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -23,6 +21,7 @@ from zpop.mailauth.inbound import (
     remove_our_results,
 )
 from zpop.mailauth.verdict import InboundMessage, Refused, Verdict
+from zpop.test.dkim_keys import rsa_key
 from zpop.test.stores import result
 
 HOST = "mx.hosted.test"
@@ -61,23 +60,7 @@ def wait_here(lookup: Any, name: str, qtype: str) -> list[Answer]:
     return result(lookup(name, qtype))  # type: ignore[no-any-return]
 
 
-def key_pair() -> tuple[bytes, str]:
-    """An RSA private key (PEM) and its DKIM TXT record."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    import base64
-
-    return private, f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}"
-
-
-PRIVATE, PUBLIC = key_pair()
+PRIVATE, PUBLIC = rsa_key(1024)
 
 
 def message(sender_domain: str = "example.org", extra: bytes = b"") -> bytes:
