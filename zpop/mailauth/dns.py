@@ -57,6 +57,10 @@ class Lookup(Protocol):
         """The answers of type ``qtype`` (A, AAAA, MX, PTR, TXT) for
         ``name``: [] for none or no such name; fails TemporaryDnsError."""
 
+    def cached(self, name: str, qtype: str) -> list[Answer] | None:
+        """The answers already known, without asking, or None; callable
+        from any thread (SPF's, which then need not wait for the reactor)."""
+
 
 class Resolver:
     """Lookups through twisted.names to ``[dns] resolver``, or to the
@@ -88,6 +92,13 @@ class Resolver:
                     resolv="/etc/resolv.conf", reactor=self._reactor
                 )
         return self._resolver
+
+    def cached(self, name: str, qtype: str) -> list[Answer] | None:
+        # Only reads: the reactor thread alone changes the cache.
+        found = self._cache.get((name.rstrip(".").lower(), qtype))
+        if found is None or found[0] <= self._reactor.seconds():
+            return None
+        return list(found[1])
 
     def lookup(self, name: str, qtype: str) -> Deferred[list[Answer]]:
         # twisted.names asks again over TCP when a UDP answer is truncated

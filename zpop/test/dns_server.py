@@ -9,6 +9,10 @@ The zone: ``{"records": {"name": {"TXT": ["v=spf1 -all"], "A": ["192.0.2.1"],
 "MX": [[10, "mx.example.org"]]}}, "silent": ["name", ...]}``; a name in
 ``silent`` is never answered (a resolver's timeout), any other unknown name
 is NXDOMAIN. The port is written to PORTFILE once both sockets listen.
+Every answer carries TTL 60; "no such name" and "no such record" carry an
+SOA, as an authoritative server's do, whose minimum of 5 s lets resolvers
+cache them (RFC 2308) but only briefly, so a record a test adds to a name
+already asked for is seen within seconds.
 
 ``DnsServer`` runs it as a subprocess for a test case.
 """
@@ -27,6 +31,26 @@ from twisted.internet.defer import Deferred, fail, succeed
 
 #: Seconds a test waits for the server to listen.
 START_TIMEOUT = 20.0
+
+
+#: Seconds a resolver may cache a negative answer of this server.
+NEGATIVE_TTL = 5
+
+
+def _soa(name: str) -> Any:
+    """The SOA record that goes with a negative answer for ``name``."""
+    from twisted.names import dns
+
+    return dns.RRHeader(
+        name.encode(),
+        dns.SOA,
+        dns.IN,
+        NEGATIVE_TTL,
+        dns.Record_SOA(
+            b"ns.invalid", b"hostmaster.invalid", minimum=NEGATIVE_TTL, ttl=NEGATIVE_TTL
+        ),
+        auth=True,
+    )
 
 
 def _answers(zone_path: str, name: str, kind: int) -> Any:
@@ -63,7 +87,7 @@ def _answers(zone_path: str, name: str, kind: int) -> Any:
             answers.append(
                 dns.RRHeader(name.encode(), code, dns.IN, 60, payload, auth=True)
             )
-    return succeed((answers, [], []))
+    return succeed((answers, [] if answers else [_soa(name)], []))
 
 
 def main(zone_path: str, port_file: str) -> None:
@@ -74,7 +98,20 @@ def main(zone_path: str, port_file: str) -> None:
         def _lookup(self, name: bytes, cls: int, type: int, timeout: Any) -> Any:  # noqa: A002
             return _answers(zone_path, name.decode(), type)
 
-    factory = server.DNSServerFactory(authorities=[ZoneResolver()])
+    class ZoneServerFactory(server.DNSServerFactory):
+        def gotResolverError(  # noqa: N802 - twisted.names' name
+            self, failure: Any, protocol: Any, message: Any, address: Any
+        ) -> None:
+            if not failure.check(dns.DomainError):
+                return super().gotResolverError(failure, protocol, message, address)
+            name = message.queries[0].name.name.decode() if message.queries else "."
+            response = self._responseFromMessage(
+                message=message, rCode=dns.ENAME, authority=[_soa(name)]
+            )
+            self.sendReply(protocol, response, address)
+            return None
+
+    factory = ZoneServerFactory(authorities=[ZoneResolver()])
     tcp = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
     port = tcp.getHost().port
     reactor.listenUDP(  # type: ignore[attr-defined]

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import dkim
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.names import dns, error
 from twisted.trial.unittest import SynchronousTestCase
 
 from zpop.config import DnsConfig
+from zpop.mailauth.checks import DkimVerifier, SpfChecker
 from zpop.mailauth.dns import CACHE_SIZE, MAX_TTL, Resolver, TemporaryDnsError
+from zpop.test.dkim_keys import rsa_key
 
 
 def txt(name: str, text: str, ttl: int) -> dns.RRHeader:
@@ -155,3 +158,77 @@ class ResolverTests(SynchronousTestCase):
         self.assertEqual(len(self.upstream.queries), before)
         self.lookup("d1.example")
         self.assertEqual(len(self.upstream.queries), before + 1)
+
+
+class CachedTests(SynchronousTestCase):
+    """What is cached is read without the reactor: SPF's thread does not
+    wait for it, and a message without signatures costs no thread."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.upstream = Upstream()
+        self.upstream.replies["example.org"] = lambda: succeed(
+            ([txt("example.org", "v=spf1 ip4:192.0.2.1 -all", 60)], [], [])
+        )
+        self.resolver = Resolver(self.clock, DnsConfig(), upstream=self.upstream)
+
+    def test_cached(self) -> None:
+        self.assertIsNone(self.resolver.cached("example.org", "TXT"))
+        self.successResultOf(self.resolver.lookup("example.org", "TXT"))
+        self.assertEqual(
+            self.resolver.cached("Example.org.", "TXT"),
+            [(("example.org", "TXT"), [b"v=spf1 ip4:192.0.2.1 -all"])],
+        )
+        self.assertIsNone(self.resolver.cached("example.org", "MX"))
+        self.clock.advance(60)
+        self.assertIsNone(self.resolver.cached("example.org", "TXT"))
+
+    def test_spf_from_the_cache_without_waiting(self) -> None:
+        """Once the record is cached, the SPF thread never waits for the
+        reactor (``wait`` would fail the check)."""
+        self.successResultOf(self.resolver.lookup("example.org", "TXT"))
+
+        def wait(*args: Any) -> Any:
+            raise AssertionError(f"waited for the reactor: {args}")
+
+        self.upstream.replies["helo.example.org"] = lambda: succeed(
+            ([txt("helo.example.org", "v=spf1 -all", 60)], [], [])
+        )
+        self.successResultOf(self.resolver.lookup("helo.example.org", "TXT"))
+        checker = SpfChecker(lambda f: succeed(f()), self.resolver, wait)
+        mailfrom, helo = self.successResultOf(
+            checker.check("192.0.2.1", "ann@example.org", "helo.example.org")
+        )
+        self.assertEqual((mailfrom.result, helo.result), ("pass", "fail"))
+
+    def test_unsigned_message_needs_no_thread(self) -> None:
+        def in_thread(f: Any) -> Any:
+            raise AssertionError("a thread for a message without signatures")
+
+        verifier = DkimVerifier(in_thread, self.resolver)
+        body = b"From: ann@example.org\r\nSubject: x\r\n\r\nDKIM-Signature: no\r\n"
+        self.assertEqual(
+            self.successResultOf(Deferred.fromCoroutine(verifier.check(body))), []
+        )
+        self.assertEqual(self.upstream.queries, [])
+
+    def test_cached_keys_one_thread_trip(self) -> None:
+        """With the key in the cache, a signed message is parsed and
+        verified in one call to the thread."""
+        private, record = rsa_key(1024)
+        self.upstream.replies["s1._domainkey.example.org"] = lambda: succeed(
+            ([txt("s1._domainkey.example.org", record, 60)], [], [])
+        )
+        body = b"From: ann@example.org\r\nSubject: x\r\n\r\nhello\r\n"
+        body = dkim.sign(body, b"s1", b"example.org", private, linesep=b"\r\n") + body
+        trips: list[Any] = []
+
+        def in_thread(f: Any) -> Any:
+            trips.append(f)
+            return succeed(f())
+
+        verifier = DkimVerifier(in_thread, self.resolver)
+        for expected_trips in (2, 3):
+            [found] = self.successResultOf(Deferred.fromCoroutine(verifier.check(body)))
+            self.assertEqual((found.result, len(trips)), ("pass", expected_trips))
+        self.assertEqual(self.upstream.queries, ["s1._domainkey.example.org"])

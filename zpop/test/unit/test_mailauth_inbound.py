@@ -43,6 +43,9 @@ class FakeDns:
     def txt(self, name: str, text: str) -> None:
         self.add(name, "TXT", [text.encode()])
 
+    def cached(self, name: str, qtype: str) -> list[Answer] | None:
+        return None
+
     def lookup(self, name: str, qtype: str) -> Deferred[list[Answer]]:
         name = name.rstrip(".").lower()
         self.asked.append((name, qtype))
