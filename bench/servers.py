@@ -340,6 +340,8 @@ class Zpop:
         self.proc: subprocess.Popen | None = None
         self.passwords: dict[str, str] = {}
         self.port = PORTS["zpop_pop3s"]
+        #: ``[dns] resolver`` for the MX's SPF, DKIM and DMARC checks.
+        self.dns_resolver = ""
         if not cache:
             self.name = "zpop (credential cache off)"
             self.config = os.path.join(self.dir, "zpop-nocache.ini")
@@ -436,6 +438,8 @@ class Zpop:
                 f"alt_certificate = {self.certs.ecdsa_cert}\n"
                 f"alt_key = {self.certs.ecdsa_key}\n"
             )
+            if self.dns_resolver:
+                f.write(f"\n[dns]\nresolver = {self.dns_resolver}\n")
 
     def setup(self, corpus: dict[str, str]) -> None:
         """Accounts, app passwords and messages, once per work directory."""
