@@ -11,13 +11,13 @@ import socket
 import sqlite3
 import ssl
 import subprocess
-import textwrap
 
 from twisted.trial.unittest import TestCase
 
 from zpop.store import DATABASE_NAME
 from zpop.store.locks import MaildropLocks
 from zpop.test.harness import HOSTNAME, ZpopServer
+from zpop.test.mail_clients import run_mpop
 from zpop.test.tools import require_tool
 
 PERSONAL = f"pop.{HOSTNAME}"
@@ -539,27 +539,7 @@ class RealClientTests(ServerMixin, TestCase):
         address = self.account()
         self.deliver(address, "mpop one", "mpop two")
         mbox = os.path.join(self.server.dir, f"{address}.mbox")
-        open(mbox, "w").close()
-        rc = os.path.join(self.server.dir, "mpoprc")
-        with open(rc, "w", encoding="utf-8") as f:
-            f.write(
-                textwrap.dedent(f"""\
-                account zpop
-                host 127.0.0.1
-                port {self.server.ports["pop3s"]}
-                tls on
-                tls_starttls off
-                tls_trust_file {self.cafile()}
-                tls_host_override {PERSONAL}
-                auth user
-                user {address}
-                password {PASSWORD}
-                delivery mbox {mbox}
-                keep off
-                """)
-            )
-        os.chmod(rc, 0o600)
-        done = subprocess.run([mpop, "-C", rc, "zpop"], capture_output=True, timeout=60)
+        done = run_mpop(self.server, mpop, address, PASSWORD, mbox)
         self.assertEqual(
             done.returncode, 0, done.stderr.decode() + done.stdout.decode()
         )

@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import poplib
 import subprocess
-import textwrap
 
 from twisted.trial.unittest import TestCase
 
 from zpop.test.harness import HOSTNAME, ZpopServer, start_server
 from zpop.test.integration.test_pop3 import POP3Client
+from zpop.test.mail_clients import run_mpop
 from zpop.test.tools import require_tool
 
 PERSONAL = f"pop.{HOSTNAME}"
@@ -55,29 +55,7 @@ class PerDeviceQueueTests(TestCase):
         the subjects it delivered."""
         server: ZpopServer = self.server
         mbox = os.path.join(server.dir, "phone.mbox")
-        open(mbox, "w").close()
-        rc = os.path.join(server.dir, "mpoprc")
-        with open(rc, "w", encoding="utf-8") as f:
-            f.write(
-                textwrap.dedent(f"""\
-                account zpop
-                host 127.0.0.1
-                port {server.ports["pop3s"]}
-                tls on
-                tls_starttls off
-                tls_trust_file {self.cafile}
-                tls_host_override {PERSONAL}
-                auth user
-                user {ADDRESS}
-                password {self.phone}
-                delivery mbox {mbox}
-                keep off
-                """)
-            )
-        os.chmod(rc, 0o600)
-        done = subprocess.run(
-            [self.mpop, "-C", rc, "zpop"], capture_output=True, timeout=60
-        )
+        done = run_mpop(server, self.mpop, ADDRESS, self.phone, mbox)
         self.assertEqual(
             done.returncode, 0, done.stderr.decode() + done.stdout.decode()
         )

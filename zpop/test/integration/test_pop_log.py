@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import poplib
-import subprocess
-import textwrap
 import urllib.request
 
 from twisted.trial.unittest import TestCase
@@ -17,9 +15,8 @@ from twisted.trial.unittest import TestCase
 from zpop.test.harness import HOSTNAME, start_server
 from zpop.test.integration.test_pop3 import POP3Client
 from zpop.test.integration.test_web import ADDRESS, PASSWORD, Browser
+from zpop.test.mail_clients import run_mpop
 from zpop.test.tools import require_tool
-
-PERSONAL = f"pop.{HOSTNAME}"
 
 
 class PopLogServerTests(TestCase):
@@ -38,31 +35,8 @@ class PopLogServerTests(TestCase):
         for subject in ("log one", "log two"):
             message = f"From: a@example.org\nSubject: {subject}\n\nbody\n"
             server.zpop("deliver", ADDRESS, stdin=message.encode())
-        cafile = os.path.join(server.dir, "ca.pem")
-        with open(cafile, "w", encoding="ascii") as f:
-            f.write(server.certificate_pem())
         mbox = os.path.join(server.dir, "fetched.mbox")
-        open(mbox, "w").close()
-        rc = os.path.join(server.dir, "mpoprc")
-        with open(rc, "w", encoding="utf-8") as f:
-            f.write(
-                textwrap.dedent(f"""\
-                account zpop
-                host 127.0.0.1
-                port {server.ports["pop3s"]}
-                tls on
-                tls_starttls off
-                tls_trust_file {cafile}
-                tls_host_override {PERSONAL}
-                auth user
-                user {ADDRESS}
-                password {secret}
-                delivery mbox {mbox}
-                keep off
-                """)
-            )
-        os.chmod(rc, 0o600)
-        done = subprocess.run([mpop, "-C", rc, "zpop"], capture_output=True, timeout=60)
+        done = run_mpop(server, mpop, ADDRESS, secret, mbox)
         self.assertEqual(done.returncode, 0, done.stderr.decode())
 
         lines = server.zpop("pop", "log", ADDRESS).splitlines()
