@@ -545,3 +545,22 @@ class ApiRecordsTests(ApiCase):
             " may still be queued): keep their records while they are listed here",
             found.body["notes"],
         )
+
+    def test_admin_domain_dns_unreadable_key(self) -> None:
+        """A key file that cannot be read is a 503 naming it, not a crash."""
+        fixture = Fixture()
+        fixture.keys.make("example.com")
+        selectors = fixture.keys.selectors("example.com")
+        fixture.keys.keys.save(
+            "example.com", selectors, {}, tuple(s.name for s in selectors)
+        )
+        self.router = Router(replace(self.router._web, dkim=fixture.keys))
+        token = self.token(None, "read", "ops")
+        found = self.api("GET", "/admin/domains/example.com/dns", token=token)
+        self.assertEqual(
+            (found.status, found.body["error"]["code"]),
+            (503, "dkim_keys_unreadable"),
+        )
+        self.assertIn(
+            f"no key for selector {selectors[0].name}", found.body["error"]["message"]
+        )

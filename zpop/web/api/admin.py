@@ -16,6 +16,7 @@ from zpop.accounts import (
 )
 from zpop.accounts.accounts import require_account
 from zpop.accounts.errors import NotHosted
+from zpop.mailauth.dkim_keys import DkimKeyError
 from zpop.outbound import queue
 from zpop.web.api import documents
 from zpop.web.api.framework import (
@@ -82,6 +83,8 @@ async def _domain_dns(call: Call) -> Reply:
         )
     except NotHosted as e:
         raise ApiError(404, "not_found", str(e)) from None
+    except DkimKeyError as e:
+        raise ApiError(503, "dkim_keys_unreadable", str(e)) from None
     records = list(found.records)
     if found.report_authorization is not None:
         records.append(found.report_authorization)
