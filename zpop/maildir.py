@@ -26,6 +26,7 @@ SUBFOLDERS: dict[str, str] = {
     "trash": "Trash",
     "deleted messages": "Trash",
     "deleted items": "Trash",
+    "drafts": "Drafts",
 }
 
 # "1700000000.M123456P45.host,S=123:2,FS": delivery time in seconds, then

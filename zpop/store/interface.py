@@ -20,6 +20,14 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
+from zpop.store.mailbox import (
+    Appended,
+    Copied,
+    FlagChanges,
+    Folder,
+    FolderChanges,
+    FolderView,
+)
 from zpop.store.records import (
     Accepted,
     Account,
@@ -515,9 +523,85 @@ class IApiTokenStore(Interface):
         """Record a use of the token at ``now`` (nothing if it is gone)."""
 
 
+class IMailboxStore(Interface):
+    """IMAP's folders, UIDs, flags and MODSEQs (zpop.store.mailbox).
+
+    Folders are named by their IMAP name ("INBOX", "Spam", "Work/2026");
+    a selected folder by its id, so a rename meanwhile changes nothing for
+    the session and a deletion fails NotFound. ``uids`` are IMAP UIDs in
+    that folder; a UID not (or no longer) there is skipped. Every change
+    takes the folder's next MODSEQ; a message leaving a folder is recorded
+    there as expunged at it.
+    """
+
+    def list_folders(account_id: int) -> Deferred[list[Folder]]:
+        """The account's folders by name (no counts: LIST)."""
+
+    def get_folder(account_id: int, name: str) -> Deferred[Folder]:
+        """One folder with its counts; fails NotFound."""
+
+    def create_folder(account_id: int, name: str, now: float) -> Deferred[Folder]:
+        """A new user folder with a UIDVALIDITY the account never gave;
+        fails AlreadyExists (a name in any case for INBOX) or NotFound."""
+
+    def rename_folder(account_id: int, name: str, new_name: str) -> Deferred[Folder]:
+        """Rename a user folder and the folders below it, keeping their
+        UIDs; renaming INBOX moves its messages into a new folder (RFC 3501
+        §6.3.5). Fails NotFound, AlreadyExists, or FolderRefused for a
+        built-in folder other than INBOX."""
+
+    def delete_folder(account_id: int, name: str) -> Deferred[None]:
+        """Delete a user folder and its messages; FolderRefused for a
+        built-in one or one with folders below it."""
+
+    def subscribe_folder(
+        account_id: int, name: str, subscribed: bool
+    ) -> Deferred[Folder]:
+        """Set the folder's subscription; fails NotFound."""
+
+    def open_folder(folder_id: int) -> Deferred[FolderView]:
+        """The folder and every message in it by UID (SELECT)."""
+
+    def folder_changes(folder_id: int, since: int) -> Deferred[FolderChanges]:
+        """What changed in the folder after MODSEQ ``since``."""
+
+    def append_message(
+        account_id: int, name: str, message: NewMessage
+    ) -> Deferred[Appended]:
+        """Store a message in the named folder (APPEND); NotFound."""
+
+    def store_flags(
+        folder_id: int,
+        uids: Sequence[int],
+        op: str,
+        flags: int,
+        keywords: Sequence[str],
+        unchanged_since: int | None = None,
+    ) -> Deferred[FlagChanges]:
+        """Replace, add or remove (StoreOp) flags and keywords in one
+        transaction; a message whose MODSEQ is above ``unchanged_since`` is
+        left alone and reported. A message whose flags do not change keeps
+        its MODSEQ."""
+
+    def copy_messages(
+        folder_id: int, uids: Sequence[int], target: str, move: bool
+    ) -> Deferred[Copied]:
+        """Copy (or move) the messages to the folder named ``target``, in
+        UID order, in one transaction. A copy is a new message (its own
+        POP uid); a moved message keeps its id and POP uid. Fails NotFound
+        for a missing target."""
+
+    def expunge(
+        folder_id: int, uids: Sequence[int] | None = None
+    ) -> Deferred[tuple[int, ...]]:
+        """Delete the folder's \\Deleted messages (among ``uids`` if given:
+        UID EXPUNGE); fires with their UIDs, ascending."""
+
+
 class IStore(
     IAccountStore,
     IMessageStore,
+    IMailboxStore,
     IPopStore,
     IThrottleStore,
     IQueueStore,

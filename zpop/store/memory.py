@@ -25,6 +25,13 @@ from zpop.store.memory_api_tokens import MemoryApiTokens
 from zpop.store.memory_app_passwords import AppPasswordRow, MemoryAppPasswords
 from zpop.store.memory_imap import MemoryImap
 from zpop.store.memory_login_events import MemoryLoginEvents
+from zpop.store.memory_mailboxes import (
+    FolderRow,
+    MemoryMailboxes,
+    create_built_in,
+    folder_named,
+    move_to,
+)
 from zpop.store.memory_pop_devices import (
     PopDeviceRow,
     device_queue,
@@ -39,7 +46,6 @@ from zpop.store.memory_two_factor import MemoryTwoFactor
 from zpop.store.memory_web import MemoryWebSessions
 from zpop.store.records import (
     DELETION_POLICIES,
-    FOLDERS,
     PLANS,
     POP_MODES,
     POP_QUEUES,
@@ -132,6 +138,7 @@ class MemoryMaildropLocks:
 class _MessageRow:
     message: Message
     body: bytes
+    folder_id: int
 
 
 @dataclass(slots=True)
@@ -142,6 +149,9 @@ class _AccountRow:
     messages: dict[int, _MessageRow] = field(default_factory=dict)
     app_passwords: dict[int, AppPasswordRow] = field(default_factory=dict)
     pop_devices: dict[int, PopDeviceRow] = field(default_factory=dict)
+    folders: dict[int, FolderRow] = field(default_factory=dict)
+    #: The last UIDVALIDITY given in the account.
+    folder_validity: int = 0
 
 
 @dataclass(slots=True)
@@ -157,6 +167,7 @@ class MemoryStore(
     MemoryApiTokens,
     MemoryAppPasswords,
     MemoryLoginEvents,
+    MemoryMailboxes,
     MemoryPopLog,
     MemoryImap,
     MemoryPasswordResets,
@@ -309,7 +320,9 @@ class MemoryStore(
                 generation=0,
                 uid_validity=secrets.randbits(31),
             )
-            self._accounts[account.id] = _AccountRow(account)
+            row = _AccountRow(account)
+            create_built_in(row, now)
+            self._accounts[account.id] = row
             self._addresses[address] = account.id
             return account
 
@@ -448,31 +461,6 @@ class MemoryStore(
 
     # -- messages ---------------------------------------------------------------
 
-    def _check_new(self, account_id: int, message: NewMessage) -> None:
-        self._row_by_id(account_id)
-        self._check("folder", message.folder, FOLDERS)
-
-    def _insert_message(self, account_id: int, new: NewMessage) -> Message:
-        """Store one message with the account's next uid; checked already."""
-        row = self._accounts[account_id]
-        body = bytes(new.body)
-        message = Message(
-            id=next(self._message_ids),
-            account_id=account_id,
-            folder=new.folder,
-            uid=row.next_uid,
-            received=float(new.received),
-            size=len(body),
-            subject=new.subject,
-            seen=bool(new.seen),
-            pop_removed=False,
-        )
-        row.next_uid += 1
-        stored = _MessageRow(message, body)
-        row.messages[message.id] = stored
-        self._messages[message.id] = stored
-        return message
-
     def store_messages(
         self, account_id: int, messages: list[NewMessage]
     ) -> Deferred[list[Message]]:
@@ -517,6 +505,11 @@ class MemoryStore(
             )
 
         return settle(apply)
+
+    def _message_row(
+        self, message: Message, body: bytes, folder_id: int
+    ) -> _MessageRow:
+        return _MessageRow(message, body, folder_id)
 
     def _account_messages(self, account_id: int) -> Iterable[Message]:
         row = self._accounts.get(account_id)
@@ -636,11 +629,9 @@ class MemoryStore(
             for message_id in message_ids:
                 stored = owned.get(message_id)
                 if stored is not None:
-                    stored.message = replace(
-                        stored.message,
-                        pop_removed=True,
-                        folder="Trash" if to_trash else stored.message.folder,
-                    )
+                    stored.message = replace(stored.message, pop_removed=True)
+            if to_trash and row is not None:
+                move_to(row, folder_named(row, "Trash"), message_ids)
             self._pop_locks.release(account_id, owner)
 
         return settle(apply)

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from zpop.store.memory_mailboxes import folder_named, move_to
 from zpop.store.records import Message, StoreError
 
 _device_ids = itertools.count(1)
@@ -89,6 +90,7 @@ def settle_deleted(row: Any, message_ids: Iterable[int] | None, to_trash: bool) 
     devices = list(row.pop_devices.values())
     if message_ids is None:
         message_ids = set().union(*(d.removed for d in devices))
+    settled: list[int] = []
     for message_id in list(message_ids):
         stored = row.messages.get(message_id)
         if stored is None or stored.message.pop_removed:
@@ -96,10 +98,9 @@ def settle_deleted(row: Any, message_ids: Iterable[int] | None, to_trash: bool) 
         uid = stored.message.uid
         if any(uid >= d.start_uid and message_id not in d.removed for d in devices):
             continue
-        stored.message = replace(
-            stored.message,
-            pop_removed=True,
-            folder="Trash" if to_trash else stored.message.folder,
-        )
+        stored.message = replace(stored.message, pop_removed=True)
+        settled.append(message_id)
         for device in devices:
             device.removed.discard(message_id)
+    if to_trash:
+        move_to(row, folder_named(row, "Trash"), settled)

@@ -10,11 +10,14 @@ from enum import StrEnum
 from typing import Any, NamedTuple, overload
 
 
-class Folder(StrEnum):
+class FolderRole(StrEnum):
+    """The built-in folders (zpop.store.mailbox); the user's have none."""
+
     INBOX = "Inbox"
     SPAM = "Spam"
     SENT = "Sent"
     TRASH = "Trash"
+    DRAFTS = "Drafts"
 
 
 class Plan(StrEnum):
@@ -69,7 +72,7 @@ class RecipientState(StrEnum):
 
 # The values in order, as plain strings: the schema's CHECK lists (a test
 # keeps them equal) and the CLI's choices.
-FOLDERS = tuple(v.value for v in Folder)
+FOLDERS = tuple(v.value for v in FolderRole)
 PLANS = tuple(v.value for v in Plan)
 POP_MODES = tuple(v.value for v in PopMode)
 SPAM_POLICIES = tuple(v.value for v in SpamPolicy)
@@ -96,6 +99,11 @@ class NotFound(StoreError):
 
 class AlreadyExists(StoreError):
     """A domain, account or alias of that name exists already."""
+
+
+class FolderRefused(StoreError):
+    """The folder cannot be renamed or deleted: built in, or has folders
+    below it."""
 
 
 class SchemaError(StoreError):
@@ -316,18 +324,35 @@ class RecoveryCode:
     used: float | None
 
 
+#: The \Seen bit of Message.flags (all of them: zpop.store.mailbox).
+SEEN = 1
+
+
 @dataclass(frozen=True)
 class Message:
     id: int
     account_id: int
+    #: Its folder: the role for a built-in one ("Inbox", FOLDERS), else the
+    #: user folder's name.
     folder: str
+    #: Account-wide and never changed, wherever the message moves: POP's
+    #: UIDL is made of it.
     uid: int
     received: float
     size: int
     subject: str
-    seen: bool
     #: The message left the POP queue (a client deleted it with DELE+QUIT).
     pop_removed: bool
+    #: Its UID in its folder (IMAP), and its MODSEQ there.
+    imap_uid: int = 0
+    modseq: int = 0
+    #: System flag bits (zpop.store.mailbox.FLAG_BITS) and keywords.
+    flags: int = 0
+    keywords: tuple[str, ...] = ()
+
+    @property
+    def seen(self) -> bool:
+        return bool(self.flags & SEEN)
 
 
 class PopEntry(NamedTuple):
@@ -421,6 +446,13 @@ class NewMessage:
     subject: str
     received: float
     seen: bool = False
+    #: More flags and keywords (IMAP APPEND); ``seen`` adds \Seen.
+    flags: int = 0
+    keywords: tuple[str, ...] = ()
+
+    @property
+    def flag_bits(self) -> int:
+        return self.flags | (SEEN if self.seen else 0)
 
 
 @dataclass(frozen=True)

@@ -85,9 +85,28 @@ def _statements(script: str) -> Iterator[str]:
         raise RuntimeError(f"incomplete statement in a migration: {statement!r}")
 
 
-def _apply(conn: sqlite3.Connection, number: int, script: str) -> bool:
+#: The first line of a migration that rebuilds a table others reference:
+#: it runs with foreign keys off (they cannot change inside a transaction)
+#: and commits only if every reference still holds.
+FOREIGN_KEYS_OFF = "-- zpop: foreign keys off\n"
+
+
+def _apply(conn: sqlite3.Connection, path: str, number: int, script: str) -> bool:
     """Apply migration ``number`` in one write transaction, if the database
     (read under the write lock) is just before it; whether it was applied."""
+    rebuilds = script.startswith(FOREIGN_KEYS_OFF)
+    if rebuilds:
+        conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        return _apply_in_transaction(conn, path, number, script, rebuilds)
+    finally:
+        if rebuilds:
+            conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _apply_in_transaction(
+    conn: sqlite3.Connection, path: str, number: int, script: str, rebuilds: bool
+) -> bool:
     conn.execute("BEGIN IMMEDIATE")
     try:
         if _version(conn) != number - 1:
@@ -95,6 +114,8 @@ def _apply(conn: sqlite3.Connection, number: int, script: str) -> bool:
             return False
         for statement in _statements(script):
             conn.execute(statement)
+        if rebuilds:
+            _check_foreign_keys(conn, path)
         if number == 1:
             conn.execute("CREATE TABLE zpop_version (version INTEGER NOT NULL)")
             conn.execute("INSERT INTO zpop_version VALUES (1)")
@@ -120,7 +141,7 @@ def _upgrade(conn: sqlite3.Connection, path: str, target: int) -> None:
     scripts = migrations()
     _refuse_newer(path, _version(conn), len(scripts))
     for number, script in scripts[:target]:
-        _apply(conn, number, script)
+        _apply(conn, path, number, script)
 
 
 def _create(path: str, target: int) -> None:
@@ -236,9 +257,10 @@ def _error(path: str, e: sqlite3.Error) -> SchemaError:
 
 
 def _check_foreign_keys(conn: sqlite3.Connection, path: str) -> None:
-    broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+    # One line per broken reference: a row may have several.
+    broken = {(row[0], row[1]) for row in conn.execute("PRAGMA foreign_key_check")}
     if broken:
-        tables = sorted({row[0] for row in broken})
+        tables = sorted({table for table, _ in broken})
         raise SchemaError(
             f"database at {path} has {len(broken)} rows whose references are"
             f" broken (in {', '.join(tables)}): restore it from a backup"

@@ -26,6 +26,7 @@ from zpop.store.sqlite_accounts import SQLiteAccounts
 from zpop.store.sqlite_api_tokens import SQLiteApiTokens
 from zpop.store.sqlite_base import BODY_CHUNK  # noqa: F401
 from zpop.store.sqlite_login_events import SQLiteLoginEvents
+from zpop.store.sqlite_mailboxes import SQLiteMailboxes
 from zpop.store.sqlite_messages import SQLiteMessages
 from zpop.store.sqlite_pop_log import SQLitePopLog
 from zpop.store.sqlite_queue import SQLiteQueue
@@ -39,6 +40,7 @@ from zpop.store.sqlite_web import SQLiteWebSessions
 class SQLiteStore(
     SQLiteAccounts,
     SQLiteMessages,
+    SQLiteMailboxes,
     SQLiteThrottle,
     SQLiteQueue,
     SQLiteWebSessions,

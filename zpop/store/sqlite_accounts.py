@@ -24,6 +24,7 @@ from zpop.store.sqlite_base import (
     _app_password,
     _domain,
 )
+from zpop.store.sqlite_folders import create_built_in
 from zpop.store.sqlite_pop_devices import settle_deleted
 
 
@@ -106,7 +107,9 @@ class SQLiteAccounts(SQLiteBase):
                         secrets.randbits(31),
                     ),
                 )
-                return self._account_row(conn, address)
+                account = self._account_row(conn, address)
+                create_built_in(conn, account.id, now)
+                return account
 
         return self._call(thd)
 

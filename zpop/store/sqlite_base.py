@@ -28,6 +28,7 @@ from zpop.store.records import (
     StoreError,
 )
 from zpop.store.schema import connect
+from zpop.store.sqlite_folders import keywords_of, take_uid_in
 from zpop.threads import Runner
 
 T = TypeVar("T")
@@ -45,10 +46,6 @@ _ACCOUNT_COLUMNS = """
     a.imap_enabled, a.pop_queue
 """
 _ACCOUNT_FROM = "accounts a JOIN domains d ON d.id = a.domain_id"
-
-_MESSAGE_COLUMNS = """
-    id, account_id, folder, uid, received, size, subject, seen, pop_removed
-"""
 
 
 def _account(row: tuple[Any, ...]) -> Account:
@@ -80,6 +77,7 @@ def _account(row: tuple[Any, ...]) -> Account:
 
 
 def _message(row: tuple[Any, ...]) -> Message:
+    """A Message from sqlite_folders.MESSAGE_COLUMNS."""
     return Message(
         id=row[0],
         account_id=row[1],
@@ -88,8 +86,11 @@ def _message(row: tuple[Any, ...]) -> Message:
         received=row[4],
         size=row[5],
         subject=row[6],
-        seen=bool(row[7]),
-        pop_removed=bool(row[8]),
+        pop_removed=bool(row[7]),
+        imap_uid=row[8],
+        modseq=row[9],
+        flags=row[10],
+        keywords=keywords_of(row[11]),
     )
 
 
@@ -239,9 +240,7 @@ class SQLiteBase:
             raise AlreadyExists(f"address {address} is taken already")
         return int(row[0])
 
-    def _update_account(
-        self, address: str, assignments: str, *params: Any
-    ) -> Deferred:
+    def _update_account(self, address: str, assignments: str, *params: Any) -> Deferred:
         def thd() -> Account:
             with self._write(changes=True) as conn:
                 account = self._account_row(conn, address)
@@ -258,27 +257,33 @@ class SQLiteBase:
     def _insert_message(
         conn: sqlite3.Connection, account_id: int, m: NewMessage
     ) -> Message:
-        """Store one message with the account's next uid (in a transaction)."""
+        """Store one message with the account's next uid and its folder's
+        next UID (in a transaction)."""
         row = conn.execute(
-            "SELECT next_uid FROM accounts WHERE id = ?", (account_id,)
+            "UPDATE accounts SET next_uid = next_uid + 1 WHERE id = ?"
+            " RETURNING next_uid - 1",
+            (account_id,),
         ).fetchone()
         if row is None:
             raise NotFound(f"no account with id {account_id}")
         uid = row[0]
-        conn.execute(
-            "UPDATE accounts SET next_uid = ? WHERE id = ?", (uid + 1, account_id)
-        )
+        folder_id, folder, imap_uid, modseq = take_uid_in(conn, account_id, m.folder)
+        keywords = " ".join(m.keywords)
         cursor = conn.execute(
-            "INSERT INTO messages (account_id, folder, uid, received,"
-            " size, subject, seen) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO messages (account_id, folder_id, uid, imap_uid, modseq,"
+            " received, size, subject, flags, keywords)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 account_id,
-                m.folder,
+                folder_id,
                 uid,
+                imap_uid,
+                modseq,
                 m.received,
                 len(m.body),
                 m.subject,
-                int(m.seen),
+                m.flag_bits,
+                keywords,
             ),
         )
         message_id = int(cursor.lastrowid or 0)
@@ -292,13 +297,16 @@ class SQLiteBase:
         return Message(
             id=message_id,
             account_id=account_id,
-            folder=m.folder,
+            folder=folder,
             uid=uid,
             received=m.received,
             size=len(m.body),
             subject=m.subject,
-            seen=m.seen,
             pop_removed=False,
+            imap_uid=imap_uid,
+            modseq=modseq,
+            flags=m.flag_bits,
+            keywords=tuple(m.keywords),
         )
 
     @staticmethod

@@ -22,11 +22,14 @@ from zpop.store.records import (
     QueuedRecipient,
     StoreError,
 )
-from zpop.store.sqlite_base import (
-    _MESSAGE_COLUMNS,
-    BODY_CHUNK,
-    SQLiteBase,
-    _message,
+from zpop.store.sqlite_base import BODY_CHUNK, SQLiteBase, _message
+from zpop.store.sqlite_folders import (
+    MESSAGE_COLUMNS,
+    MESSAGE_FROM,
+    move_messages,
+    pop_folders,
+    pop_order,
+    trash_id,
 )
 from zpop.store.sqlite_pop_devices import (
     device_snapshot,
@@ -129,13 +132,15 @@ class SQLiteMessages(SQLiteBase):
 
     def list_messages(self, account_id: int, folder: str | None = None) -> Deferred:
         def thd() -> list[Message]:
-            query = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE account_id = ?"
+            query = (
+                f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGE_FROM} WHERE m.account_id = ?"
+            )
             params: tuple[Any, ...] = (account_id,)
             if folder is not None:
-                query += " AND folder = ?"
+                query += " AND COALESCE(f.role, f.name) = ?"
                 params += (folder,)
             with self._read() as conn:
-                rows = conn.execute(query + " ORDER BY uid", params).fetchall()
+                rows = conn.execute(query + " ORDER BY m.uid", params).fetchall()
             return [_message(r) for r in rows]
 
         return self._call(thd)
@@ -267,12 +272,11 @@ class SQLiteMessages(SQLiteBase):
     def _shared_snapshot(
         conn: sqlite3.Connection, account: Account, folders: tuple[str, ...]
     ) -> PopSession:
-        marks = ", ".join("?" for _ in folders)
+        where, ids = pop_folders(conn, account.id, folders)
         rows = conn.execute(
-            f"SELECT id, uid, size FROM messages"
-            f" WHERE account_id = ? AND folder IN ({marks})"
-            " AND pop_removed = 0 AND uid >= ? ORDER BY uid",
-            (account.id, *folders, account.pop.start_uid),
+            f"SELECT id, uid, size FROM messages WHERE {where}"
+            f" AND pop_removed = 0 AND uid >= ? ORDER BY {pop_order(folders)}",
+            (*ids, account.pop.start_uid),
         ).fetchall()
         login = conn.execute(
             "SELECT at FROM pop_logins WHERE account_id = ?", (account.id,)
@@ -305,19 +309,21 @@ class SQLiteMessages(SQLiteBase):
         def thd() -> None:
             if not self._pop_locks.holds(account_id, owner):
                 raise StoreError("the maildrop lock was lost")
-            folder = ", folder = 'Trash'" if to_trash else ""
             with self._write() as conn:
                 if log:
-                    # Before the move: the subjects are read from the rows.
                     write_pop_log(conn, account_id, log)
                 if device is not None:
                     remove_for_device(conn, account_id, device, message_ids, to_trash)
                 else:
+                    ids = [(mid, account_id) for mid in message_ids]
                     conn.executemany(
-                        f"UPDATE messages SET pop_removed = 1{folder}"
+                        "UPDATE messages SET pop_removed = 1"
                         " WHERE id = ? AND account_id = ?",
-                        [(mid, account_id) for mid in message_ids],
+                        ids,
                     )
+                    if to_trash:
+                        trash = trash_id(conn, account_id)
+                        move_messages(conn, account_id, trash, message_ids)
             # Only after COMMIT: the next session to take the lock must see
             # these messages gone. A failed commit keeps the lock; the
             # session releases it when it ends (Maildrop.sync).

@@ -10,6 +10,12 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 
 from zpop.store.records import Account, StoreError
+from zpop.store.sqlite_folders import (
+    move_messages,
+    pop_folders,
+    pop_order,
+    trash_id,
+)
 
 #: A message some device of its account still has in its queue: a device
 #: whose queue starts at or before the message and that has not deleted it.
@@ -70,14 +76,14 @@ def device_snapshot(
     start_uid: int,
 ) -> list[tuple[int, int, int]]:
     """The device's POP queue, oldest first, as (id, uid, size) rows."""
-    marks = ", ".join("?" for _ in folders)
+    where, ids = pop_folders(conn, account.id, folders)
     rows: list[tuple[int, int, int]] = conn.execute(
-        f"SELECT id, uid, size FROM messages"
-        f" WHERE account_id = ? AND folder IN ({marks})"
+        f"SELECT id, uid, size FROM messages WHERE {where}"
         " AND pop_removed = 0 AND uid >= ?"
         " AND NOT EXISTS (SELECT 1 FROM pop_device_removed r"
-        " WHERE r.device_id = ? AND r.message_id = messages.id) ORDER BY uid",
-        (account.id, *folders, max(account.pop.start_uid, start_uid), device),
+        " WHERE r.device_id = ? AND r.message_id = messages.id)"
+        f" ORDER BY {pop_order(folders)}",
+        (*ids, max(account.pop.start_uid, start_uid), device),
     ).fetchall()
     return rows
 
@@ -125,13 +131,20 @@ def settle_deleted(
                 (account_id,),
             )
         ]
-    folder = ", folder = 'Trash'" if to_trash else ""
     ids = [(mid, account_id) for mid in message_ids]
-    conn.executemany(
-        f"UPDATE messages SET pop_removed = 1{folder}"
-        f" WHERE id = ? AND account_id = ? AND pop_removed = 0 AND NOT {_PENDING}",
-        ids,
-    )
+    settled = [
+        (mid,)
+        for mid, _ in ids
+        if conn.execute(
+            "UPDATE messages SET pop_removed = 1 WHERE id = ?1 AND account_id = ?2"
+            f" AND pop_removed = 0 AND NOT {_PENDING} RETURNING id",
+            (mid, account_id),
+        ).fetchone()
+    ]
+    if to_trash:
+        move_messages(
+            conn, account_id, trash_id(conn, account_id), [m for (m,) in settled]
+        )
     conn.executemany(
         "DELETE FROM pop_device_removed WHERE message_id = ?1 AND EXISTS"
         " (SELECT 1 FROM messages WHERE id = ?1 AND account_id = ?2"

@@ -1469,7 +1469,8 @@ class ImportTests(AdminTestCase):
             "  Inbox  334\n"
             "  Spam   667\n"
             "  Sent   333\n"
-            "  Trash  666\n",
+            "  Trash  666\n"
+            "  Drafts 0\n",
         )
         self.assertEqual(calls, [300] * 6 + [200])
         account = self.account("alice@example.org")
@@ -1506,12 +1507,13 @@ class ImportTests(AdminTestCase):
             "  Spam   0\n"
             "  Sent   0\n"
             "  Trash  0\n"
+            "  Drafts 0\n"
             "skipped 2 malformed files (see warnings)\n",
         )
         self.assertEqual(
             err,
             "zpop: warning: skipped Maildir folder .Archive: zpop has no folder "
-            "for it (only Inbox, Spam, Sent, Trash)\n"
+            "for it (only Inbox, Spam, Sent, Trash, Drafts)\n"
             f"zpop: warning: skipped {bad}: malformed message: the message "
             "contains a NUL byte\n"
             f"zpop: warning: skipped {empty}: malformed message: the message is "
@@ -1656,7 +1658,7 @@ class MessagesTests(AdminTestCase):
         self.assertEqual(
             self.usage("messages", "alice@example.org", "--folder", "Archive"),
             "zpop: error: argument --folder: unknown folder 'Archive' (choose "
-            "from Inbox, Spam, Sent, Trash)",
+            "from Inbox, Spam, Sent, Trash, Drafts)",
         )
         self.fails(
             "no account x@example.org: create it with 'zpop account add x@example.org'",

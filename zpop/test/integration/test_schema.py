@@ -42,7 +42,8 @@ class CommandTests(AdminTestCase):
             f"database at {self.database} is version {self.old}, this zpop needs"
             f" {schema.latest_version()}: run 'zpop upgrade' (stop the server"
             " first; it upgrades at start too)",
-            "domain", "list",
+            "domain",
+            "list",
         )
         self.assertEqual((version_of(self.database), self.backups()), (self.old, []))
 
@@ -121,7 +122,9 @@ class SchemaTests(SynchronousTestCase):
         first, second = schema.connect(path), schema.connect(path)
         self.addCleanup(first.close)
         self.addCleanup(second.close)
-        applied = [schema._apply(conn, number, script) for conn in (first, second)]
+        applied = [
+            schema._apply(conn, path, number, script) for conn in (first, second)
+        ]
         self.assertEqual(applied, [True, False])
         self.assertEqual(version_of(path), 2)
 
@@ -133,8 +136,8 @@ class SchemaTests(SynchronousTestCase):
         schema.migrate(path)
         conn = sqlite3.connect(path)
         conn.execute(
-            "INSERT INTO messages (account_id, folder, uid, received, size)"
-            " VALUES (99, 'Inbox', 1, 0, 0)"
+            "INSERT INTO messages (account_id, folder_id, uid, imap_uid, modseq,"
+            " received, size) VALUES (99, 99, 1, 1, 1, 0, 0)"
         )
         conn.commit()
         conn.close()
@@ -251,7 +254,7 @@ class VocabularyTests(SynchronousTestCase):
                 "pop_mode": records.POP_MODES,
                 "pop_spam": records.SPAM_POLICIES,
                 "pop_deletion": records.DELETION_POLICIES,
-                "folder": records.FOLDERS,
+                "role": records.FOLDERS,
                 "state": records.OUTBOUND_STATES,
                 "result": records.LOGIN_RESULTS,
                 "scope": records.API_SCOPES,

@@ -1392,9 +1392,10 @@ class StoreConformanceMixin(_MixinBase):
         self.assertEqual(self.ok(self.store.list_outbound()), [])
 
     def test_schema_refuses_bad_values(self) -> None:
-        """A value outside the schema's (plan, POP mode and policies, folder,
+        """A value outside the schema's (plan, POP mode and policies,
         recipient state, a digest in use, an unknown submitting account)
-        fails StoreError and changes nothing."""
+        fails StoreError, a folder the account does not have NotFound, and
+        each changes nothing."""
         bob = self.account()
         self.ok(self.store.add_app_password(bob.address, "phone", b"p" * 32, NOW))
         mid = self.queue(("a@one.example",))
@@ -1409,12 +1410,12 @@ class StoreConformanceMixin(_MixinBase):
             self.store.set_pop_spam(bob.address, "maybe"),
             self.store.set_pop_deletion(bob.address, "shred"),
             self.store.add_app_password(bob.address, "again", b"p" * 32, NOW),
-            self.store.store_messages(bob.id, [_new(), _new("Junk")]),
             self.store.accept_message([(bob.id, _new())], stranger),
             self.store.record_outbound_results("p1", mid, [lost], NOW),
         ]
         for d in calls:
             self.assertIs(type(self.fails(d, StoreError)), StoreError)
+        self.fails(self.store.store_messages(bob.id, [_new(), _new("Junk")]), NotFound)
         self.assertEqual(
             (self.get(), self.store.changes(), self.ok(self.store.list_outbound())),
             before,

@@ -173,7 +173,12 @@ class ImportTests(LocalTestCase):
         tally = self.import_(entries, files)
         self.assertEqual(
             (tally.account, tally.per_folder, tally.skipped, tally.imported),
-            (self.alice, {"Inbox": 2, "Spam": 1, "Sent": 0, "Trash": 1}, (), 4),
+            (
+                self.alice,
+                {"Inbox": 2, "Spam": 1, "Sent": 0, "Trash": 1, "Drafts": 0},
+                (),
+                4,
+            ),
         )
         self.assertEqual(
             [(m.folder, m.received, m.subject, m.seen, m.uid) for m in self.stored()],
@@ -234,5 +239,5 @@ class ImportTests(LocalTestCase):
         tally = self.import_([], Files({}))
         self.assertEqual(
             (tally.per_folder, tally.imported, self.batches),
-            (dict.fromkeys(("Inbox", "Spam", "Sent", "Trash"), 0), 0, []),
+            (dict.fromkeys(("Inbox", "Spam", "Sent", "Trash", "Drafts"), 0), 0, []),
         )
