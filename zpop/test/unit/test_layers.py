@@ -26,6 +26,7 @@ PROTOCOLS = (
     "zpop.sasl",
     "zpop.commands",
     "zpop.limits",
+    "zpop.imap",
     "zpop.web",
 )
 #: What the store may import of zpop: itself and the plumbing below it.
