@@ -489,7 +489,15 @@ def build_service(
     )
     if worker is not None:
         worker.learn_entry = checker.learn
-    realm = Realm(store, cfg.hosts, cfg.accounts, reactor, cfg.pop, pop_log.write)
+    realm = Realm(
+        store,
+        cfg.hosts,
+        cfg.accounts,
+        reactor,
+        cfg.pop,
+        pop_log.write,
+        cfg.limits.message_size,
+    )
     portal = Portal(realm, [checker])
     # Only the main process relays; a worker asks it to look at the queue.
     outbound = (

@@ -4,7 +4,8 @@ For POP3 that is a Maildrop snapshot, after the account-state checks that
 may only be told once the secret was verified: the right host name for the
 account's domain kind, the Free-plan cut-off, POP enabled, and no other POP
 session holding the maildrop. For SMTP submission it is a ``Submitter``: the
-account and the addresses it may send as.
+account and the addresses it may send as. For IMAP an ``ImapAccount``, once
+IMAP access is on and the Free-plan cut-off does not apply.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from twisted.mail.pop3 import IMailbox
 from zope.interface import Attribute, Interface, implementer
 
 from zpop.accounts.credentials import Identity, LoginRefused
+from zpop.accounts.imap_account import IImapAccount, ImapAccount, imap_refusal
 from zpop.accounts.maildrop import SPAM_FOLDERS, LogWriter, Maildrop
 from zpop.accounts.settings import free_plan_blocked
 from zpop.config import AccountsConfig, HostsConfig, PopConfig
@@ -113,6 +115,7 @@ class Realm:
         clock: IReactorTime,
         pop: PopConfig | None = None,
         log_writer: LogWriter | None = None,
+        max_message_size: int = 36 * 1024 * 1024,
     ) -> None:
         self._store = store
         self._hosts = hosts
@@ -122,6 +125,8 @@ class Realm:
         #: Where sessions without a deletion hand their download log
         #: (zpop.accounts.pop_log.PopLogRecorder); None: written at once.
         self._log_writer = log_writer
+        #: The largest message IMAP APPEND takes: the SMTP limit.
+        self._max_message_size = max_message_size
 
     def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Deferred:
         if IMailbox in interfaces:
@@ -130,9 +135,26 @@ class Realm:
             return Deferred.fromCoroutine(self._submitter(avatarId))
         if IWebAccount in interfaces:
             return Deferred.fromCoroutine(self._web_account(avatarId))
+        if IImapAccount in interfaces:
+            return Deferred.fromCoroutine(self._imap_account(avatarId))
         raise NotImplementedError(
-            "zpop serves IMailbox, ISubmitter and IWebAccount avatars"
+            "zpop serves IMailbox, ISubmitter, IWebAccount and IImapAccount avatars"
         )
+
+    async def _imap_account(self, identity: Any) -> Any:
+        account: Account | None = await self._store.get_account(identity)
+        if account is None:
+            # Deleted between the password check and now.
+            raise UnauthorizedLogin()
+        refusal = imap_refusal(account, self._accounts)
+        if refusal is not None:
+            raise LoginRefused("AUTH", refusal)
+        if not isinstance(identity, Identity):
+            identity = Identity(account.address, "-")
+        session = ImapAccount(
+            self._store, account, identity, self._clock, self._max_message_size
+        )
+        return (IImapAccount, session, lambda: None)
 
     async def _web_account(self, identity: Any) -> Any:
         account: Account | None = await self._store.get_account(identity)
