@@ -25,6 +25,8 @@ from zpop.wire import addresses
 LISTENERS: dict[str, str] = {
     "pop3s": "tcp:8995",
     "pop3": "",
+    "imaps": "tcp:8993",
+    "imap": "tcp:8143",
     "smtps": "tcp:8465",
     "submission": "tcp:8587",
     "mx": "tcp:8025",
@@ -391,6 +393,12 @@ class AuthConfig:
     )
     max_connections_per_client: int = knob(20, _parse_positive_int)
     max_connections: int = knob(20000, _parse_positive_int)
+    #: IMAP sessions stay open (IDLE): an office of a few hundred users
+    #: behind one NAT address needs more than POP's cap...
+    imap_connections_per_client: int = knob(1000, _parse_positive_int)
+    #: ...and one account's sessions from one address are capped instead,
+    #: as Dovecot's mail_max_userip_connections.
+    imap_sessions_per_account_client: int = knob(10, _parse_positive_int)
     #: Seconds an unauthenticated session has to log in.
     login_deadline: float = knob(120.0, _parse_seconds)
 

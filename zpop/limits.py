@@ -22,6 +22,7 @@ log = Logger()
 #: What each protocol says to a refused connection.
 REFUSALS = {
     "POP3": b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+    "IMAP": b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
     "SMTP": b"421 4.7.0 Too many connections, try again later\r\n",
     "HTTP": (
         b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"

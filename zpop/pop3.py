@@ -25,11 +25,11 @@ from twisted.python.failure import Failure
 
 from zpop import metrics, sasl, tls
 from zpop.accounts.credentials import LoginRefused
-from zpop.accounts.maildrop import StorageFull
+from zpop.accounts.maildrop import NotFound, StorageFull
 from zpop.accounts.realm import Session
 from zpop.commands import CommandRunner
 from zpop.config import Config
-from zpop.retrieval import BodyProducer, BodyTransform
+from zpop.retrieval import CHUNK_SIZE, BodyProducer, BodyTransform, Prefetched
 
 log = Logger()
 
@@ -575,12 +575,22 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
     async def _send(self, argument: bytes, lines: int | None) -> None:
         index, size = await self._number(argument)
         reader = await maybeDeferred(self.mbox.getMessage, index)
+        body = getattr(reader, "body", None)
+        if body is None:
+            # The first chunk before +OK: a message IMAP expunged since the
+            # login gets an error, not a broken reply.
+            try:
+                first = await reader.read(CHUNK_SIZE)
+            except NotFound:
+                raise Refusal(
+                    "This message was deleted by another session", "SYS/TEMP"
+                ) from None
+            reader = Prefetched(first, reader)
         if lines is None:
             self.successResponse(f"{size} octets")
         else:
             self.successResponse("Top of message follows")
         transform = BodyTransform(lines, getattr(reader, "crlf_only", False))
-        body = getattr(reader, "body", None)
         if body is not None:
             # Already in memory (and small): one write, no producer.
             self.transport.write(transform.feed(body) + transform.finish())

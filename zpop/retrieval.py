@@ -4,7 +4,7 @@ back-pressure, so no message is ever loaded whole."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IPushProducer
@@ -16,6 +16,17 @@ from zpop.wire.lines import CRLFStream
 
 #: Bytes read from the store per step.
 CHUNK_SIZE = 256 * 1024
+
+
+class Transform(Protocol):
+    """What BodyProducer does to each chunk: ``feed`` it, then ``finish``;
+    ``done`` once nothing more is wanted (TOP's line limit)."""
+
+    done: bool
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
 
 
 class BodyTransform:
@@ -76,6 +87,22 @@ class BodyTransform:
         return data[:position]
 
 
+class Prefetched:
+    """A reader whose first chunk was read already (to fail before a reply
+    starts): that chunk, then the rest from ``reader``."""
+
+    def __init__(self, first: bytes, reader: Any) -> None:
+        self._first: bytes | None = first
+        self._reader = reader
+        self.crlf_only = getattr(reader, "crlf_only", False)
+
+    def read(self, size: int) -> Any:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return self._reader.read(size)
+
+
 @implementer(IPushProducer)
 class BodyProducer:
     """Sends one message body with back-pressure, a chunk at a time.
@@ -87,7 +114,7 @@ class BodyProducer:
     polls it from a cooperator while the read is pending: ~50 ms a RETR.)
     """
 
-    def __init__(self, transport: Any, reader: Any, transform: BodyTransform) -> None:
+    def __init__(self, transport: Any, reader: Any, transform: Transform) -> None:
         self._transport = transport
         self._reader = reader
         self._transform = transform

@@ -54,6 +54,7 @@ from zpop.accounts.realm import Realm
 from zpop.cluster.pool import WorkerPool
 from zpop.config import LISTENERS, Config, ConfigError
 from zpop.delivery import SMTPDelivery
+from zpop.imap.server import IMAPFactory, ImapSettings
 from zpop.limits import REFUSALS, ConnectionLimiter
 from zpop.mailauth import service as mailauth_service
 from zpop.mailauth.dkim import DkimSigner, Signer
@@ -77,6 +78,8 @@ log = Logger()
 LISTENER_KINDS: dict[str, tuple[str, str]] = {
     "pop3s": ("POP3", "implicit"),
     "pop3": ("POP3", "STLS"),
+    "imaps": ("IMAP", "implicit"),
+    "imap": ("IMAP", "STARTTLS"),
     "smtps": ("SMTP", "implicit"),
     "submission": ("SMTP", "STARTTLS"),
     "mx": ("SMTP", "STARTTLS"),
@@ -93,6 +96,8 @@ DKIM_THREADS = 1
 _HELP = {
     "pop3s": "POP3 over implicit TLS (production: tcp:995)",
     "pop3": "POP3 with STLS; empty (default) disables it (production: tcp:110)",
+    "imaps": "IMAP over implicit TLS (production: tcp:993)",
+    "imap": "IMAP with STARTTLS (production: tcp:143)",
     "smtps": "SMTP submission over implicit TLS (production: tcp:465)",
     "submission": "SMTP submission with STARTTLS (production: tcp:587)",
     "mx": "inbound SMTP (MX) with STARTTLS (production: tcp:25)",
@@ -182,10 +187,11 @@ class Options(usage.Options):
 
     synopsis = "[--config FILE] [--data DIR] [--pop3s ENDPOINT] ..."
     longdesc = (
-        "Hosted mail: POP3 over TLS, SMTP submission and MX. Listener options "
-        "take Twisted endpoint strings (tcp:995, tcp:port=995:interface=\\:\\:); "
+        "Hosted mail: POP3 and IMAP over TLS, SMTP submission and MX. Listener "
+        "options take Twisted endpoint strings "
+        "(tcp:995, tcp:port=995:interface=\\:\\:); "
         "an empty string disables a listener. Defaults come from the config "
-        "file, else unprivileged ports 8995/8465/8587/8025/8443."
+        "file, else unprivileged ports 8995/8993/8143/8465/8587/8025/8443."
     )
     optParameters = [  # noqa: N815 - usage.Options API
         ["config", None, None, "config file (default: DATA/zpop.ini if present)"],
@@ -291,6 +297,20 @@ def protocol_factory(name: str, services: Services) -> IProtocolFactory:
                     cfg.outbound.lifetime,
                 ),
             )
+        )
+    if name in ("imaps", "imap"):
+        return IMAPFactory(
+            services.authenticator,
+            ImapSettings(
+                cfg.server.hostname,
+                max_message_size=cfg.limits.message_size,
+                sessions_per_account_client=-(
+                    -cfg.auth.imap_sessions_per_account_client // cfg.server.workers
+                ),
+            ),
+            services.reactor,
+            name == "imaps",
+            services.tls,
         )
     if name in ("pop3s", "pop3"):
         implicit = name == "pop3s"
@@ -536,9 +556,14 @@ def build_service(
         elif name not in worker.listeners:
             continue
         # Each process enforces its share of the limits.
+        per_client = (
+            cfg.auth.imap_connections_per_client
+            if LISTENER_KINDS[name][0] == "IMAP"
+            else cfg.auth.max_connections_per_client
+        )
         factory: IProtocolFactory = ConnectionLimiter(
             protocol_factory(name, services),
-            -(-cfg.auth.max_connections_per_client // cfg.server.workers),
+            -(-per_client // cfg.server.workers),
             -(-cfg.auth.max_connections // cfg.server.workers),
             REFUSALS[LISTENER_KINDS[name][0]],
             listener=name,

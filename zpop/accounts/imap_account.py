@@ -40,7 +40,11 @@ from zpop.store.mailbox import MailboxEntry as MailboxEntry
 from zpop.store.mailbox import StoreOp as StoreOp
 from zpop.store.mailbox import flag_names as flag_names
 from zpop.store.records import SEEN as SEEN
+from zpop.store.records import AlreadyExists as AlreadyExists
+from zpop.store.records import FolderRefused as FolderRefused
 from zpop.store.records import NewMessage
+from zpop.store.records import NotFound as NotFound
+from zpop.store.records import StoreError as StoreError
 
 #: Longest folder name, in characters, and deepest folder path: far beyond
 #: what clients make, small enough that every name fits in a reply line.

@@ -22,13 +22,16 @@ from zope.interface import implementer
 from zpop.store import (
     Account,
     IStore,
+    NotFound,
     PopDownload,
     PopSessionLog,
     PopSnapshot,
     StorageFull,
 )
 
-__all__ = ["StorageFull"]  # a QUIT that cannot apply its deletions
+# StorageFull: a QUIT that cannot apply its deletions; NotFound: a message
+# IMAP expunged while a POP session had it.
+__all__ = ["NotFound", "StorageFull"]
 from zpop.store.changes import Verified
 
 log = Logger()

@@ -29,6 +29,9 @@ from zpop.imap.values import Atom, Value
 
 _NO_KEYWORDS: tuple[str, ...] = ()
 
+#: An untagged response's values (``3 EXPUNGE``).
+Response = tuple[Value, ...]
+
 
 def flag_atoms(flags: int, keywords: tuple[str, ...]) -> tuple[Atom, ...]:
     return tuple(Atom(name) for name in flag_names(flags, keywords))
@@ -137,7 +140,7 @@ class Selected:
             self.keywords.pop(entry.uid, None)
         return index
 
-    def catch_up(self, changes: FolderChanges, expunges: bool = True) -> list[Value]:
+    def catch_up(self, changes: FolderChanges, expunges: bool = True) -> list[Response]:
         """Take in what changed in the store since the session last looked;
         the untagged responses that tell the client, in order: EXPUNGEs
         (highest number first, so each number is right when sent), then
@@ -147,7 +150,7 @@ class Selected:
         removed; the expunges stay pending in the store's record and come
         at the next catch-up that allows them.
         """
-        responses: list[Value] = []
+        responses: list[Response] = []
         gone = changes.expunged if expunges else ()
         if gone:
             responses.extend(self._remove(gone))
@@ -181,13 +184,13 @@ class Selected:
             )
         return responses
 
-    def flags_response(self, index: int) -> Value:
+    def flags_response(self, index: int) -> Response:
         items: list[Value] = [Atom("FLAGS"), self.flag_value(index)]
         if self.condstore:
             items += [Atom("MODSEQ"), (self.modseqs[index],)]
         return (index + 1, Atom("FETCH"), items)
 
-    def _remove(self, uids: Sequence[int]) -> Iterator[Value]:
+    def _remove(self, uids: Sequence[int]) -> Iterator[Response]:
         indexes = sorted(
             (i for i in map(self.index_of, uids) if i is not None), reverse=True
         )
@@ -202,6 +205,6 @@ class Selected:
         for index in indexes:
             yield (index + 1, Atom("EXPUNGE"))
 
-    def forget(self, uids: Sequence[int]) -> list[Value]:
+    def forget(self, uids: Sequence[int]) -> list[Response]:
         """The session's own EXPUNGE or MOVE: remove and say so."""
         return list(self._remove(uids))

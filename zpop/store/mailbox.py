@@ -39,7 +39,7 @@ DELIMITER = "/"
 INBOX = "INBOX"
 
 #: SPECIAL-USE attributes (RFC 6154) of the built-in folders.
-SPECIAL_USE = {
+SPECIAL_USE: dict[str, str] = {
     FolderRole.SPAM: "\\Junk",
     FolderRole.SENT: "\\Sent",
     FolderRole.TRASH: "\\Trash",

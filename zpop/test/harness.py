@@ -37,7 +37,7 @@ from zpop.test.dns_server import DnsServer
 HOSTNAME = "example.test"
 
 LISTENER_LINE = re.compile(
-    r"listener (?P<name>[a-z0-9]+): (?P<protocol>POP3|SMTP|HTTP) on "
+    r"listener (?P<name>[a-z0-9]+): (?P<protocol>POP3|IMAP|SMTP|HTTP) on "
     r"(?P<host>\S+):(?P<port>\d+), TLS (?P<tls>implicit|STLS|STARTTLS|none)"
 )
 
