@@ -213,6 +213,9 @@ class MessageCommands:
     async def _search(self, command: parser.Command) -> None:
         args = command.args
         assert isinstance(args, parser.Search)
+        if args.returns is not None:
+            # ESEARCH (RFC 4731) is not offered: no client may rely on it.
+            raise Refusal("SEARCH RETURN is not supported here", bad=True)
         await self.catch_up(expunges=command.uid)
         account, selected = self._session()
         test = matcher(args.key, selected, account)

@@ -257,7 +257,10 @@ class ImaplibTests(ImapMixin, TestCase):
         ok(imap.expunge())
         with self.assertRaises(poplib.error_proto) as caught:
             pop.retr(1)
-        self.assertIn(b"-ERR", caught.exception.args[0])
+        self.assertEqual(
+            caught.exception.args[0],
+            b"-ERR [SYS/TEMP] This message was deleted by another session",
+        )
         pop.quit()
         pop = POP3Client(self.server)
         pop.user(address)

@@ -1,11 +1,13 @@
 """Real IMAP clients against the real server: mbsync (isync) two-way sync
-into a Maildir and back, flags included, byte for byte; fetchmail in IMAP
-mode."""
+into a Maildir and back, flags included, byte for byte; offlineimap3;
+fetchmail and getmail6 in IMAP mode."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import ssl
 import subprocess
 import textwrap
 
@@ -190,3 +192,138 @@ class FetchmailTests(ImapMixin, TestCase):
         client = self.login(address)
         ok(client.select("INBOX"))
         self.assertEqual(ok(client.fetch("1", "(FLAGS)")), [b"1 (FLAGS (\\Seen))"])
+
+
+class GetmailTests(ImapMixin, TestCase):
+    def test_getmail_imap(self) -> None:
+        """getmail6's SimpleIMAPSSLRetriever, certificate and host name
+        checked, hands each new message to an MDA byte for byte (an
+        external MDA: getmail delivers to a Maildir only as non-root),
+        leaving it on the server; a second run delivers nothing."""
+        getmail = require_tool("getmail")
+        address = self.account()
+        self.deliver(address, MESSAGE)
+        self.deliver(address, b"Subject: second\r\n\r\nsecond body\r\n")
+        cafile = os.path.join(self.server.dir, "ca.pem")
+        with open(cafile, "w", encoding="ascii") as f:
+            f.write(self.server.certificate_pem())
+        maildir = os.path.join(self.server.dir, "gm")
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(maildir, sub))
+        rc = os.path.join(self.server.dir, "getmailrc")
+        with open(rc, "w", encoding="utf-8") as f:
+            f.write(
+                textwrap.dedent(f"""\
+                [retriever]
+                type = SimpleIMAPSSLRetriever
+                server = 127.0.0.1
+                port = {self.server.ports["imaps"]}
+                username = {address}
+                password = {PASSWORD}
+                ca_certs = {cafile}
+                ssl_cert_hostname = {HOST}
+                mailboxes = ("INBOX",)
+                record_mailbox = false
+
+                [destination]
+                type = MDA_external
+                path = /bin/sh
+                arguments = ("-c", "cat > {maildir}/new/$$$$")
+                allow_root_commands = true
+
+                [options]
+                read_all = false
+                delete = false
+                delivered_to = false
+                received = false
+                verbose = 0
+                """)
+            )
+        command = [getmail, "--getmaildir", self.server.dir, "--rcfile", rc]
+        first = subprocess.run(command, capture_output=True, timeout=90)
+        self.assertEqual(first.returncode, 0, first.stdout + first.stderr)
+        bodies = []
+        for name in os.listdir(os.path.join(maildir, "new")):
+            with open(os.path.join(maildir, "new", name), "rb") as f:
+                bodies.append(f.read())
+        # getmail puts its Return-Path: field on top (none in the message).
+        sent = [lf(MESSAGE), b"Subject: second\n\nsecond body\n"]
+        self.assertEqual(
+            sorted(bodies), sorted(b"Return-Path: <unknown>\n" + m for m in sent)
+        )
+        again = subprocess.run(command, capture_output=True, timeout=90)
+        self.assertEqual(again.returncode, 0, again.stdout + again.stderr)
+        self.assertEqual(len(os.listdir(os.path.join(maildir, "new"))), 2)
+        client = self.login(address)
+        self.assertEqual(ok(client.select("INBOX")), [b"2"])
+
+
+class OfflineimapTests(ImapMixin, TestCase):
+    def test_offlineimap_sync(self) -> None:
+        """offlineimap3 mirrors every folder into a Maildir, then sends a
+        flag set locally back to the server."""
+        offlineimap = require_tool("offlineimap")
+        address = self.account()
+        self.deliver(address, MESSAGE)
+        # Pinned by fingerprint: offlineimap checks a CA-signed certificate's
+        # name against remotehost, 127.0.0.1 here.
+        der = ssl.PEM_cert_to_DER_cert(self.server.certificate_pem())
+        fingerprint = hashlib.sha512(der).hexdigest()
+        local = os.path.join(self.server.dir, "oi")
+        rc = os.path.join(self.server.dir, "offlineimaprc")
+        with open(rc, "w", encoding="utf-8") as f:
+            f.write(
+                textwrap.dedent(f"""\
+                [general]
+                accounts = zpop
+                metadata = {self.server.dir}/oi-meta
+                ui = basic
+
+                [Account zpop]
+                localrepository = local
+                remoterepository = remote
+
+                [Repository local]
+                type = Maildir
+                localfolders = {local}
+
+                [Repository remote]
+                type = IMAP
+                remotehost = 127.0.0.1
+                remoteport = {self.server.ports["imaps"]}
+                remoteuser = {address}
+                remotepass = {PASSWORD}
+                ssl = yes
+                cert_fingerprint = {fingerprint}
+                """)
+            )
+        env = dict(os.environ, HOME=self.server.dir)
+        command = [offlineimap, "-c", rc, "-o", "-u", "basic"]
+        self.offlineimap(command, env)
+        self.assertEqual(
+            sorted(os.listdir(local)), ["Drafts", "INBOX", "Sent", "Spam", "Trash"]
+        )
+        [name] = os.listdir(os.path.join(local, "INBOX", "cur")) + os.listdir(
+            os.path.join(local, "INBOX", "new")
+        )
+        path = next(
+            os.path.join(local, "INBOX", sub, name)
+            for sub in ("cur", "new")
+            if os.path.exists(os.path.join(local, "INBOX", sub, name))
+        )
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), lf(MESSAGE))
+        base = name.split(":2,")[0]
+        os.rename(path, os.path.join(local, "INBOX", "cur", base + ":2,FS"))
+        self.offlineimap(command, env)
+        client = self.login(address)
+        ok(client.select("INBOX"))
+        self.assertEqual(
+            ok(client.fetch("1", "(FLAGS)")), [b"1 (FLAGS (\\Seen \\Flagged))"]
+        )
+
+    def offlineimap(self, command: list[str], env: dict[str, str]) -> str:
+        result = subprocess.run(command, capture_output=True, timeout=120, env=env)
+        output = (result.stdout + result.stderr).decode(errors="replace")
+        self.assertEqual(result.returncode, 0, output)
+        return output
