@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import imaplib
 import itertools
+import os
 import poplib
 import re
 import socket
+import sqlite3
 import ssl
 import subprocess
+from contextlib import closing
 from typing import Any
 
+import bcrypt
 from twisted.trial.unittest import TestCase
 
+from zpop.store import DATABASE_NAME, schema
 from zpop.test.harness import HOSTNAME, ZpopServer
 from zpop.test.integration.test_pop3 import POP3Client
 from zpop.test.tools import require_tool
@@ -314,3 +319,55 @@ class CurlTests(ImapMixin, TestCase):
         )
         client = self.login(address)
         self.assertEqual(ok(client.select("Drafts")), [b"1"])
+
+
+class UpgradeTests(TestCase):
+    def test_pop_uidls_survive_the_upgrade(self) -> None:
+        """A version 17 installation (POP only), upgraded by the server at
+        start: poplib sees the UIDLs it saw before, so no client downloads
+        anything again, and IMAP numbers the messages by the same uids."""
+        server = ZpopServer(init=False)
+        self.addCleanup(server.cleanup)
+        os.makedirs(server.data)
+        database = os.path.join(server.data, DATABASE_NAME)
+        schema.migrate(database, to_version=17)
+        address = f"old@{HOSTNAME}"
+        hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4))
+        with closing(sqlite3.connect(database)) as conn, conn:
+            conn.execute(
+                "INSERT INTO domains (name, organization, created) VALUES (?, 0, 0)",
+                (HOSTNAME,),
+            )
+            conn.execute(
+                "INSERT INTO accounts (address, domain_id, plan, created,"
+                " password_hash, uid_validity, next_uid, pop_enabled, pop_mode,"
+                " pop_spam) VALUES (?, 1, 'paid', 0, ?, 48879, 9, 1, 'all',"
+                " 'include')",
+                (address, hashed),
+            )
+            for folder, uid in (("Inbox", 3), ("Spam", 5), ("Inbox", 8)):
+                body = b"Subject: %d\r\n\r\nbody %d\r\n" % (uid, uid)
+                conn.execute(
+                    "INSERT INTO messages (account_id, folder, uid, received, size,"
+                    " subject) VALUES (1, ?, ?, 0, ?, ?)",
+                    (folder, uid, len(body), str(uid)),
+                )
+                conn.execute(
+                    "INSERT INTO body_chunks VALUES (last_insert_rowid(), 0, ?)",
+                    (body,),
+                )
+        server.start()
+        pop = POP3Client(server)
+        pop.user(address)
+        pop.pass_(PASSWORD)
+        self.assertEqual(pop.uidl()[1], [b"1 beef-3", b"2 beef-5", b"3 beef-8"])
+        pop.quit()
+        client = IMAPS(server)
+        self.addCleanup(_logout, client)
+        client.login(address, PASSWORD)
+        ok(client.select("INBOX"))
+        self.assertEqual(ok(client.uid("SEARCH", "ALL")), [b"3 8"])
+        self.assertTrue(
+            any(n.endswith(".backup") for n in os.listdir(server.data)),
+            "the server backs the version 17 database up before upgrading it",
+        )
