@@ -12,7 +12,7 @@ and API front ends that manage folders later call the same checks.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import Attribute, Interface, implementer
 
 from zpop.accounts.errors import InvalidInput
+from zpop.accounts.idle import IdleWatcher, Watch
 from zpop.accounts.settings import free_plan_blocked
 from zpop.config import AccountsConfig
 from zpop.store import Account, IStore
@@ -124,12 +125,14 @@ class ImapAccount:
         identity: Any,
         clock: IReactorTime,
         max_size: int,
+        idle: IdleWatcher | None = None,
     ) -> None:
         self.account = account
         self.identity = identity
         self.max_size = max_size
         self._store = store
         self._clock = clock
+        self._idle = IdleWatcher(store, clock) if idle is None else idle
         self._app_password_id: int | None = getattr(identity, "app_password_id", None)
         self._verified: Verified | None = getattr(identity, "verified", None)
 
@@ -252,6 +255,16 @@ class ImapAccount:
         self, folder_id: int, uids: Sequence[int] | None = None
     ) -> Deferred[tuple[int, ...]]:
         return self._store.expunge(folder_id, uids)
+
+    def watch(
+        self, folder_id: int, modseq: int, wake: Callable[[int | None], object]
+    ) -> Watch:
+        """Call ``wake`` once the folder's MODSEQ moves past ``modseq``
+        (IDLE), until ``unwatch``."""
+        return self._idle.watch(folder_id, modseq, wake)
+
+    def unwatch(self, watch: Watch) -> None:
+        self._idle.unwatch(watch)
 
     def read_body(self, message_id: int, offset: int, length: int) -> Deferred[bytes]:
         return self._store.read_body(message_id, offset, length)

@@ -22,6 +22,7 @@ from twisted.mail.pop3 import IMailbox
 from zope.interface import Attribute, Interface, implementer
 
 from zpop.accounts.credentials import Identity, LoginRefused
+from zpop.accounts.idle import IdleWatcher
 from zpop.accounts.imap_account import IImapAccount, ImapAccount, imap_refusal
 from zpop.accounts.maildrop import SPAM_FOLDERS, LogWriter, Maildrop
 from zpop.accounts.settings import free_plan_blocked
@@ -127,6 +128,8 @@ class Realm:
         self._log_writer = log_writer
         #: The largest message IMAP APPEND takes: the SMTP limit.
         self._max_message_size = max_message_size
+        #: Every IDLE session of the process, watched by one timer.
+        self._idle = IdleWatcher(store, clock)
 
     def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Deferred:
         if IMailbox in interfaces:
@@ -152,7 +155,12 @@ class Realm:
         if not isinstance(identity, Identity):
             identity = Identity(account.address, "-")
         session = ImapAccount(
-            self._store, account, identity, self._clock, self._max_message_size
+            self._store,
+            account,
+            identity,
+            self._clock,
+            self._max_message_size,
+            self._idle,
         )
         return (IImapAccount, session, lambda: None)
 
@@ -213,8 +221,7 @@ class Realm:
             wait = max(1, int(delay - since + 0.999))
             raise LoginRefused(
                 "LOGIN-DELAY",
-                f"Logged in less than {delay} seconds ago: try again in {wait}"
-                " seconds",
+                f"Logged in less than {delay} seconds ago: try again in {wait} seconds",
             )
         if delay > 0:
             # Durable before +OK, so neither a crash nor a quick second

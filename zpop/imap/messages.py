@@ -13,9 +13,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 
 from zpop.accounts.errors import InvalidInput
+from zpop.accounts.idle import Watch
 from zpop.accounts.imap_account import (
     SEEN,
     ImapAccount,
@@ -34,9 +35,6 @@ from zpop.imap.selected import Selected
 from zpop.imap.sequences import SequenceSet
 from zpop.imap.values import Atom, Value
 
-#: How often an IDLE session looks for changes.
-IDLE_POLL = 1.0
-
 
 class MessageCommands:
     """The selected-state commands; the session supplies the rest."""
@@ -50,7 +48,7 @@ class MessageCommands:
     _write: Callable[[str | bytes], None]
     _framer: Any
     _raw: Callable[[bytes], Any] | None
-    _idle_call: IDelayedCall | None = None
+    _watch: Watch | None = None
     _idling: tuple[str, str] | None = None
 
     def _session(self) -> tuple[ImapAccount, Selected]:
@@ -326,26 +324,23 @@ class MessageCommands:
         self._idling = (command.tag, command.name)
         self._framer.expect_line()
         self._raw = self._idle_done
-        if self.selected is not None:
-            self._idle_call = self.clock.callLater(IDLE_POLL, self._idle_poll)
+        if self.account is not None and self.selected is not None:
+            selected = self.selected
+            self._watch = self.account.watch(
+                selected.folder.id, selected.highest_modseq, self._idle_wake
+            )
 
-    def _idle_poll(self) -> None:
-        self._idle_call = None
-        if self.selected is None or self._idling is None:
+    def _idle_wake(self, modseq: int | None) -> None:
+        """The selected folder changed (or went): tell the client now."""
+        if self._idling is None or self.selected is None:
             return
-
-        def again(_: object) -> None:
-            if self._idling is not None:
-                self._idle_call = self.clock.callLater(IDLE_POLL, self._idle_poll)
-
         d = Deferred.fromCoroutine(self.catch_up())
         d.addErrback(lambda _: None)
-        d.addCallback(again)
 
     def _stop_idle(self) -> None:
-        if self._idle_call is not None and self._idle_call.active():
-            self._idle_call.cancel()
-        self._idle_call = None
+        if self._watch is not None and self.account is not None:
+            self.account.unwatch(self._watch)
+        self._watch = None
 
     def _idle_done(self, line: bytes) -> None:
         self._stop_idle()

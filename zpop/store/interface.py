@@ -565,6 +565,10 @@ class IMailboxStore(Interface):
     def folder_changes(folder_id: int, since: int) -> Deferred[FolderChanges]:
         """What changed in the folder after MODSEQ ``since``."""
 
+    def folder_modseqs(folder_ids: Sequence[int]) -> Deferred[dict[int, int]]:
+        """{folder id: highest MODSEQ} of the folders that still exist, in
+        one look-up (IDLE's watch over every waiting session)."""
+
     def append_message(
         account_id: int, name: str, message: NewMessage
     ) -> Deferred[Appended]:

@@ -355,6 +355,15 @@ class MemoryMailboxes:
 
         return settle(look)
 
+    def folder_modseqs(self, folder_ids: Sequence[int]) -> Deferred[dict[int, int]]:
+        found = {}
+        for folder_id in folder_ids:
+            try:
+                found[folder_id] = self._folder_row(folder_id)[1].highest_modseq
+            except NotFound:
+                pass
+        return succeed(found)
+
     def append_message(
         self, account_id: int, name: str, message: NewMessage
     ) -> Deferred[Appended]:

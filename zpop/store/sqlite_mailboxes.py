@@ -249,6 +249,25 @@ class SQLiteMailboxes(SQLiteBase):
 
         return self._call(thd)
 
+    def folder_modseqs(self, folder_ids: Sequence[int]) -> Deferred:
+        def thd() -> dict[int, int]:
+            found: dict[int, int] = {}
+            ids = list(dict.fromkeys(folder_ids))
+            with self._read() as conn:
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    marks = ", ".join("?" for _ in chunk)
+                    found.update(
+                        conn.execute(
+                            "SELECT id, highest_modseq FROM folders"
+                            f" WHERE id IN ({marks})",
+                            chunk,
+                        ).fetchall()
+                    )
+            return found
+
+        return self._call(thd)
+
     def append_message(
         self, account_id: int, name: str, message: NewMessage
     ) -> Deferred:

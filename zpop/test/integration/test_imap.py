@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import ssl
 import subprocess
+import time
 from contextlib import closing
 from typing import Any
 
@@ -272,6 +273,30 @@ class ImaplibTests(ImapMixin, TestCase):
         pop.pass_(PASSWORD)
         self.assertEqual(len(pop.uidl()[1]), 1)
         pop.quit()
+
+
+class IdleTests(ImapMixin, TestCase):
+    def test_new_mail_and_flags_reach_idle_sessions(self) -> None:
+        """Mail stored by another process (``zpop deliver``) reaches an IDLE
+        session within 2 seconds; a flag another session sets reaches it
+        as FETCH FLAGS."""
+        address = self.account()
+        self.deliver(address, MESSAGE)
+        idler = self.login(address)
+        ok(idler.select("INBOX"))
+        idler.send(b"i1 IDLE\r\n")
+        self.assertEqual(idler.readline(), b"+ idling\r\n")
+        started = time.monotonic()
+        self.deliver(address, b"Subject: new\r\n\r\nnew\r\n")
+        delivered = time.monotonic()
+        self.assertEqual(idler.readline(), b"* 2 EXISTS\r\n")
+        self.assertLess(time.monotonic() - delivered, 2.0, started)
+        other = self.login(address)
+        ok(other.select("INBOX"))
+        ok(other.store("1", "+FLAGS", "(\\Flagged)"))
+        self.assertEqual(idler.readline(), b"* 1 FETCH (FLAGS (\\Flagged))\r\n")
+        idler.send(b"DONE\r\n")
+        self.assertEqual(idler.readline(), b"i1 OK IDLE done\r\n")
 
 
 class StartTLSTests(ImapMixin, TestCase):
