@@ -187,7 +187,7 @@ class InitTests(AdminTestCase):
             self.usage("init", "--hostname", "bad_host.example"),
             "zpop: error: argument --hostname: 'bad_host.example' is not a valid "
             "domain: 'bad_host' must be 1-63 letters, digits or hyphens, not "
-            'starting or ending with a hyphen',
+            "starting or ending with a hyphen",
         )
 
     def test_no_database(self) -> None:
@@ -368,8 +368,10 @@ class DomainDnsTests(AdminTestCase):
 
     def test_personal_domain(self) -> None:
         """A personal domain's zone lines, whole: MX, SPF, DMARC, the RFC 6186
-        SRV records on the personal POP host, autoconfig, autodiscover,
-        MTA-STS and TLS-RPT, then the DKIM hook and what else to set up."""
+        SRV records (IMAPS preferred to POP3S, both on the personal POP
+        host; implicit-TLS submission preferred to STARTTLS), autoconfig,
+        autodiscover, MTA-STS and TLS-RPT, then the DKIM hook and what else
+        to set up."""
         self.ok("domain", "add", "example.com")
         self.assertEqual(
             self.ok("domain", "dns", "Example.COM"),
@@ -378,7 +380,8 @@ class DomainDnsTests(AdminTestCase):
             'example.com. 3600 IN TXT "v=spf1 mx -all"\n'
             '_dmarc.example.com. 3600 IN TXT "v=DMARC1; p=none;'
             ' rua=mailto:postmaster@example.com"\n'
-            "_pop3s._tcp.example.com. 3600 IN SRV 0 1 995 pop.example.com.\n"
+            "_imaps._tcp.example.com. 3600 IN SRV 0 1 993 pop.example.com.\n"
+            "_pop3s._tcp.example.com. 3600 IN SRV 10 1 995 pop.example.com.\n"
             "_submissions._tcp.example.com. 3600 IN SRV 0 1 465 smtp.example.com.\n"
             "_submission._tcp.example.com. 3600 IN SRV 10 1 587 smtp.example.com.\n"
             "autoconfig.example.com. 3600 IN CNAME mail.example.com.\n"
@@ -396,18 +399,24 @@ class DomainDnsTests(AdminTestCase):
         )
 
     def test_organization_domain(self) -> None:
-        """An organization domain's POP3S SRV names the organization host;
-        its DMARC reports go to the postmaster's zone, which authorises them."""
+        """An organization domain's IMAPS and POP3S SRV records name the
+        organization host (IMAPS preferred); its DMARC reports go to the
+        postmaster's zone, which authorises them."""
         self.ok("domain", "add", "corp.example", "--organization")
         lines = self.ok("domain", "dns", "corp.example").splitlines()
         authorization = (
             'corp.example._report._dmarc.example.com. 3600 IN TXT "v=DMARC1"'
         )
         at = lines.index(authorization)
+        incoming = [line for line in lines if line.startswith(("_imaps", "_pop3s"))]
+        srv = "3600 IN SRV"
         self.assertEqual(
-            ([line for line in lines if "_pop3s" in line], lines[at - 1 : at + 1]),
+            (incoming, lines[at - 1 : at + 1]),
             (
-                ["_pop3s._tcp.corp.example. 3600 IN SRV 0 1 995 poppro.example.com."],
+                [
+                    f"_imaps._tcp.corp.example. {srv} 0 1 993 poppro.example.com.",
+                    f"_pop3s._tcp.corp.example. {srv} 10 1 995 poppro.example.com.",
+                ],
                 [
                     "; in the zone of example.com: lets it receive this domain's"
                     " DMARC reports",
@@ -551,7 +560,7 @@ class AccountTests(AdminTestCase):
         """There is no option to pass a password on the command line."""
         self.assertEqual(
             self.usage("account", "add", "alice@example.org", "--password", "secret12"),
-            'zpop: error: unrecognized arguments: secret12',
+            "zpop: error: unrecognized arguments: secret12",
         )
 
     def test_duplicate(self) -> None:
@@ -648,7 +657,7 @@ class AccountTests(AdminTestCase):
         """passwd needs --password-stdin, a password and an existing account."""
         self.assertEqual(
             self.usage("account", "passwd", "alice@example.org"),
-            'zpop: error: the following arguments are required: --password-stdin',
+            "zpop: error: the following arguments are required: --password-stdin",
         )
         self.fails(
             "no account alice@example.org: create it with "
@@ -970,7 +979,7 @@ class PopTests(AdminTestCase):
         )
         self.assertEqual(
             self.usage("pop", "spam", "paid@example.org"),
-            'zpop: error: the following arguments are required: policy',
+            "zpop: error: the following arguments are required: policy",
         )
         self.assertEqual(
             self.usage("pop", "queue", "paid@example.org", "per-client"),
@@ -1233,11 +1242,11 @@ class AppPasswordTests(AliceTestCase):
         """create needs a label and an existing account."""
         self.assertEqual(
             self.usage("app-password", "create", "alice@example.org"),
-            'zpop: error: the following arguments are required: --label',
+            "zpop: error: the following arguments are required: --label",
         )
         self.assertEqual(
             self.usage("app-password", "create", "alice@example.org", "--label", " "),
-            'zpop: error: argument --label: the label is empty',
+            "zpop: error: argument --label: the label is empty",
         )
         self.assertEqual(
             self.usage(
@@ -1314,7 +1323,7 @@ class AliasTests(AdminTestCase):
         self.assertEqual(
             self.usage("alias", "add", "alice@example.org", "justalocalpart"),
             "zpop: error: argument ALIAS: 'justalocalpart' is not a full address: "
-            'use user@domain (the login name is always the full address)',
+            "use user@domain (the login name is always the full address)",
         )
 
 

@@ -114,6 +114,8 @@ class DefaultsTests(ConfigTestCase):
                 {
                     "pop3s": "tcp:8995",
                     "pop3": "",
+                    "imaps": "tcp:8993",
+                    "imap": "tcp:8143",
                     "smtps": "tcp:8465",
                     "submission": "tcp:8587",
                     "mx": "tcp:8025",
@@ -137,12 +139,15 @@ class DefaultsTests(ConfigTestCase):
         )
 
     def test_default_listeners(self) -> None:
-        """Default listeners are the unprivileged ports; POP3 with STLS is off."""
+        """Default listeners are the unprivileged ports, IMAP over implicit TLS
+        and with STARTTLS among them; POP3 with STLS is off."""
         self.assertEqual(
             dict(Config().listeners),
             {
                 "pop3s": "tcp:8995",
                 "pop3": "",
+                "imaps": "tcp:8993",
+                "imap": "tcp:8143",
                 "smtps": "tcp:8465",
                 "submission": "tcp:8587",
                 "mx": "tcp:8025",
@@ -284,6 +289,8 @@ class FileTests(ConfigTestCase):
                 listeners={
                     "pop3s": "tcp:995",
                     "pop3": "tcp:110",
+                    "imaps": "tcp:8993",
+                    "imap": "tcp:8143",
                     "smtps": "tcp:port=465:interface=\\:\\:",
                     "submission": "tcp:587",
                     "mx": "",
@@ -341,6 +348,8 @@ class FileTests(ConfigTestCase):
             {
                 "pop3s": "tcp:8995",
                 "pop3": "tcp:110",
+                "imaps": "tcp:8993",
+                "imap": "tcp:8143",
                 "smtps": "tcp:8465",
                 "submission": "tcp:8587",
                 "mx": "",
@@ -570,8 +579,8 @@ class ErrorTests(ConfigTestCase):
 
     def test_unknown_listener(self) -> None:
         """An unknown listener is an unknown key of [listeners]."""
-        path, text = self.error("[listeners]\nimaps = tcp:993\n")
-        self.assertEqual(text, f"{path}: [listeners] imaps: unknown key")
+        path, text = self.error("[listeners]\njmap = tcp:8080\n")
+        self.assertEqual(text, f"{path}: [listeners] jmap: unknown key")
 
     def test_unknown_tls_key(self) -> None:
         """An unknown key in a TLS section is named with its section."""
@@ -774,6 +783,8 @@ class AuthSectionTests(ConfigTestCase):
             "ban_threshold = 7\nban_period = 60\naccount_failure_threshold = 4\n"
             "credential_cache = 0\nallow_networks = 10.0.0.0/8, 2001:db8::/32 ::1\n"
             "max_connections_per_client = 9\nmax_connections = 99\n"
+            "imap_connections_per_client = 500\n"
+            "imap_sessions_per_account_client = 3\n"
             "login_deadline = 45\n"
         )
         config = load(path)
@@ -789,6 +800,8 @@ class AuthSectionTests(ConfigTestCase):
                 [str(n) for n in config.auth.allow_networks],
                 config.auth.max_connections_per_client,
                 config.auth.max_connections,
+                config.auth.imap_connections_per_client,
+                config.auth.imap_sessions_per_account_client,
                 config.auth.login_deadline,
             ),
             (
@@ -802,6 +815,8 @@ class AuthSectionTests(ConfigTestCase):
                 ["10.0.0.0/8", "2001:db8::/32", "::1/128"],
                 9,
                 99,
+                500,
+                3,
                 45.0,
             ),
         )

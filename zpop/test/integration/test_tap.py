@@ -127,6 +127,8 @@ class OptionsTests(EnvironmentMixin, SynchronousTestCase):
                 {
                     "pop3s": "tcp:port=995:interface=\\:\\:",
                     "pop3": "tcp:110",
+                    "imaps": "tcp:8993",
+                    "imap": "tcp:8143",
                     "smtps": "",
                     "submission": "unix:/tmp/zpop-submission.sock",
                     "mx": "",
@@ -241,6 +243,8 @@ class OptionsTests(EnvironmentMixin, SynchronousTestCase):
                 {
                     "pop3s": "tcp:995",
                     "pop3": "",
+                    "imaps": "tcp:993",
+                    "imap": "tcp:143",
                     "smtps": "tcp:465",
                     "submission": "tcp:587",
                     "mx": "tcp:25",
@@ -268,8 +272,8 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
         return [f"--{name}=tcp:0:interface=127.0.0.1" for name in LISTENERS]
 
     def test_tree(self) -> None:
-        """Named children db, hashing and one per enabled listener; pop3s
-        and smtps wrapped in TLS, the STLS/STARTTLS ones plaintext."""
+        """Named children db, hashing and one per enabled listener; pop3s,
+        imaps and smtps wrapped in TLS, the STLS/STARTTLS ones plaintext."""
         top = self.make("--data", "d", *self.all_listeners())
 
         def describe(factory: Any) -> str:
@@ -319,6 +323,18 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                         None,
                     ),
                     (
+                        "imaps",
+                        "StreamServerEndpointService",
+                        "TLSMemoryBIOFactory",
+                        "limited IMAPFactory",
+                    ),
+                    (
+                        "imap",
+                        "StreamServerEndpointService",
+                        "limited IMAPFactory",
+                        None,
+                    ),
+                    (
                         "smtps",
                         "StreamServerEndpointService",
                         "TLSMemoryBIOFactory",
@@ -355,8 +371,9 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
         )
 
     def test_default_tree_and_data(self) -> None:
-        """Defaults: pop3 is off; ./zpop-data (0700) gets the database, its
-        change counter, the server key and the self-signed certificate."""
+        """Defaults: pop3 is off, imaps and imap on; ./zpop-data (0700) gets
+        the database, its change counter, the server key and the self-signed
+        certificate."""
         top = self.make()
         data = os.path.join(self.work, "zpop-data")
         self.assertEqual(
@@ -376,6 +393,8 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                     "activity",
                     "pop-log",
                     "pop3s",
+                    "imaps",
+                    "imap",
                     "smtps",
                     "submission",
                     "mx",
@@ -412,6 +431,8 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
                 f"database {data}/{DATABASE_NAME} at schema version {latest_version()}",
                 f"TLS: self-signed certificate generated in {data}/tls/selfsigned.pem",
                 "listener pop3s: POP3 on 0.0.0.0:995, TLS implicit",
+                "listener imaps: IMAP on 0.0.0.0:8993, TLS implicit",
+                "listener imap: IMAP on 0.0.0.0:8143, TLS STARTTLS",
                 "listener smtps: SMTP on 0.0.0.0:8465, TLS implicit",
                 "listener submission: SMTP on 0.0.0.0:8587, TLS STARTTLS",
                 "listener mx: SMTP on 0.0.0.0:8025, TLS STARTTLS",
@@ -423,6 +444,8 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
             [(port, interface) for port, _, _, interface in reactor.tcpServers],
             [
                 (995, ""),
+                (8993, ""),
+                (8143, ""),
                 (8465, ""),
                 (8587, ""),
                 (8025, ""),
@@ -493,7 +516,8 @@ class MakeServiceTests(EnvironmentMixin, SynchronousTestCase):
 
     def test_protocol_factory_unknown(self) -> None:
         """protocol_factory refuses a listener name it does not know."""
-        self.assertRaises(ValueError, protocol_factory, "imap", None)
+        error = self.assertRaises(ValueError, protocol_factory, "jmap", None)
+        self.assertEqual(str(error), "unknown listener 'jmap'")
 
 
 # --- integration: a real twistd ------------------------------------------
@@ -639,6 +663,8 @@ class IntegrationTests(TestCase):
                 [
                     ("pop3s", "POP3", "127.0.0.1", server.ports["pop3s"], "implicit"),
                     ("pop3", "POP3", "127.0.0.1", server.ports["pop3"], "STLS"),
+                    ("imaps", "IMAP", "127.0.0.1", server.ports["imaps"], "implicit"),
+                    ("imap", "IMAP", "127.0.0.1", server.ports["imap"], "STARTTLS"),
                     ("smtps", "SMTP", "127.0.0.1", server.ports["smtps"], "implicit"),
                     (
                         "submission",
@@ -765,11 +791,13 @@ class IntegrationTests(TestCase):
 
     def test_no_options(self) -> None:
         """`twistd -n zpop` alone creates ./zpop-data, a self-signed
-        certificate, and listens on 8995, 8465, 8587, 8025, 8443 and (for
-        metrics, loopback only) 9180 (twistd ends itself with the signal it
-        got, hence -SIGTERM)."""
+        certificate, and listens on 8995, 8993, 8143, 8465, 8587, 8025, 8443
+        and (for metrics, loopback only) 9180 (twistd ends itself with the
+        signal it got, hence -SIGTERM)."""
         defaults = {
             "pop3s": 8995,
+            "imaps": 8993,
+            "imap": 8143,
             "smtps": 8465,
             "submission": 8587,
             "mx": 8025,

@@ -43,17 +43,21 @@ def fetch(
 
 
 class AutoconfigServerTests(TestCase):
+    """A server without IMAP listeners: the documents offer POP3 alone
+    (IMAP first when served is tested in zpop.test.unit.test_autoconfig)."""
+
     def setUp(self) -> None:
         self.server = start_server(
-            self, listeners={"pop3": "", "submission": "", "mx": ""}
+            self,
+            listeners={"pop3": "", "imaps": "", "imap": "", "submission": "", "mx": ""},
         )
         self.server.zpop("domain", "add", HOSTNAME)
         self.server.zpop("domain", "add", ORGANIZATION, "--organization")
         self.server.add_account(f"alice@{HOSTNAME}", "correct horse battery")
 
     def test_thunderbird(self) -> None:
-        """Both Thunderbird paths answer over HTTPS: POP3 on the host of the
-        domain's kind, SMTP 465 and 587; an unknown address of a hosted
+        """Both Thunderbird paths answer over HTTPS: POP3 (IMAP is off) on the
+        host of the domain's kind, SMTP 465 and 587; an unknown address of a hosted
         domain gets the account's bytes, an unhosted domain 404."""
         path = "/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress="
         status, kind, alice = fetch(self.server, "GET", f"{path}alice@{HOSTNAME}")
@@ -86,8 +90,8 @@ class AutoconfigServerTests(TestCase):
         )
 
     def test_outlook(self) -> None:
-        """Outlook's POX request, both casings, gets the 2006a settings; a
-        body that is not one gets 400."""
+        """Outlook's POX request, both casings, gets the 2006a settings (POP3,
+        IMAP being off, and SMTP); a body that is not one gets 400."""
         for path in (
             "/autodiscover/autodiscover.xml",
             "/Autodiscover/Autodiscover.xml",

@@ -42,6 +42,8 @@ SCHEMA_2006A = (
 RESPONSE = "{http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006}"
 OUTLOOK_NS = "{" + SCHEMA_2006A + "}"
 WITH_IMAPS = {**LISTENERS, "imaps": "tcp:8993"}
+#: The default listeners without IMAP: clients are offered POP alone.
+POP_ONLY = {**LISTENERS, "imaps": "", "imap": ""}
 
 
 def pox(address: str, schema: str = SCHEMA_2006A) -> bytes:
@@ -120,9 +122,10 @@ class AutoconfigCase(WebCase):
 
 class ThunderbirdTests(AutoconfigCase):
     def test_personal_domain(self) -> None:
-        """A personal domain's document, field by field: POP3 on the personal
-        host, 995 SSL, SMTP 465 SSL and 587 STARTTLS, %EMAILADDRESS%, and
-        the web settings' POP page to enable and read about POP."""
+        """A personal domain's document with the default listeners, field by
+        field: IMAP 993 SSL then POP3 995 SSL on the personal host, SMTP 465
+        SSL and 587 STARTTLS, %EMAILADDRESS%, and the web settings' POP page
+        to enable and read about POP."""
         answer, raw = self.send("GET", f"{THUNDERBIRD}?emailaddress=alice@example.com")
         self.assertEqual(
             (answer.status, answer.header("content-type")),
@@ -146,7 +149,10 @@ class ThunderbirdTests(AutoconfigCase):
         cleartext = ("%EMAILADDRESS%", "password-cleartext")
         self.assertEqual(
             servers(root, "incomingServer"),
-            [("pop3", "pop.example.com", "995", "SSL", *cleartext)],
+            [
+                ("imap", "pop.example.com", "993", "SSL", *cleartext),
+                ("pop3", "pop.example.com", "995", "SSL", *cleartext),
+            ],
         )
         self.assertEqual(
             servers(root, "outgoingServer"),
@@ -172,17 +178,25 @@ class ThunderbirdTests(AutoconfigCase):
         )
 
     def test_organization_domain(self) -> None:
-        """An organization domain's document names the organization POP host."""
+        """An organization domain's document names the organization POP host,
+        for IMAP (first) and POP3 alike."""
         answer, raw = self.send(
             "GET", "/mail/config-v1.1.xml?emailaddress=c@corp.example"
         )
         root = ET.fromstring(raw)
         provider = root.find("emailProvider")
         assert provider is not None
-        incoming = ("pop3", "poppro.example.com", "995", "SSL", "%EMAILADDRESS%")
+        login = ("%EMAILADDRESS%", "password-cleartext")
         self.assertEqual(
             (answer.status, provider.get("id"), servers(root, "incomingServer")),
-            (200, "corp.example", [(*incoming, "password-cleartext")]),
+            (
+                200,
+                "corp.example",
+                [
+                    ("imap", "poppro.example.com", "993", "SSL", *login),
+                    ("pop3", "poppro.example.com", "995", "SSL", *login),
+                ],
+            ),
         )
 
     def test_same_bytes_whether_the_address_exists(self) -> None:
@@ -223,8 +237,8 @@ class ThunderbirdTests(AutoconfigCase):
         self.assertEqual((answer.status, provider.get("id")), (200, "corp.example"))
 
     def test_imap_when_served(self) -> None:
-        """With an imaps listener IMAP (993 SSL) comes first, POP after;
-        without one (the default) there is no IMAP at all."""
+        """With an imaps listener (as by default) IMAP (993 SSL) comes first,
+        POP after; without one there is no IMAP at all."""
         self.configure(listeners=WITH_IMAPS)
         _, raw = self.send("GET", f"{THUNDERBIRD}?emailaddress=alice@example.com")
         self.assertEqual(
@@ -248,9 +262,10 @@ class ThunderbirdTests(AutoconfigCase):
 
 class OutlookTests(AutoconfigCase):
     def test_settings_both_casings(self) -> None:
-        """Both path casings answer the 2006a settings field by field:
-        POP3 995 SSL, SMTP 465 SSL and 587 with Encryption TLS, the address
-        as LoginName, SPA off, authentication required."""
+        """Both path casings answer the 2006a settings field by field, with
+        the default listeners: IMAP 993 SSL, POP3 995 SSL, SMTP 465 SSL and
+        587 with Encryption TLS, the address as LoginName, SPA off,
+        authentication required."""
         for path in (OUTLOOK, "/Autodiscover/Autodiscover.xml"):
             answer, raw = self.send("POST", path, pox("alice@example.com"))
             root = ET.fromstring(raw)
@@ -278,6 +293,9 @@ class OutlookTests(AutoconfigCase):
             self.assertEqual(
                 protocols(root),
                 [
+                    {"Type": "IMAP", "Server": "pop.example.com", "Port": "993"}
+                    | common
+                    | {"SSL": "on"},
                     {"Type": "POP3", "Server": "pop.example.com", "Port": "995"}
                     | common
                     | {"SSL": "on"},
@@ -463,6 +481,7 @@ class AppleProfileTests(AutoconfigCase):
     def test_pop_off(self) -> None:
         """With POP off (and no IMAP served) there is nothing to set up: a
         page says to enable POP first."""
+        self.configure(listeners=POP_ONLY)
         self.sign_in()
         answer = self.request("GET", "/settings/apple-profile")
         self.assertEqual(
@@ -471,9 +490,11 @@ class AppleProfileTests(AutoconfigCase):
         )
 
     def test_pop_profile(self) -> None:
-        """With POP on: a .mobileconfig download with one Mail payload of
-        type POP on the personal host, 995 SSL, SMTP 465 SSL, the address
-        as user name and no password; identifiers stable across downloads."""
+        """With POP on (and no IMAP served): a .mobileconfig download with
+        one Mail payload of type POP on the personal host, 995 SSL, SMTP 465
+        SSL, the address as user name and no password; identifiers stable
+        across downloads."""
+        self.configure(listeners=POP_ONLY)
         result(self.store.enable_pop("alice@example.com", "all", 5.0))
         self.sign_in()
         answer, raw = self.download()
@@ -593,7 +614,9 @@ class DnsRecordsTests(SynchronousTestCase):
         return [r.zone_line() for r in found.records]
 
     def test_personal_domain(self) -> None:
-        """Every record of a personal domain, in order, with absolute names."""
+        """Every record of a personal domain with the default listeners, in
+        order, with absolute names: IMAPS preferred to POP3S in the SRV
+        records."""
         policy_id = dns_records.mta_sts_id(dns_records.mta_sts_policy(self.config))
         self.assertEqual(
             self.lines("example.com"),
@@ -602,7 +625,8 @@ class DnsRecordsTests(SynchronousTestCase):
                 'example.com. 3600 IN TXT "v=spf1 mx -all"',
                 '_dmarc.example.com. 3600 IN TXT "v=DMARC1; p=none;'
                 ' rua=mailto:postmaster@example.com"',
-                "_pop3s._tcp.example.com. 3600 IN SRV 0 1 995 pop.example.com.",
+                "_imaps._tcp.example.com. 3600 IN SRV 0 1 993 pop.example.com.",
+                "_pop3s._tcp.example.com. 3600 IN SRV 10 1 995 pop.example.com.",
                 "_submissions._tcp.example.com. 3600 IN SRV 0 1 465 smtp.example.com.",
                 "_submission._tcp.example.com. 3600 IN SRV 10 1 587 smtp.example.com.",
                 "autoconfig.example.com. 3600 IN CNAME example.com.",
