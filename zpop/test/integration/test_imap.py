@@ -227,6 +227,63 @@ class ImaplibTests(ImapMixin, TestCase):
         typ, data = client.delete("Jobs")
         self.assertEqual((typ, data), ("NO", [b"[CANNOT] Jobs has folders below it"]))
 
+    def test_examine_subscriptions_condstore_and_closing(self) -> None:
+        """EXAMINE is read-only; LSUB follows UNSUBSCRIBE; LIST RETURN
+        STATUS; CHANGEDSINCE and UNCHANGEDSINCE (CONDSTORE); UID EXPUNGE
+        only the UIDs given; CHECK, UNSELECT, CLOSE (which expunges)."""
+        address = self.account()
+        for n in range(3):
+            self.deliver(address, b"Subject: %d\r\n\r\nx\r\n" % n)
+        client = self.login(address)
+        typ, data = client.select("INBOX", readonly=True)
+        self.assertEqual((typ, data), ("OK", [b"3"]))
+        self.assertEqual(client.response("READ-ONLY"), ("READ-ONLY", [b""]))
+        typ, data = client.store("1", "+FLAGS", "(\\Seen)")
+        self.assertEqual(
+            (typ, data),
+            ("NO", [b"[READ-ONLY] The mailbox is open read-only (EXAMINE)"]),
+        )
+        ok(client.unsubscribe("Spam"))
+        self.assertEqual(
+            sorted(ok(client.lsub())),
+            [
+                b'() "/" "Drafts"',
+                b'() "/" "INBOX"',
+                b'() "/" "Sent"',
+                b'() "/" "Trash"',
+            ],
+        )
+        listed = ok(
+            client._simple_command(
+                "LIST", '""', "INBOX", "RETURN", "(STATUS (MESSAGES))"
+            )
+        )
+        self.assertEqual(
+            client.response("STATUS"), ("STATUS", [b'"INBOX" (MESSAGES 3)'])
+        )
+        self.assertEqual(listed, [b"LIST done"])
+        ok(client.select("INBOX"))
+        self.assertEqual(client.response("CLOSED"), ("CLOSED", [b""]))
+        [highest] = client.response("HIGHESTMODSEQ")[1]
+        ok(client.store("2", "+FLAGS", "(\\Flagged)"))
+        changed = ok(client.fetch("1:*", f"(FLAGS) (CHANGEDSINCE {int(highest)})"))
+        self.assertEqual(
+            changed, [b"2 (FLAGS (\\Flagged) MODSEQ (%d))" % (int(highest) + 1)]
+        )
+        typ, data = client._simple_command(
+            "STORE", "1:2", f"(UNCHANGEDSINCE {int(highest)})", "+FLAGS", "(\\Seen)"
+        )
+        self.assertEqual(typ, "OK")
+        self.assertEqual(data, [b"[MODIFIED 2] Conditional STORE failed"])
+        ok(client.store("1:3", "+FLAGS", "(\\Deleted)"))
+        ok(client.uid("EXPUNGE", "2"))
+        self.assertEqual(client.response("EXPUNGE"), ("EXPUNGE", [b"2"]))
+        ok(client.check())
+        ok(client._simple_command("UNSELECT"))
+        ok(client.select("INBOX"))
+        ok(client.close())
+        self.assertEqual(ok(client.select("INBOX")), [b"0"])
+
     @staticmethod
     def validity(client: imaplib.IMAP4) -> bytes:
         [line] = ok(client.status("INBOX", "(UIDVALIDITY)"))
