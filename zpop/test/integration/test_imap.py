@@ -356,6 +356,26 @@ class IdleTests(ImapMixin, TestCase):
         self.assertEqual(idler.readline(), b"i1 OK IDLE done\r\n")
 
 
+class DurabilityTests(ImapMixin, TestCase):
+    def test_kill_after_ok(self) -> None:
+        """What IMAP acknowledged (an APPEND's OK, a STORE, an EXPUNGE)
+        survives kill -9 of the server right after the reply."""
+        address = self.account()
+        self.deliver(address, MESSAGE)
+        client = self.login(address)
+        ok(client.append("INBOX", "(\\Flagged)", None, b"Subject: kept\r\n\r\nx\r\n"))
+        ok(client.select("INBOX"))
+        ok(client.store("1", "+FLAGS", "(\\Deleted)"))
+        ok(client.expunge())
+        self.server.kill()
+        self.server.restart()
+        client = self.login(address)
+        ok(client.select("INBOX"))
+        self.assertEqual(
+            ok(client.fetch("1:*", "(UID FLAGS)")), [b"1 (UID 2 FLAGS (\\Flagged))"]
+        )
+
+
 class StartTLSTests(ImapMixin, TestCase):
     def test_login_disabled_before_tls(self) -> None:
         address = self.account()
