@@ -580,7 +580,7 @@ class POP3Server(CommandRunner, sasl.Exchanges, pop3.POP3):
             # The first chunk before +OK: a message IMAP expunged since the
             # login gets an error, not a broken reply.
             try:
-                first = await reader.read(CHUNK_SIZE)
+                first = await maybeDeferred(reader.read, CHUNK_SIZE)
             except NotFound:
                 raise Refusal(
                     "This message was deleted by another session", "SYS/TEMP"

@@ -23,6 +23,14 @@ from zpop.test.integration.test_imap import (
 from zpop.test.tools import require_tool
 
 
+def debian_python_env(**extra: str) -> dict[str, str]:
+    """The environment for a Debian Python program (getmail, offlineimap):
+    without the PYTHONPATH trial's workers get, which would load this
+    interpreter's modules into Debian's."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    return {**env, **extra}
+
+
 def lf(message: bytes) -> bytes:
     return message.replace(b"\r\n", b"\n")
 
@@ -240,7 +248,8 @@ class GetmailTests(ImapMixin, TestCase):
                 """)
             )
         command = [getmail, "--getmaildir", self.server.dir, "--rcfile", rc]
-        first = subprocess.run(command, capture_output=True, timeout=90)
+        env = debian_python_env()
+        first = subprocess.run(command, capture_output=True, timeout=90, env=env)
         self.assertEqual(first.returncode, 0, first.stdout + first.stderr)
         bodies = []
         for name in os.listdir(os.path.join(maildir, "new")):
@@ -251,7 +260,7 @@ class GetmailTests(ImapMixin, TestCase):
         self.assertEqual(
             sorted(bodies), sorted(b"Return-Path: <unknown>\n" + m for m in sent)
         )
-        again = subprocess.run(command, capture_output=True, timeout=90)
+        again = subprocess.run(command, capture_output=True, timeout=90, env=env)
         self.assertEqual(again.returncode, 0, again.stdout + again.stderr)
         self.assertEqual(len(os.listdir(os.path.join(maildir, "new"))), 2)
         client = self.login(address)
@@ -297,7 +306,7 @@ class OfflineimapTests(ImapMixin, TestCase):
                 cert_fingerprint = {fingerprint}
                 """)
             )
-        env = dict(os.environ, HOME=self.server.dir)
+        env = debian_python_env(HOME=self.server.dir)
         command = [offlineimap, "-c", rc, "-o", "-u", "basic"]
         self.offlineimap(command, env)
         self.assertEqual(
