@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
-from zpop.accounts.imap_account import ImapAccount, MailboxEntry
+from zpop.accounts.imap_account import ImapAccount, MailboxEntry, NotFound
 from zpop.imap.envelope import HEADER_END, envelope
 from zpop.imap.fetch_items import Attribute, BodySection, FetchItem
 from zpop.imap.sections import (
@@ -87,8 +87,8 @@ class MessageFetch:
     """The FETCH items of one message, read as lazily as they allow."""
 
     def __init__(self, account: ImapAccount, entry: MailboxEntry) -> None:
-        self._account = account
-        self._entry = entry
+        self.account = account
+        self.entry = entry
         self._header: bytes | None = None
         self._whole: bytes | None = None
         self._tree: Part | None = None
@@ -99,7 +99,7 @@ class MessageFetch:
             if self._whole is not None:
                 data = self._whole
             else:
-                data = await self._account.read_body(self._entry.id, 0, HEADER_LIMIT)
+                data = await self.account.read_body(self.entry.id, 0, HEADER_LIMIT)
             found = HEADER_END.search(data)
             self._header = data if found is None else data[: found.end()]
         return self._header
@@ -108,9 +108,9 @@ class MessageFetch:
         if self._whole is None:
             chunks = []
             offset = 0
-            while offset < self._entry.size:
-                chunk = await self._account.read_body(
-                    self._entry.id, offset, CHUNK_SIZE * 4
+            while offset < self.entry.size:
+                chunk = await self.account.read_body(
+                    self.entry.id, offset, CHUNK_SIZE * 4
                 )
                 if not chunk:
                     break
@@ -129,7 +129,7 @@ class MessageFetch:
     ) -> tuple[list[tuple[int, int]], bytes | None]:
         """What an item sends: byte ranges of the stored message to
         stream, or the bytes themselves (filtered header fields)."""
-        size = self._entry.size
+        size = self.entry.size
         if isinstance(item, Attribute):
             if item.name == "RFC822":
                 return [(0, size)], None
@@ -193,6 +193,11 @@ class MessageFetch:
 STREAMED = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT"})
 
 
+class LiteralBroken(Exception):
+    """A literal was announced and its message vanished before it was all
+    sent: the connection is being closed."""
+
+
 async def write_fetch(
     transport: Any,
     number: int,
@@ -206,6 +211,8 @@ async def write_fetch(
     UID...), or None if the message must be read for it.
     """
     transport.write(b"* %d FETCH (" % number)
+    # The caller has read the message's header: a NotFound past this point
+    # is a race within one response (zpop.imap.messages handles it).
     first = True
     for item in items:
         prefix = b"" if first else b" "
@@ -220,13 +227,17 @@ async def write_fetch(
             if data is not None:
                 transport.write(prefix + label + b" " + encode(data))
                 continue
-            transport.write(prefix + label + b" {%d}\r\n" % total(ranges))
-            producer = BodyProducer(
-                transport,
-                RangeReader(fetch._account, fetch._entry.id, ranges),
-                PassThrough(),
-            )
-            await producer.start()
+            reader = RangeReader(fetch.account, fetch.entry.id, ranges)
+            # The first chunk before the literal is announced: a message
+            # expunged meanwhile fails here, while the reply can still end.
+            head = await maybeDeferred(reader.read, CHUNK_SIZE)
+            transport.write(prefix + label + b" {%d}\r\n" % total(ranges) + head)
+            try:
+                await BodyProducer(transport, reader, PassThrough()).start()
+            except NotFound:
+                # Gone between two chunks: the literal cannot be finished.
+                transport.loseConnection()
+                raise LiteralBroken() from None
             continue
         transport.write(
             prefix + Atom(item.label).encode() + b" " + encode(await fetch.value(item))

@@ -26,7 +26,7 @@ from zpop.accounts.imap_account import (
 )
 from zpop.imap import parser
 from zpop.imap import search_keys as k
-from zpop.imap.fetch import MessageFetch, internal_date, write_fetch
+from zpop.imap.fetch import LiteralBroken, MessageFetch, internal_date, write_fetch
 from zpop.imap.fetch_items import Attribute, FetchItem
 from zpop.imap.folders import flag_bits
 from zpop.imap.responses import Refusal
@@ -47,7 +47,8 @@ class MessageCommands:
     _tagged: Callable[[str, str, str], None]
     _write: Callable[[str | bytes], None]
     _framer: Any
-    _raw: Callable[[bytes], Any] | None
+    _raw: tuple[str, Callable[[bytes], Any]] | None
+    _closing: bool
     _watch: Watch | None = None
     _idling: tuple[str, str] | None = None
 
@@ -111,6 +112,11 @@ class MessageCommands:
         items = list(args.items)
         if sets_seen and not any(_is(i, "FLAGS") for i in items):
             items.append(Attribute("FLAGS"))
+        reads = (
+            any(self._simple(selected, 0, i) is None for i in items)
+            if indexes
+            else False
+        )
         gone = False
         for index in indexes:
             entry = selected.entry(index)
@@ -120,10 +126,17 @@ class MessageCommands:
                 return self._simple(selected, index, item)
 
             try:
+                if reads:
+                    # Read before the response starts, so a message another
+                    # session expunged is left out whole (RFC 9051 §7.4.1).
+                    await fetch.header()
                 await write_fetch(self.transport, index + 1, fetch, items, simple)
+            except LiteralBroken:
+                self._closing = True
+                return
             except NotFound:
-                # Expunged by another session meanwhile (RFC 9051 §7.4.1).
-                self.transport.write(b")\r\n")
+                if not reads:
+                    raise
                 gone = True
         if gone:
             raise Refusal("[EXPUNGEISSUED] Some messages were expunged meanwhile")
@@ -323,7 +336,7 @@ class MessageCommands:
         self._write("+ idling")
         self._idling = (command.tag, command.name)
         self._framer.expect_line()
-        self._raw = self._idle_done
+        self._raw = (command.tag, self._idle_done)
         if self.account is not None and self.selected is not None:
             selected = self.selected
             self._watch = self.account.watch(

@@ -107,7 +107,9 @@ class IMAPServer(FolderCommands, MessageCommands, TimeoutMixin, Protocol):
         self._closing = False
         self._tls_active = self.implicit_tls
         self._tls_version: str | None = None
-        self._raw: Callable[[bytes], Any] | None = None
+        #: The command waiting for a raw line (AUTHENTICATE's response,
+        #: IDLE's DONE): its tag and what takes the line.
+        self._raw: tuple[str, Callable[[bytes], Any]] | None = None
         self._bad = 0
         self._login_failures = 0
         self._address = "-"
@@ -216,7 +218,7 @@ class IMAPServer(FolderCommands, MessageCommands, TimeoutMixin, Protocol):
             elif isinstance(event, RawLine):
                 raw, self._raw = self._raw, None
                 if raw is not None:
-                    self._run("", raw, event.data)
+                    self._run(raw[0], raw[1], event.data)
             elif isinstance(event, Complete):
                 self._command(event.segments)
 
@@ -392,7 +394,7 @@ class IMAPServer(FolderCommands, MessageCommands, TimeoutMixin, Protocol):
             return self._plain(command.tag, args.initial_response)
         self._write("+ ")
         self._framer.expect_line()
-        self._raw = lambda line: self._plain(command.tag, line)
+        self._raw = (command.tag, lambda line: self._plain(command.tag, line))
         return None
 
     async def _plain(self, tag: str, line: bytes) -> None:

@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zpop.accounts.credentials import AppPasswordRequired, Identity
 from zpop.accounts.imap_account import IImapAccount, ImapAccount
 from zpop.imap.server import MAX_BAD_COMMANDS, IMAPFactory, ImapSettings
+from zpop.store.mailbox import DELETED
 from zpop.store.memory import MemoryStore
 from zpop.store.records import NewMessage
 
@@ -207,6 +208,15 @@ class LoginTests(SessionTestCase):
         out = self.send(base64.b64encode(b"\0bob@example.com\0secret") + b"\r\n")
         self.assertTrue(out.startswith(b"a OK [CAPABILITY "), out)
 
+    def test_authenticate_cancelled_and_malformed(self) -> None:
+        """The refusal carries the AUTHENTICATE command's tag."""
+        self.send(b"a AUTHENTICATE PLAIN\r\n")
+        self.assertEqual(self.send(b"*\r\n"), b"a BAD Authentication cancelled\r\n")
+        self.send(b"b AUTHENTICATE PLAIN\r\n")
+        self.assertEqual(
+            self.send(b"!!!\r\n"), b"b BAD Invalid base64 in the response\r\n"
+        )
+
     def test_id_and_namespace(self) -> None:
         self.assertEqual(
             self.send(b'a ID ("name" "imaplib")\r\n'),
@@ -315,6 +325,24 @@ class MailboxTests(SessionTestCase):
             self.send(b"b APPEND INBOX {1001}\r\n"),
             b"b NO [TOOBIG] Literal too big\r\n",
         )
+
+    def test_fetch_of_a_message_expunged_elsewhere(self) -> None:
+        """A message another session expunged while this one still numbers
+        it: left out of FETCH, NO [EXPUNGEISSUED]; its EXPUNGE comes at the
+        next command that may send one."""
+        new = NewMessage("Inbox", b"Subject: x\r\n\r\nbody\r\n", "x", NOW)
+        self.successResultOf(self.store.store_messages(self.account.id, [new, new]))
+        self.login()
+        self.send(b"s SELECT INBOX\r\n")
+        inbox = self.successResultOf(self.store.get_folder(self.account.id, "INBOX"))
+        self.successResultOf(self.store.store_flags(inbox.id, [1], "add", DELETED, []))
+        self.successResultOf(self.store.expunge(inbox.id))
+        self.assertEqual(
+            self.send(b"f FETCH 1:2 (UID BODY.PEEK[TEXT])\r\n"),
+            b"* 2 FETCH (UID 2 BODY[TEXT] {6}\r\nbody\r\n)\r\n"
+            b"f NO [EXPUNGEISSUED] Some messages were expunged meanwhile\r\n",
+        )
+        self.assertEqual(self.send(b"n NOOP\r\n"), b"* 1 EXPUNGE\r\nn OK NOOP done\r\n")
 
     def test_idle_wakes_on_new_mail(self) -> None:
         self.login()
